@@ -1,0 +1,1 @@
+//! selgate-sim: the deterministic simulator (arrives with the driver-sim issue).

@@ -1,0 +1,1 @@
+//! End-to-end tests of selgate (arrive with the driver-mio issue).
