@@ -2,4 +2,12 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod config;
 pub mod dialect;
+mod event;
+mod stats;
+
+pub use config::{Config, ConfigError, LinkDownPolicy};
+pub use dialect::Dialect;
+pub use event::{Action, ConnId, Event};
+pub use stats::{CloseReason, DropReason, Stats};

@@ -1,0 +1,332 @@
+//! The gate's configuration: one struct, documented defaults, validated with
+//! clear errors. The drivers fill it from flags, environment and files.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::codec::HeaderLayout;
+use crate::dialect::Dialect;
+
+/// What happens to live sessions when the DBServer link goes down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LinkDownPolicy {
+    /// Close them at once: the DBServer lost their state (the default, and
+    /// what every DBServer expects).
+    #[default]
+    Close,
+    /// Keep them for up to `max`: buffer their frames (bounded by
+    /// `max_pending_bytes`), then re-announce them with open frames and
+    /// forward what was held once the link is back.
+    Hold {
+        /// How long a session may wait for the link.
+        max: Duration,
+    },
+}
+
+/// Every setting of one gate (one zone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The DBServer dialect. Default: `wemade`.
+    pub dialect: Dialect,
+    /// The gate IP written in open frames. Default: `None`, meaning the local
+    /// address the client connected to.
+    pub gate_ip: Option<IpAddr>,
+    /// Message header layout, used by the message filter. Default: classic.
+    pub header_layout: HeaderLayout,
+
+    /// Longest client frame, `#` to `!` inclusive. Default: 1 KiB.
+    pub max_frame_len: usize,
+    /// Most bytes a session may hold that are not yet forwarded (the
+    /// incomplete frame, plus held frames under the hold policy).
+    /// Default: 4 KiB.
+    pub max_pending_bytes: usize,
+    /// Time from accept to the first complete frame. Default: 10 s.
+    pub first_frame_timeout: Duration,
+    /// Time without a complete frame before the session is closed.
+    /// Default: 60 s.
+    pub idle_timeout: Duration,
+    /// Most frames one session may send within one second. Default: 50.
+    pub max_frames_per_sec: u32,
+    /// If set, only these message ids may pass; others close the session.
+    /// Default: `None` (no filter).
+    pub allowed_messages: Option<BTreeSet<u16>>,
+
+    /// Interval between keepalives `%--$`. Default: 2 s.
+    pub keepalive_interval: Duration,
+    /// Silence after which the link is declared dead. Default: 10 s.
+    pub keepalive_timeout: Duration,
+    /// Longest a connect attempt may take. Default: 5 s.
+    pub connect_timeout: Duration,
+    /// First reconnect delay; it doubles after each failure. Default: 1 s.
+    pub reconnect_min: Duration,
+    /// Cap of the reconnect delay. Default: 10 s.
+    pub reconnect_max: Duration,
+    /// Jitter applied to each reconnect delay, in percent (±). Default: 20.
+    pub reconnect_jitter_pct: u8,
+    /// Sessions when the link drops. Default: close them.
+    pub link_down_policy: LinkDownPolicy,
+
+    /// Most live sessions. Default: 8000 (each needs one file descriptor).
+    pub max_sessions: usize,
+    /// Most live sessions from one IP. Default: 50 (internet cafés share one).
+    pub max_sessions_per_ip: usize,
+    /// Most connects from one IP within 1 s. Default: 10.
+    pub max_connects_per_ip_1s: u32,
+    /// Most connects from one IP within 10 s. Default: 40.
+    pub max_connects_per_ip_10s: u32,
+    /// How long an IP that broke a connect-rate window stays blocked.
+    /// Default: 60 s.
+    pub rate_block_duration: Duration,
+    /// How long `%+B` blocks an IP. Default: 10 min.
+    pub temp_block_duration: Duration,
+    /// Most IPs tracked at once (rate windows and temporary blocks).
+    /// Default: 65 536.
+    pub max_tracked_ips: usize,
+
+    /// Bytes queued toward one client before it is closed as slow.
+    /// Default: 64 KiB.
+    pub client_queue_cap: usize,
+    /// Bytes queued toward the DBServer at which client reads pause.
+    /// Default: 1 MiB.
+    pub upstream_high_watermark: usize,
+    /// Bytes queued toward the DBServer at which client reads resume.
+    /// Default: 256 KiB.
+    pub upstream_low_watermark: usize,
+    /// Longest DBServer frame accepted; longer ones are skipped.
+    /// Default: 64 KiB.
+    pub max_upstream_frame_len: usize,
+    /// Longest the shutdown may take before `Stopped`. Default: 5 s.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            dialect: Dialect::Wemade,
+            gate_ip: None,
+            header_layout: HeaderLayout::Classic,
+            max_frame_len: 1024,
+            max_pending_bytes: 4096,
+            first_frame_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_frames_per_sec: 50,
+            allowed_messages: None,
+            keepalive_interval: Duration::from_secs(2),
+            keepalive_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(10),
+            reconnect_jitter_pct: 20,
+            link_down_policy: LinkDownPolicy::Close,
+            max_sessions: 8000,
+            max_sessions_per_ip: 50,
+            max_connects_per_ip_1s: 10,
+            max_connects_per_ip_10s: 40,
+            rate_block_duration: Duration::from_secs(60),
+            temp_block_duration: Duration::from_secs(600),
+            max_tracked_ips: 65_536,
+            client_queue_cap: 64 * 1024,
+            upstream_high_watermark: 1024 * 1024,
+            upstream_low_watermark: 256 * 1024,
+            max_upstream_frame_len: 64 * 1024,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A configuration the gate cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A frame must hold at least `#`, a check char and `!`.
+    #[error("max_frame_len must be at least 3 bytes, got {0}")]
+    FrameLenTooSmall(usize),
+    /// The incomplete frame must fit in the pending budget.
+    #[error("max_pending_bytes ({pending}) must be at least max_frame_len ({frame})")]
+    PendingBelowFrame {
+        /// max_pending_bytes
+        pending: usize,
+        /// max_frame_len
+        frame: usize,
+    },
+    /// A duration that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    ZeroDuration(&'static str),
+    /// A count that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    ZeroCount(&'static str),
+    /// The keepalive must fire before the link is declared dead.
+    #[error(
+        "keepalive_interval ({interval:?}) must be shorter than keepalive_timeout ({timeout:?})"
+    )]
+    KeepaliveNotBeforeTimeout {
+        /// keepalive_interval
+        interval: Duration,
+        /// keepalive_timeout
+        timeout: Duration,
+    },
+    /// The backoff range is upside down.
+    #[error("reconnect_min ({min:?}) must not exceed reconnect_max ({max:?})")]
+    BackoffInverted {
+        /// reconnect_min
+        min: Duration,
+        /// reconnect_max
+        max: Duration,
+    },
+    /// Jitter of 100% or more could make a delay of zero.
+    #[error("reconnect_jitter_pct must be below 100, got {0}")]
+    JitterTooLarge(u8),
+    /// The watermarks are upside down.
+    #[error("upstream_low_watermark ({low}) must be below upstream_high_watermark ({high})")]
+    WatermarksInverted {
+        /// low watermark
+        low: usize,
+        /// high watermark
+        high: usize,
+    },
+    /// More sessions than session ids could ever be live.
+    #[error("max_sessions ({0}) is larger than the id space allows")]
+    TooManySessions(usize),
+}
+
+impl Config {
+    /// Checks that the settings make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_frame_len < 3 {
+            return Err(ConfigError::FrameLenTooSmall(self.max_frame_len));
+        }
+        if self.max_pending_bytes < self.max_frame_len {
+            return Err(ConfigError::PendingBelowFrame {
+                pending: self.max_pending_bytes,
+                frame: self.max_frame_len,
+            });
+        }
+        let durations = [
+            ("first_frame_timeout", self.first_frame_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("keepalive_interval", self.keepalive_interval),
+            ("keepalive_timeout", self.keepalive_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("reconnect_min", self.reconnect_min),
+            ("rate_block_duration", self.rate_block_duration),
+            ("temp_block_duration", self.temp_block_duration),
+            ("shutdown_timeout", self.shutdown_timeout),
+        ];
+        for (name, d) in durations {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroDuration(name));
+            }
+        }
+        if let LinkDownPolicy::Hold { max } = self.link_down_policy {
+            if max.is_zero() {
+                return Err(ConfigError::ZeroDuration("link_down_policy hold"));
+            }
+        }
+        let counts = [
+            ("max_frames_per_sec", self.max_frames_per_sec as usize),
+            ("max_sessions", self.max_sessions),
+            ("max_sessions_per_ip", self.max_sessions_per_ip),
+            (
+                "max_connects_per_ip_1s",
+                self.max_connects_per_ip_1s as usize,
+            ),
+            (
+                "max_connects_per_ip_10s",
+                self.max_connects_per_ip_10s as usize,
+            ),
+            ("max_tracked_ips", self.max_tracked_ips),
+            ("client_queue_cap", self.client_queue_cap),
+            ("max_upstream_frame_len", self.max_upstream_frame_len),
+        ];
+        for (name, c) in counts {
+            if c == 0 {
+                return Err(ConfigError::ZeroCount(name));
+            }
+        }
+        if self.keepalive_interval >= self.keepalive_timeout {
+            return Err(ConfigError::KeepaliveNotBeforeTimeout {
+                interval: self.keepalive_interval,
+                timeout: self.keepalive_timeout,
+            });
+        }
+        if self.reconnect_min > self.reconnect_max {
+            return Err(ConfigError::BackoffInverted {
+                min: self.reconnect_min,
+                max: self.reconnect_max,
+            });
+        }
+        if self.reconnect_jitter_pct >= 100 {
+            return Err(ConfigError::JitterTooLarge(self.reconnect_jitter_pct));
+        }
+        if self.upstream_low_watermark >= self.upstream_high_watermark {
+            return Err(ConfigError::WatermarksInverted {
+                low: self.upstream_low_watermark,
+                high: self.upstream_high_watermark,
+            });
+        }
+        // Half the id space keeps "not reused until 2^31 sessions" meaningful.
+        if self.max_sessions > (i32::MAX as usize) / 2 {
+            return Err(ConfigError::TooManySessions(self.max_sessions));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_protocol_table() {
+        let c = Config::default();
+        assert_eq!(c.validate(), Ok(()));
+        // PROTOCOL.md section 5, "what this gate should default to".
+        assert_eq!(c.keepalive_interval, Duration::from_secs(2));
+        assert_eq!(c.keepalive_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.first_frame_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_frame_len, 1024);
+    }
+
+    #[test]
+    fn inconsistent_settings_are_refused_with_a_reason() {
+        let bad = Config {
+            keepalive_interval: Duration::from_secs(10),
+            ..Config::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::KeepaliveNotBeforeTimeout { .. })
+        ));
+        let bad = Config {
+            upstream_low_watermark: 10,
+            upstream_high_watermark: 10,
+            ..Config::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::WatermarksInverted { .. })
+        ));
+        let bad = Config {
+            max_frame_len: 2,
+            ..Config::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::FrameLenTooSmall(2)));
+        let bad = Config {
+            idle_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(
+            bad.validate(),
+            Err(ConfigError::ZeroDuration("idle_timeout"))
+        );
+        let bad = Config {
+            max_pending_bytes: 100,
+            ..Config::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::PendingBelowFrame { .. })
+        ));
+    }
+}

@@ -1,0 +1,239 @@
+//! Close and drop reasons, and the read-only counters the drivers export as
+//! metrics. Every close and every drop has a reason and a counter.
+
+use std::fmt;
+
+macro_rules! reason_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $label:literal, )+ }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $( $(#[$vmeta])* $variant, )+ }
+
+        impl $name {
+            /// Every reason, in declaration order (the counter index order).
+            pub const ALL: &'static [$name] = &[ $( $name::$variant, )+ ];
+            /// How many reasons there are.
+            pub const COUNT: usize = $name::ALL.len();
+
+            /// A stable snake_case label for logs and metric labels.
+            pub fn as_str(self) -> &'static str {
+                match self { $( $name::$variant => $label, )+ }
+            }
+
+            /// The counter index of this reason.
+            pub fn index(self) -> usize {
+                self as usize
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+reason_enum! {
+    /// Why a client connection was closed or refused.
+    pub enum CloseReason {
+        /// The client closed its socket (or it failed).
+        ClientGone => "client_gone",
+        /// A byte that cannot start a frame (not `#` or `*`): HTTP, scanners,
+        /// other games' clients (PROTOCOL.md section 2).
+        BadFrameStart => "bad_frame_start",
+        /// A frame carrying `%`, `$`, NUL, or a byte outside the codec
+        /// alphabet: it could forge DBServer frames (section 6).
+        Injection => "injection",
+        /// A frame longer than `max_frame_len`.
+        FrameTooLong => "frame_too_long",
+        /// More unforwarded bytes than `max_pending_bytes`.
+        PendingOverflow => "pending_overflow",
+        /// No complete frame within `first_frame_timeout`.
+        FirstFrameTimeout => "first_frame_timeout",
+        /// No complete frame within `idle_timeout`.
+        IdleTimeout => "idle_timeout",
+        /// More than `max_frames_per_sec` frames in one second.
+        FrameRate => "frame_rate",
+        /// A message id outside the configured allow-list.
+        MessageFiltered => "message_filtered",
+        /// The client did not read: its queue passed `client_queue_cap`.
+        SlowClient => "slow_client",
+        /// The DBServer kicked it (`%+-`).
+        Kicked => "kicked",
+        /// The DBServer kicked it and blocked its IP for a while (`%+B`).
+        KickedTempBlock => "kicked_temp_block",
+        /// The DBServer kicked it and blocked its IP for good (`%+T`), or
+        /// its IP was added to the block list (`%+M`).
+        KickedPermBlock => "kicked_perm_block",
+        /// The DBServer link went down; the DBServer lost the session.
+        UpstreamLost => "upstream_lost",
+        /// The link stayed down longer than the hold policy allows.
+        HoldExpired => "hold_expired",
+        /// The gate is shutting down.
+        Shutdown => "shutdown",
+        /// Refused at accept: the DBServer link is down.
+        RefusedUpstreamDown => "refused_upstream_down",
+        /// Refused at accept: `max_sessions` reached.
+        RefusedMaxSessions => "refused_max_sessions",
+        /// Refused at accept: `max_sessions_per_ip` reached.
+        RefusedMaxPerIp => "refused_max_per_ip",
+        /// Refused at accept: the IP is on a block list or blocked by the
+        /// DBServer.
+        RefusedBlocked => "refused_blocked",
+        /// Refused at accept: too many connects from the IP (the IP is then
+        /// blocked for `rate_block_duration`).
+        RefusedRateLimited => "refused_rate_limited",
+        /// Refused at accept: the per-IP table is full.
+        RefusedIpTableFull => "refused_ip_table_full",
+        /// Refused at accept: the gate is shutting down.
+        RefusedShuttingDown => "refused_shutting_down",
+        /// Refused at accept: the driver reused a connection id still live.
+        RefusedDuplicateConn => "refused_duplicate_conn",
+    }
+}
+
+impl CloseReason {
+    /// True for reasons given at accept, before any session was opened.
+    pub fn is_refusal(self) -> bool {
+        self >= CloseReason::RefusedUpstreamDown
+    }
+
+    /// True when the client broke the protocol or a limit (the driver closes
+    /// at once instead of flushing queued bytes).
+    pub fn is_hostile(self) -> bool {
+        matches!(
+            self,
+            CloseReason::BadFrameStart
+                | CloseReason::Injection
+                | CloseReason::FrameTooLong
+                | CloseReason::PendingOverflow
+                | CloseReason::FrameRate
+                | CloseReason::MessageFiltered
+                | CloseReason::SlowClient
+        )
+    }
+}
+
+reason_enum! {
+    /// Why bytes or a frame from the DBServer, or a client's frame, were
+    /// dropped without closing anything.
+    pub enum DropReason {
+        /// `%<id>/...$` for an id the gate never issued (or issued long ago).
+        UnknownSession => "unknown_session",
+        /// `%<id>/...$` for a session that is already closed.
+        ClosedSession => "closed_session",
+        /// `%0/...$`.
+        ZeroId => "zero_id",
+        /// An id that is negative, not decimal, or too large.
+        BadId => "bad_id",
+        /// A frame with no `/` after the id.
+        Malformed => "malformed",
+        /// A control frame (`%+-`, `%+B`, `%+T`, `%+M`) with a bad argument.
+        BadControl => "bad_control",
+        /// A DBServer frame longer than the parser's cap; skipped.
+        Oversize => "oversize",
+        /// Bytes between DBServer frames that are not NUL padding.
+        Garbage => "garbage",
+        /// A kick or block for a session that is not live.
+        ControlForDeadSession => "control_for_dead_session",
+        /// A client frame that arrived while the link was down and could not
+        /// be held.
+        LinkDown => "link_down",
+    }
+}
+
+/// Read-only counters, exported by the drivers as metrics.
+///
+/// Counters only grow; gauges (`sessions`, queue depths) are read from
+/// [`crate::Gate`] methods.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Clients accepted into a session.
+    pub accepted: u64,
+    /// Client closes and refusals, indexed by [`CloseReason::index`].
+    pub closes: [u64; CloseReason::COUNT],
+    /// Drops, indexed by [`DropReason::index`]. For `Garbage` it counts
+    /// bytes; for every other reason, frames.
+    pub drops: [u64; DropReason::COUNT],
+    /// Client frames forwarded to the DBServer.
+    pub frames_up: u64,
+    /// Bytes written toward the DBServer (frames, opens, closes, keepalives).
+    pub bytes_up: u64,
+    /// Frames delivered to clients.
+    pub frames_down: u64,
+    /// Bytes delivered to clients.
+    pub bytes_down: u64,
+    /// `*` acknowledgements dropped between client frames.
+    pub client_acks: u64,
+    /// NUL padding bytes skipped on the DBServer stream.
+    pub upstream_nul_bytes: u64,
+    /// Keepalives sent.
+    pub keepalives_sent: u64,
+    /// Keepalive answers (`%++$` and other `%+` frames) received.
+    pub keepalive_answers: u64,
+    /// Kicks and blocks received from the DBServer.
+    pub kicks: u64,
+    /// Connect attempts to the DBServer.
+    pub upstream_connects: u64,
+    /// Successful connects after the first one.
+    pub upstream_reconnects: u64,
+    /// Connect attempts that failed or timed out.
+    pub upstream_connect_failures: u64,
+    /// Times the link was declared dead for silence.
+    pub upstream_timeouts: u64,
+    /// Times the link closed under us.
+    pub upstream_losses: u64,
+    /// Times client reads were paused for DBServer backpressure.
+    pub read_pauses: u64,
+    /// Events for connections the gate does not know (driver races).
+    pub stale_events: u64,
+}
+
+impl Stats {
+    /// The counter for one close reason.
+    pub fn closed(&self, r: CloseReason) -> u64 {
+        self.closes[r.index()]
+    }
+
+    /// The counter for one drop reason.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r.index()]
+    }
+
+    /// Sum of all refusals at accept.
+    pub fn refused(&self) -> u64 {
+        CloseReason::ALL
+            .iter()
+            .filter(|r| r.is_refusal())
+            .map(|r| self.closed(*r))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_unique_and_indices_dense() {
+        let mut labels: Vec<_> = CloseReason::ALL.iter().map(|r| r.as_str()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), CloseReason::COUNT);
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
+
+    #[test]
+    fn refusals_are_the_accept_time_reasons() {
+        assert!(CloseReason::RefusedBlocked.is_refusal());
+        assert!(!CloseReason::Kicked.is_refusal());
+        assert!(CloseReason::Injection.is_hostile());
+        assert!(!CloseReason::Shutdown.is_hostile());
+    }
+}
