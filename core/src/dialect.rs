@@ -6,6 +6,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use bytes::BufMut;
+
 /// Which DBServer family the gate talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Dialect {
@@ -67,35 +69,41 @@ impl Dialect {
     }
 
     /// Appends `%O<id>/<client ip>[/<gate ip>]$` (letter per dialect).
-    pub fn write_open(self, out: &mut Vec<u8>, id: u32, client_ip: IpAddr, gate_ip: IpAddr) {
-        use std::io::Write;
-        out.push(b'%');
-        out.push(self.open_letter());
-        // Writing into a Vec cannot fail.
-        let _ = write!(out, "{id}/{client_ip}");
-        if self.open_has_gate_ip() {
-            let _ = write!(out, "/{gate_ip}");
-        }
-        out.push(b'$');
+    pub fn write_open(self, out: &mut impl BufMut, id: u32, client_ip: IpAddr, gate_ip: IpAddr) {
+        // Opens are rare (one per session), so formatting through a String is fine.
+        let text = if self.open_has_gate_ip() {
+            format!("{id}/{client_ip}/{gate_ip}")
+        } else {
+            format!("{id}/{client_ip}")
+        };
+        out.put_u8(b'%');
+        out.put_u8(self.open_letter());
+        out.put_slice(text.as_bytes());
+        out.put_u8(b'$');
     }
 
     /// Appends `%A<id>/<frame>$` (letter per dialect); `frame` is one whole
     /// client frame from `#` to `!`.
-    pub fn write_data(self, out: &mut Vec<u8>, id: u32, frame: &[u8]) {
-        out.push(b'%');
-        out.push(self.data_letter());
+    pub fn write_data(self, out: &mut impl BufMut, id: u32, frame: &[u8]) {
+        out.put_u8(b'%');
+        out.put_u8(self.data_letter());
         push_decimal(out, id);
-        out.push(b'/');
-        out.extend_from_slice(frame);
-        out.push(b'$');
+        out.put_u8(b'/');
+        out.put_slice(frame);
+        out.put_u8(b'$');
     }
 
     /// Appends `%X<id>$` (letter per dialect).
-    pub fn write_close(self, out: &mut Vec<u8>, id: u32) {
-        out.push(b'%');
-        out.push(self.close_letter());
+    pub fn write_close(self, out: &mut impl BufMut, id: u32) {
+        out.put_u8(b'%');
+        out.put_u8(self.close_letter());
         push_decimal(out, id);
-        out.push(b'$');
+        out.put_u8(b'$');
+    }
+
+    /// Appends the keepalive `%--$` (the same in every dialect).
+    pub fn write_keepalive(self, out: &mut impl BufMut) {
+        out.put_slice(KEEPALIVE);
     }
 
     /// Parses the text of one gate-to-DBServer frame (between `%` and `$`).
@@ -228,7 +236,7 @@ pub fn parse_id(text: &[u8]) -> Option<u32> {
 }
 
 /// Appends the decimal digits of `v` without going through `fmt` (hot path).
-pub fn push_decimal(out: &mut Vec<u8>, mut v: u32) {
+pub fn push_decimal(out: &mut impl BufMut, mut v: u32) {
     let mut buf = [0u8; 10];
     let mut i = buf.len();
     loop {
@@ -239,8 +247,13 @@ pub fn push_decimal(out: &mut Vec<u8>, mut v: u32) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    out.put_slice(&buf[i..]);
 }
+
+/// The gate's keepalive frame.
+pub const KEEPALIVE: &[u8] = b"%--$";
+/// The DBServer's keepalive answer.
+pub const KEEPALIVE_ANSWER: &[u8] = b"%++$";
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,52 @@
-//! selgate-core: the sans-IO heart of selgate (crate docs to come with the Gate).
+//! selgate-core: the sans-IO heart of selgate, a Legend of Mir 2
+//! character-selection gateway (SelGate).
+//!
+//! Game clients connect to the gate; the gate multiplexes every client over
+//! one persistent link to the DBServer and routes the replies back. This
+//! crate holds every protocol rule and no I/O: no sockets, no clock, no
+//! randomness. Time comes in as `now` arguments and randomness as a seed, so
+//! the same inputs always give the same outputs. The drivers (the mio binary
+//! `selgate`, the simulator `selgate-sim`, the fuzzers) move bytes and read
+//! clocks; see [`Gate`] for the drain contract they follow.
+//!
+//! Panics: none on peer input. Errors: only for API misuse such as an
+//! invalid [`Config`]; protocol failures become [`Action::CloseClient`] with
+//! a [`CloseReason`], or a counted [`DropReason`].
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+mod client;
 pub mod codec;
 pub mod config;
 pub mod dialect;
 mod event;
+mod gate;
+mod limits;
+mod link;
+#[cfg(feature = "peers")]
+pub mod peers;
+mod rng;
+mod session;
 mod stats;
+mod timers;
+mod upstream;
 
 pub use config::{Config, ConfigError, LinkDownPolicy};
 pub use dialect::Dialect;
 pub use event::{Action, ConnId, Event};
+pub use gate::Gate;
+pub use limits::{canonical_ip, BlockList, BlockListError};
+pub use link::LinkState;
 pub use stats::{CloseReason, DropReason, Stats};
+
+#[cfg(test)]
+mod test_util {
+    use std::time::Instant;
+
+    /// An arbitrary starting instant for unit tests. The core never reads
+    /// the clock; tests need some `Instant` to count from.
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn t0() -> Instant {
+        Instant::now()
+    }
+}

@@ -48,6 +48,8 @@ reason_enum! {
         /// A frame carrying `%`, `$`, NUL, or a byte outside the codec
         /// alphabet: it could forge DBServer frames (section 6).
         Injection => "injection",
+        /// A frame without a check character (`#!`).
+        MalformedFrame => "malformed_frame",
         /// A frame longer than `max_frame_len`.
         FrameTooLong => "frame_too_long",
         /// More unforwarded bytes than `max_pending_bytes`.
@@ -109,6 +111,7 @@ impl CloseReason {
             self,
             CloseReason::BadFrameStart
                 | CloseReason::Injection
+                | CloseReason::MalformedFrame
                 | CloseReason::FrameTooLong
                 | CloseReason::PendingOverflow
                 | CloseReason::FrameRate

@@ -1,0 +1,736 @@
+//! The gate's state machine: dispatches events to the client deframer, the
+//! session table, the per-IP limits and the DBServer link, and queues the
+//! actions the driver drains.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::client::Deframed;
+use crate::codec::peek_ident;
+use crate::config::{Config, ConfigError, LinkDownPolicy};
+use crate::event::{Action, ConnId, Event};
+use crate::limits::{canonical_ip, BlockList, IpLimits};
+use crate::link::{Link, LinkState};
+use crate::rng::SplitMix64;
+use crate::session::{Session, SessionTable, MAX_ID};
+use crate::stats::{CloseReason, DropReason, Stats};
+use crate::timers::{LinkTimer, Timers};
+use crate::upstream::{classify, DbFrame};
+
+/// How often expired per-IP state is swept (a bounded slice each time).
+const IP_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// The rate window for `max_frames_per_sec`.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// The SelGate state machine, free of I/O.
+///
+/// # Drain contract
+///
+/// The driver owns the sockets and the clock; the gate owns every protocol
+/// rule. The driver:
+///
+/// 1. reports each thing that happened with [`Gate::handle`], passing the
+///    current time (read once per loop turn and reused for every call of
+///    that turn; time never goes backwards inside the gate);
+/// 2. drains [`Gate::poll_action`] until it returns `None`, carrying out
+///    each action in order. It may call `handle` several times before
+///    draining; actions then queue up in order, and the DBServer frames of
+///    all those calls leave in one [`Action::SendUpstream`];
+/// 3. asks [`Gate::poll_timeout`] after draining, and calls
+///    `handle(now, Event::Tick)` once that instant has passed. Due timers
+///    also run at the start of every other `handle`, so a busy driver that
+///    never sleeps still runs them. After `handle` returns, the deadline is
+///    always later than `now`: the driver cannot busy-loop.
+///
+/// Connection handles ([`ConnId`]) belong to the driver. After
+/// [`Action::CloseClient`] or [`Event::ClientClosed`] the gate has forgotten
+/// the handle and the driver may reuse it; events for unknown handles are
+/// ignored and counted in [`Stats::stale_events`].
+///
+/// The driver reports what it has not yet written: [`Event::ClientBacklog`]
+/// after writing to a client, [`Event::UpstreamBacklog`] after writing to
+/// the DBServer (zero included). The gate closes slow clients, pauses and
+/// resumes client reads, and finishes a shutdown from those reports.
+///
+/// Protocol failures are never `Err`s: a bad client gets
+/// [`Action::CloseClient`] with a reason, and every close and every drop is
+/// counted in [`Gate::stats`]. Nothing a peer sends can make the gate panic.
+#[derive(Debug)]
+pub struct Gate {
+    cfg: Config,
+    now: Instant,
+    rng: SplitMix64,
+    sessions: SessionTable,
+    limits: IpLimits,
+    timers: Timers,
+    link: Link,
+    actions: VecDeque<Action>,
+    /// DBServer frames not yet handed out as one `SendUpstream`.
+    upstream_out: BytesMut,
+    stats: Stats,
+    shutting_down: bool,
+    stopped: bool,
+}
+
+impl Gate {
+    /// A gate that will ask to connect to the DBServer at once.
+    ///
+    /// `seed` drives the session-id offset (so a restarted gate does not
+    /// reuse the ids of its last run: seed it from the clock or the OS in
+    /// production, from the test seed in simulation) and the backoff jitter.
+    pub fn new(config: Config, now: Instant, seed: u64) -> Result<Gate, ConfigError> {
+        config.validate()?;
+        let mut rng = SplitMix64::new(seed);
+        let first_id = 1 + rng.below(u64::from(MAX_ID)) as u32;
+        let mut gate = Gate {
+            cfg: config,
+            now,
+            rng,
+            sessions: SessionTable::new(first_id),
+            limits: IpLimits::new(),
+            timers: Timers::default(),
+            link: Link::new(),
+            actions: VecDeque::new(),
+            upstream_out: BytesMut::with_capacity(16 * 1024),
+            stats: Stats::default(),
+            shutting_down: false,
+            stopped: false,
+        };
+        gate.connect(now);
+        Ok(gate)
+    }
+
+    /// Reports one event at time `now` (see the drain contract above).
+    pub fn handle(&mut self, now: Instant, event: Event<'_>) {
+        let now = now.max(self.now);
+        self.now = now;
+        if self.stopped {
+            self.stats.stale_events += 1;
+            return;
+        }
+        self.run_timers(now);
+        match event {
+            Event::ClientAccepted { conn, peer, local } => self.on_accept(now, conn, peer, local),
+            Event::ClientBytes { conn, bytes } => self.on_client_bytes(now, conn, bytes),
+            Event::ClientClosed { conn } => match self.sessions.id_of(conn) {
+                Some(id) => self.close_session(id, CloseReason::ClientGone, false),
+                None => self.stats.stale_events += 1,
+            },
+            Event::ClientBacklog { conn, queued } => match self.sessions.id_of(conn) {
+                Some(id) => {
+                    if let Some(s) = self.sessions.get_mut(id) {
+                        s.client_backlog = queued;
+                    }
+                }
+                None => self.stats.stale_events += 1,
+            },
+            Event::UpstreamConnected => self.on_upstream_connected(now),
+            Event::UpstreamConnectFailed => {
+                if self.link.state == LinkState::Connecting {
+                    self.connect_failed(now);
+                } else {
+                    self.stats.stale_events += 1;
+                }
+            }
+            Event::UpstreamBytes(bytes) => self.on_upstream_bytes(now, bytes),
+            Event::UpstreamClosed => match self.link.state {
+                LinkState::Up => {
+                    self.stats.upstream_losses += 1;
+                    self.link_lost(now);
+                }
+                LinkState::Connecting => self.connect_failed(now),
+                LinkState::Down | LinkState::Stopped => self.stats.stale_events += 1,
+            },
+            Event::UpstreamBacklog { queued } => self.on_upstream_backlog(queued),
+            Event::Tick => {}
+            Event::Shutdown => self.on_shutdown(now),
+        }
+        // Nothing an event does is due at `now`, but keep the promise of the
+        // drain contract even if a future rule forgets that.
+        self.run_timers(now);
+    }
+
+    /// The next action for the driver, or `None` when all are drained.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        if let Some(a) = self.actions.pop_front() {
+            return Some(a);
+        }
+        if self.upstream_out.is_empty() || self.link.state != LinkState::Up {
+            return None;
+        }
+        let bytes = self.upstream_out.split().freeze();
+        self.stats.bytes_up += bytes.len() as u64;
+        self.link.queued += bytes.len();
+        if !self.link.paused && self.link.queued > self.cfg.upstream_high_watermark {
+            self.link.paused = true;
+            self.stats.read_pauses += 1;
+            self.actions.push_back(Action::PauseClientReads);
+        }
+        Some(Action::SendUpstream(bytes))
+    }
+
+    /// The earliest instant at which the gate wants a [`Event::Tick`], or
+    /// `None` when nothing is scheduled. Always later than the last `now`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.stopped {
+            return None;
+        }
+        self.timers.next()
+    }
+
+    /// Replaces the block list loaded from the operator's file. Blocks the
+    /// DBServer ordered (`%+T`, `%+M`) are kept. Live sessions from newly
+    /// blocked addresses are closed.
+    pub fn set_block_list(&mut self, list: BlockList) {
+        self.limits.set_block_list(list);
+        let now = self.now;
+        let doomed: Vec<u32> = self
+            .sessions
+            .iter()
+            .filter(|s| self.limits.is_blocked(s.peer_ip, now))
+            .map(|s| s.id)
+            .collect();
+        for id in doomed {
+            self.close_session(id, CloseReason::KickedPermBlock, true);
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Live sessions.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The DBServer link's state.
+    pub fn link_state(&self) -> LinkState {
+        self.link.state
+    }
+
+    /// Bytes queued toward the DBServer (last report plus emitted since,
+    /// plus frames not yet drained).
+    pub fn upstream_queued(&self) -> usize {
+        self.link.queued + self.upstream_out.len()
+    }
+
+    /// True while client reads are paused for DBServer backpressure.
+    pub fn reads_paused(&self) -> bool {
+        self.link.paused
+    }
+
+    /// Sum of the bytes queued toward all clients, as last reported.
+    pub fn client_queued(&self) -> usize {
+        self.sessions.iter().map(|s| s.client_backlog).sum()
+    }
+
+    /// Client IPs with per-IP state (rate windows, blocks, sessions).
+    pub fn tracked_ips(&self) -> usize {
+        self.limits.tracked()
+    }
+
+    /// The session id the DBServer knows this connection by, if live.
+    pub fn session_id(&self, conn: ConnId) -> Option<u32> {
+        self.sessions.id_of(conn)
+    }
+
+    /// True once a shutdown was asked for.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// True once [`Action::Stopped`] was queued.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Entries in the session timer heap (live and stale); for invariant
+    /// checks that the heap stays bounded by the number of sessions.
+    pub fn timer_entries(&self) -> usize {
+        self.timers.session_entries()
+    }
+
+    // ---- clients -------------------------------------------------------
+
+    fn on_accept(&mut self, now: Instant, conn: ConnId, peer: SocketAddr, local: SocketAddr) {
+        if self.sessions.contains_conn(conn) {
+            // Driver bug: refuse the newcomer, keep the live session.
+            self.refuse(conn, CloseReason::RefusedDuplicateConn);
+            return;
+        }
+        if self.shutting_down {
+            self.refuse(conn, CloseReason::RefusedShuttingDown);
+            return;
+        }
+        let ip = canonical_ip(peer.ip());
+        let link_up = self.link.state == LinkState::Up;
+        let full = self.sessions.len() >= self.cfg.max_sessions;
+        let admitted = self.limits.admit(ip, now, &self.cfg, || {
+            if !link_up {
+                Some(CloseReason::RefusedUpstreamDown)
+            } else if full {
+                Some(CloseReason::RefusedMaxSessions)
+            } else {
+                None
+            }
+        });
+        if let Err(reason) = admitted {
+            self.refuse(conn, reason);
+            return;
+        }
+        let id = self.sessions.allocate_id();
+        let gate_ip = self.cfg.gate_ip.unwrap_or_else(|| canonical_ip(local.ip()));
+        self.cfg
+            .dialect
+            .write_open(&mut self.upstream_out, id, ip, gate_ip);
+        let session = Session {
+            id,
+            conn,
+            peer_ip: ip,
+            gate_ip,
+            deframer: Default::default(),
+            accepted_at: now,
+            last_frame: None,
+            timer_at: now + self.cfg.first_frame_timeout,
+            rate_window_start: now,
+            rate_count: 0,
+            client_backlog: 0,
+            announced: true,
+            held: Vec::new(),
+            hold_until: None,
+        };
+        self.timers.push_session(session.timer_at, id);
+        self.sessions.insert(session);
+        self.stats.accepted += 1;
+        if self.timers.get(LinkTimer::IpSweep).is_none() {
+            self.timers.set(LinkTimer::IpSweep, now + IP_SWEEP_INTERVAL);
+        }
+    }
+
+    fn refuse(&mut self, conn: ConnId, reason: CloseReason) {
+        self.stats.closes[reason.index()] += 1;
+        self.actions.push_back(Action::CloseClient {
+            conn,
+            reason,
+            flush: false,
+        });
+        // A refused connect from a new IP may have created per-IP state.
+        if self.timers.get(LinkTimer::IpSweep).is_none() && self.limits.tracked() > 0 {
+            self.timers
+                .set(LinkTimer::IpSweep, self.now + IP_SWEEP_INTERVAL);
+        }
+    }
+
+    fn on_client_bytes(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let Some(id) = self.sessions.id_of(conn) else {
+            self.stats.stale_events += 1;
+            return;
+        };
+        let cfg = &self.cfg;
+        let out = &mut self.upstream_out;
+        let stats = &mut self.stats;
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        let mut violation = None;
+        let result = s.deframer.push(bytes, cfg.max_frame_len, |frame| {
+            if now.saturating_duration_since(s.rate_window_start) >= RATE_WINDOW {
+                s.rate_window_start = now;
+                s.rate_count = 0;
+            }
+            s.rate_count += 1;
+            if s.rate_count > cfg.max_frames_per_sec {
+                violation = Some(CloseReason::FrameRate);
+                return false;
+            }
+            if let Some(allowed) = &cfg.allowed_messages {
+                // `#`, check char, payload, `!`.
+                let payload = &frame[2..frame.len() - 1];
+                if !peek_ident(payload).is_some_and(|m| allowed.contains(&m)) {
+                    violation = Some(CloseReason::MessageFiltered);
+                    return false;
+                }
+            }
+            s.last_frame = Some(now);
+            if s.announced {
+                cfg.dialect.write_data(out, id, frame);
+                stats.frames_up += 1;
+            } else if s.held.len() + frame.len() > cfg.max_pending_bytes {
+                // Held for the hold policy, within the pending budget.
+                violation = Some(CloseReason::PendingOverflow);
+                return false;
+            } else {
+                s.held.extend_from_slice(frame);
+            }
+            true
+        });
+        let pending = s.pending();
+        match result {
+            Deframed::Ok { acks } => self.stats.client_acks += u64::from(acks),
+            Deframed::Violation(r) => violation = violation.or(Some(r)),
+        }
+        if violation.is_none() && pending > self.cfg.max_pending_bytes {
+            violation = Some(CloseReason::PendingOverflow);
+        }
+        if let Some(reason) = violation {
+            self.close_session(id, reason, true);
+        }
+    }
+
+    /// Ends a session: releases its per-IP slot, tells the DBServer when it
+    /// knows the session, and tells the driver unless the driver told us.
+    fn close_session(&mut self, id: u32, reason: CloseReason, tell_driver: bool) {
+        let Some(s) = self.sessions.remove(id) else {
+            return;
+        };
+        self.limits.release(s.peer_ip);
+        if s.announced && self.link.state == LinkState::Up {
+            self.cfg.dialect.write_close(&mut self.upstream_out, id);
+        }
+        self.stats.closes[reason.index()] += 1;
+        if tell_driver {
+            self.actions.push_back(Action::CloseClient {
+                conn: s.conn,
+                reason,
+                flush: !reason.is_hostile(),
+            });
+        }
+    }
+
+    // ---- the DBServer link --------------------------------------------
+
+    fn connect(&mut self, now: Instant) {
+        self.link.state = LinkState::Connecting;
+        self.stats.upstream_connects += 1;
+        self.timers.clear(LinkTimer::Reconnect);
+        self.timers
+            .set(LinkTimer::ConnectTimeout, now + self.cfg.connect_timeout);
+        self.actions.push_back(Action::ConnectUpstream);
+    }
+
+    fn connect_failed(&mut self, now: Instant) {
+        self.stats.upstream_connect_failures += 1;
+        self.link.failures = self.link.failures.saturating_add(1);
+        self.schedule_reconnect(now);
+    }
+
+    fn schedule_reconnect(&mut self, now: Instant) {
+        self.link.state = LinkState::Down;
+        self.timers.clear(LinkTimer::ConnectTimeout);
+        self.timers.clear(LinkTimer::Keepalive);
+        self.timers.clear(LinkTimer::Silence);
+        if self.shutting_down {
+            return;
+        }
+        let delay = self.link.backoff(&self.cfg, &mut self.rng);
+        self.timers.set(LinkTimer::Reconnect, now + delay);
+    }
+
+    fn on_upstream_connected(&mut self, now: Instant) {
+        if self.link.state != LinkState::Connecting {
+            self.stats.stale_events += 1;
+            return;
+        }
+        self.link.state = LinkState::Up;
+        if self.link.ever_connected {
+            self.stats.upstream_reconnects += 1;
+        }
+        self.link.ever_connected = true;
+        self.link.failures = 0;
+        self.link.queued = 0;
+        self.link.deframer.reset();
+        self.timers.clear(LinkTimer::ConnectTimeout);
+        self.timers
+            .set(LinkTimer::Keepalive, now + self.cfg.keepalive_interval);
+        self.timers
+            .set(LinkTimer::Silence, now + self.cfg.keepalive_timeout);
+        // Sessions held through the outage are announced again, in id order,
+        // followed by what they sent meanwhile.
+        let dialect = self.cfg.dialect;
+        let out = &mut self.upstream_out;
+        let stats = &mut self.stats;
+        for s in self.sessions.iter_mut() {
+            if s.announced {
+                continue;
+            }
+            dialect.write_open(out, s.id, s.peer_ip, s.gate_ip);
+            let held = std::mem::take(&mut s.held);
+            let mut rest = &held[..];
+            while let Some(end) = rest.iter().position(|&b| b == b'!') {
+                dialect.write_data(out, s.id, &rest[..=end]);
+                stats.frames_up += 1;
+                rest = &rest[end + 1..];
+            }
+            s.announced = true;
+            s.hold_until = None;
+        }
+    }
+
+    /// The link is gone: drop what was queued for it and deal with the
+    /// sessions the DBServer no longer knows.
+    fn link_lost(&mut self, now: Instant) {
+        self.link.state = LinkState::Down;
+        self.upstream_out.clear();
+        self.actions
+            .retain(|a| !matches!(a, Action::SendUpstream(_)));
+        self.link.queued = 0;
+        self.link.deframer.reset();
+        if self.link.paused {
+            self.link.paused = false;
+            self.actions.push_back(Action::ResumeClientReads);
+        }
+        match self.cfg.link_down_policy {
+            LinkDownPolicy::Close => {
+                for id in self.sessions.ids() {
+                    self.close_session(id, CloseReason::UpstreamLost, true);
+                }
+            }
+            LinkDownPolicy::Hold { max } => {
+                let until = now + max;
+                let timers = &mut self.timers;
+                for s in self.sessions.iter_mut() {
+                    s.announced = false;
+                    s.hold_until = Some(until);
+                    if until < s.timer_at {
+                        s.timer_at = until;
+                        timers.push_session(until, s.id);
+                    }
+                }
+            }
+        }
+        self.schedule_reconnect(now);
+    }
+
+    fn on_upstream_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        if self.link.state != LinkState::Up {
+            self.stats.stale_events += 1;
+            return;
+        }
+        self.timers
+            .set(LinkTimer::Silence, now + self.cfg.keepalive_timeout);
+        let mut deframer = std::mem::take(&mut self.link.deframer);
+        let skipped = deframer.push(bytes, self.cfg.max_upstream_frame_len, |text| {
+            self.on_db_frame(text)
+        });
+        // A kick cannot drop the link, so the deframer's state stays valid.
+        self.link.deframer = deframer;
+        self.stats.upstream_nul_bytes += skipped.nul;
+        self.stats.drops[DropReason::Garbage.index()] += skipped.garbage;
+        self.stats.drops[DropReason::Oversize.index()] += skipped.oversize;
+    }
+
+    fn on_db_frame(&mut self, text: &[u8]) {
+        match classify(text) {
+            DbFrame::Deliver { id, bytes } => self.deliver(id, bytes),
+            DbFrame::KeepaliveAnswer => self.stats.keepalive_answers += 1,
+            DbFrame::Kick(id) => self.kick(id, CloseReason::Kicked),
+            DbFrame::KickTempBlock(id) => self.kick(id, CloseReason::KickedTempBlock),
+            DbFrame::KickPermBlock(id) => self.kick(id, CloseReason::KickedPermBlock),
+            DbFrame::BlockIp(ip) => {
+                self.stats.kicks += 1;
+                let ip = canonical_ip(ip);
+                if !self.limits.block_permanently(ip, &self.cfg) {
+                    self.drop_frame(DropReason::BadControl);
+                }
+                let doomed: Vec<u32> = self
+                    .sessions
+                    .iter()
+                    .filter(|s| s.peer_ip == ip)
+                    .map(|s| s.id)
+                    .collect();
+                for id in doomed {
+                    self.close_session(id, CloseReason::KickedPermBlock, true);
+                }
+            }
+            DbFrame::Drop(reason) => self.drop_frame(reason),
+        }
+    }
+
+    fn drop_frame(&mut self, reason: DropReason) {
+        self.stats.drops[reason.index()] += 1;
+    }
+
+    fn deliver(&mut self, id: u32, bytes: &[u8]) {
+        let Some(s) = self.sessions.get_mut(id) else {
+            let reason = if self.sessions.was_issued(id) {
+                DropReason::ClosedSession
+            } else {
+                DropReason::UnknownSession
+            };
+            self.drop_frame(reason);
+            return;
+        };
+        s.client_backlog += bytes.len();
+        let conn = s.conn;
+        let slow = s.client_backlog > self.cfg.client_queue_cap;
+        self.stats.frames_down += 1;
+        self.stats.bytes_down += bytes.len() as u64;
+        self.actions.push_back(Action::SendToClient {
+            conn,
+            bytes: Bytes::copy_from_slice(bytes),
+        });
+        if slow {
+            self.close_session(id, CloseReason::SlowClient, true);
+        }
+    }
+
+    fn kick(&mut self, id: u32, reason: CloseReason) {
+        self.stats.kicks += 1;
+        let Some(ip) = self.sessions.get(id).map(|s| s.peer_ip) else {
+            self.drop_frame(DropReason::ControlForDeadSession);
+            return;
+        };
+        match reason {
+            CloseReason::KickedTempBlock => {
+                let until = self.now + self.cfg.temp_block_duration;
+                self.limits.block_temporarily(ip, until, &self.cfg);
+            }
+            CloseReason::KickedPermBlock => {
+                if !self.limits.block_permanently(ip, &self.cfg) {
+                    self.drop_frame(DropReason::BadControl);
+                }
+            }
+            _ => {}
+        }
+        self.close_session(id, reason, true);
+    }
+
+    fn on_upstream_backlog(&mut self, queued: usize) {
+        self.link.queued = queued;
+        if self.link.paused && queued <= self.cfg.upstream_low_watermark {
+            self.link.paused = false;
+            self.actions.push_back(Action::ResumeClientReads);
+        }
+        if self.shutting_down && self.upstream_flushed() {
+            self.finish_shutdown();
+        }
+    }
+
+    fn upstream_flushed(&self) -> bool {
+        self.link.queued == 0
+            && self.upstream_out.is_empty()
+            && !self
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::SendUpstream(_)))
+    }
+
+    // ---- timers ------------------------------------------------------------
+
+    fn run_timers(&mut self, now: Instant) {
+        if self.timers.take_due(LinkTimer::Shutdown, now) {
+            self.finish_shutdown();
+            return;
+        }
+        if self.timers.take_due(LinkTimer::ConnectTimeout, now)
+            && self.link.state == LinkState::Connecting
+        {
+            // Abandon the attempt the driver is still making.
+            self.actions.push_back(Action::CloseUpstream);
+            self.connect_failed(now);
+        }
+        if self.timers.take_due(LinkTimer::Silence, now) && self.link.state == LinkState::Up {
+            self.stats.upstream_timeouts += 1;
+            self.link_lost(now);
+            self.actions.push_back(Action::CloseUpstream);
+        }
+        if self.timers.take_due(LinkTimer::Keepalive, now) && self.link.state == LinkState::Up {
+            self.cfg.dialect.write_keepalive(&mut self.upstream_out);
+            self.stats.keepalives_sent += 1;
+            // From `now`, so a stalled driver sends one keepalive, not a burst.
+            self.timers
+                .set(LinkTimer::Keepalive, now + self.cfg.keepalive_interval);
+        }
+        if self.timers.take_due(LinkTimer::Reconnect, now)
+            && self.link.state == LinkState::Down
+            && !self.shutting_down
+        {
+            self.connect(now);
+        }
+        if self.timers.take_due(LinkTimer::IpSweep, now) && self.limits.sweep_step(now) {
+            self.timers.set(LinkTimer::IpSweep, now + IP_SWEEP_INTERVAL);
+        }
+        self.run_session_timers(now);
+    }
+
+    fn run_session_timers(&mut self, now: Instant) {
+        let (ff, idle) = (self.cfg.first_frame_timeout, self.cfg.idle_timeout);
+        while let Some((at, id)) = self.timers.pop_due_session(now) {
+            let Some(s) = self.sessions.get_mut(id) else {
+                continue;
+            };
+            if s.timer_at != at {
+                continue; // a superseded entry
+            }
+            let deadline = s.deadline(ff, idle);
+            if deadline > now {
+                s.timer_at = deadline;
+                self.timers.push_session(deadline, id);
+                continue;
+            }
+            let reason = if s.hold_until.is_some_and(|h| h <= now) {
+                CloseReason::HoldExpired
+            } else if s.last_frame.is_none() {
+                CloseReason::FirstFrameTimeout
+            } else {
+                CloseReason::IdleTimeout
+            };
+            self.close_session(id, reason, true);
+        }
+        if self.sessions.len() == 0 && self.timers.session_entries() > 0 {
+            self.timers.clear_sessions();
+        }
+    }
+
+    // ---- shutdown ----------------------------------------------------------
+
+    fn on_shutdown(&mut self, now: Instant) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        for id in self.sessions.ids() {
+            self.close_session(id, CloseReason::Shutdown, true);
+        }
+        self.timers.clear(LinkTimer::Reconnect);
+        match self.link.state {
+            LinkState::Up if !self.upstream_flushed() => {
+                self.timers
+                    .set(LinkTimer::Shutdown, now + self.cfg.shutdown_timeout);
+            }
+            _ => self.finish_shutdown(),
+        }
+    }
+
+    fn finish_shutdown(&mut self) {
+        if self.stopped {
+            return;
+        }
+        if matches!(self.link.state, LinkState::Up | LinkState::Connecting) {
+            self.upstream_out.clear();
+            self.actions.push_back(Action::CloseUpstream);
+        }
+        self.link.state = LinkState::Stopped;
+        self.timers = Timers::default();
+        self.stopped = true;
+        self.actions.push_back(Action::Stopped);
+    }
+
+    /// Test and simulator helper: the live session ids and their client IPs.
+    pub fn live_sessions(&self) -> Vec<(ConnId, u32, IpAddr)> {
+        self.sessions
+            .iter()
+            .map(|s| (s.conn, s.id, s.peer_ip))
+            .collect()
+    }
+}

@@ -1,0 +1,242 @@
+//! The session table: gate-assigned ids that are not reused quickly, the
+//! per-session state, and the two lookups (by the driver's connection
+//! handle, and by the id the DBServer answers with).
+//!
+//! The originals used the OS socket handle as the id, so a late DBServer
+//! reply reached whichever client got the same handle next (PROTOCOL.md
+//! section 6). Here ids come from a counter that starts at a seeded offset
+//! and wraps only after 2^31 - 1 sessions.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::client::ClientDeframer;
+use crate::event::ConnId;
+
+/// The largest id: the DBServers parse ids as a signed 32-bit `Integer`.
+pub(crate) const MAX_ID: u32 = i32::MAX as u32;
+
+/// One client session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) id: u32,
+    pub(crate) conn: ConnId,
+    pub(crate) peer_ip: IpAddr,
+    pub(crate) gate_ip: IpAddr,
+    pub(crate) deframer: ClientDeframer,
+    pub(crate) accepted_at: Instant,
+    pub(crate) last_frame: Option<Instant>,
+    /// The instant of this session's one live timer-heap entry.
+    pub(crate) timer_at: Instant,
+    pub(crate) rate_window_start: Instant,
+    pub(crate) rate_count: u32,
+    /// Bytes queued toward the client: last report plus what was emitted since.
+    pub(crate) client_backlog: usize,
+    /// An open frame was sent on the current link.
+    pub(crate) announced: bool,
+    /// Frames held while the link is down (hold policy), already framed for
+    /// the DBServer minus the session id, i.e. whole client frames.
+    pub(crate) held: Vec<u8>,
+    /// When the hold policy gives up on this session.
+    pub(crate) hold_until: Option<Instant>,
+}
+
+impl Session {
+    /// When this session's next timeout falls.
+    pub(crate) fn deadline(&self, first_frame: Duration, idle: Duration) -> Instant {
+        let activity = match self.last_frame {
+            None => self.accepted_at + first_frame,
+            Some(t) => t + idle,
+        };
+        match self.hold_until {
+            Some(h) => activity.min(h),
+            None => activity,
+        }
+    }
+
+    /// Bytes the session holds that are not forwarded yet.
+    pub(crate) fn pending(&self) -> usize {
+        self.deframer.pending() + self.held.len()
+    }
+}
+
+/// Live sessions, by id and by connection.
+#[derive(Debug)]
+pub(crate) struct SessionTable {
+    by_id: BTreeMap<u32, Session>,
+    by_conn: BTreeMap<ConnId, u32>,
+    first_id: u32,
+    next_id: u32,
+    issued: u64,
+}
+
+impl SessionTable {
+    /// A table whose first id is `first_id` (from the seed), in `1..=MAX_ID`.
+    pub(crate) fn new(first_id: u32) -> Self {
+        let first_id = first_id.clamp(1, MAX_ID);
+        SessionTable {
+            by_id: BTreeMap::new(),
+            by_conn: BTreeMap::new(),
+            first_id,
+            next_id: first_id,
+            issued: 0,
+        }
+    }
+
+    /// The next id: the counter moves on by one and wraps from MAX_ID to 1,
+    /// skipping ids still live (possible only after a full wrap).
+    pub(crate) fn allocate_id(&mut self) -> u32 {
+        loop {
+            let id = self.next_id;
+            self.next_id = if id >= MAX_ID { 1 } else { id + 1 };
+            self.issued += 1;
+            if !self.by_id.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// True when `id` was handed out by this table at some point (so a
+    /// frame for it is late, not forged).
+    pub(crate) fn was_issued(&self, id: u32) -> bool {
+        if self.issued >= u64::from(MAX_ID) {
+            return true;
+        }
+        // Ids issued so far run from first_id, `issued` of them, wrapping.
+        let offset = if id >= self.first_id {
+            u64::from(id - self.first_id)
+        } else {
+            u64::from(MAX_ID - self.first_id) + u64::from(id)
+        };
+        (1..=MAX_ID).contains(&id) && offset < self.issued
+    }
+
+    pub(crate) fn insert(&mut self, s: Session) {
+        self.by_conn.insert(s.conn, s.id);
+        self.by_id.insert(s.id, s);
+    }
+
+    pub(crate) fn remove(&mut self, id: u32) -> Option<Session> {
+        let s = self.by_id.remove(&id)?;
+        self.by_conn.remove(&s.conn);
+        Some(s)
+    }
+
+    pub(crate) fn id_of(&self, conn: ConnId) -> Option<u32> {
+        self.by_conn.get(&conn).copied()
+    }
+
+    pub(crate) fn get(&self, id: u32) -> Option<&Session> {
+        self.by_id.get(&id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut Session> {
+        self.by_id.get_mut(&id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub(crate) fn contains_conn(&self, conn: ConnId) -> bool {
+        self.by_conn.contains_key(&conn)
+    }
+
+    /// Live ids in ascending order (deterministic, for shutdown and
+    /// re-announcing).
+    pub(crate) fn ids(&self) -> Vec<u32> {
+        self.by_id.keys().copied().collect()
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Session> {
+        self.by_id.values_mut()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.by_id.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::t0;
+
+    fn session(id: u32, conn: u64) -> Session {
+        let now = t0();
+        Session {
+            id,
+            conn: ConnId(conn),
+            peer_ip: "127.0.0.2".parse().expect("ip"),
+            gate_ip: "127.0.0.1".parse().expect("ip"),
+            deframer: ClientDeframer::default(),
+            accepted_at: now,
+            last_frame: None,
+            timer_at: now,
+            rate_window_start: now,
+            rate_count: 0,
+            client_backlog: 0,
+            announced: true,
+            held: Vec::new(),
+            hold_until: None,
+        }
+    }
+
+    #[test]
+    fn ids_count_up_from_the_offset_and_wrap_to_one() {
+        let mut t = SessionTable::new(MAX_ID - 1);
+        assert_eq!(t.allocate_id(), MAX_ID - 1);
+        assert_eq!(t.allocate_id(), MAX_ID);
+        assert_eq!(t.allocate_id(), 1);
+        assert!(t.was_issued(MAX_ID));
+        assert!(t.was_issued(1));
+        assert!(!t.was_issued(2));
+        assert!(!t.was_issued(0));
+    }
+
+    #[test]
+    fn a_closed_id_is_not_handed_out_again_soon() {
+        let mut t = SessionTable::new(100);
+        let a = t.allocate_id();
+        t.insert(session(a, 1));
+        t.remove(a);
+        let b = t.allocate_id();
+        assert_ne!(a, b);
+        assert!(t.get(a).is_none());
+        assert!(t.was_issued(a));
+    }
+
+    #[test]
+    fn live_ids_are_skipped_after_a_wrap() {
+        let mut t = SessionTable::new(MAX_ID);
+        t.insert(session(1, 7));
+        assert_eq!(t.allocate_id(), MAX_ID);
+        // 1 is live, so the counter skips it.
+        assert_eq!(t.allocate_id(), 2);
+    }
+
+    #[test]
+    fn lookups_by_conn_and_id_agree() {
+        let mut t = SessionTable::new(5);
+        t.insert(session(5, 42));
+        assert_eq!(t.id_of(ConnId(42)), Some(5));
+        assert!(t.contains_conn(ConnId(42)));
+        let s = t.remove(5).expect("present");
+        assert_eq!(s.conn, ConnId(42));
+        assert_eq!(t.id_of(ConnId(42)), None);
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn the_deadline_is_first_frame_then_idle_then_hold() {
+        let mut s = session(1, 1);
+        let ff = Duration::from_secs(10);
+        let idle = Duration::from_secs(60);
+        assert_eq!(s.deadline(ff, idle), s.accepted_at + ff);
+        s.last_frame = Some(s.accepted_at + Duration::from_secs(1));
+        assert_eq!(s.deadline(ff, idle), s.accepted_at + Duration::from_secs(61));
+        s.hold_until = Some(s.accepted_at + Duration::from_secs(5));
+        assert_eq!(s.deadline(ff, idle), s.accepted_at + Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,130 @@
+//! The gate's deadlines: a fixed table of link-wide timers plus one heap of
+//! per-session deadlines, so the next deadline is found without scanning
+//! every session (STYLE.md rule 3; firezone #12515).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+/// The link-wide timers, one slot each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LinkTimer {
+    /// Send the next `%--$`.
+    Keepalive,
+    /// Declare the link dead if nothing arrived by then.
+    Silence,
+    /// Give up on a connect attempt.
+    ConnectTimeout,
+    /// Try to connect again.
+    Reconnect,
+    /// Expire per-IP state, a bounded slice at a time.
+    IpSweep,
+    /// Give up flushing and stop.
+    Shutdown,
+}
+
+impl LinkTimer {
+    const COUNT: usize = 6;
+    const ALL: [LinkTimer; LinkTimer::COUNT] = [
+        LinkTimer::Keepalive,
+        LinkTimer::Silence,
+        LinkTimer::ConnectTimeout,
+        LinkTimer::Reconnect,
+        LinkTimer::IpSweep,
+        LinkTimer::Shutdown,
+    ];
+}
+
+/// Link timers in a fixed table and session deadlines in a min-heap.
+///
+/// Session entries are lazy: a session whose deadline moved later keeps its
+/// old entry, and the gate re-arms it when the old entry pops. Each session
+/// remembers the instant of its one live entry, so duplicates are discarded.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    link: [Option<Instant>; LinkTimer::COUNT],
+    sessions: BinaryHeap<Reverse<(Instant, u32)>>,
+}
+
+impl Timers {
+    pub(crate) fn set(&mut self, t: LinkTimer, at: Instant) {
+        self.link[t as usize] = Some(at);
+    }
+
+    pub(crate) fn clear(&mut self, t: LinkTimer) {
+        self.link[t as usize] = None;
+    }
+
+    pub(crate) fn get(&self, t: LinkTimer) -> Option<Instant> {
+        self.link[t as usize]
+    }
+
+    /// Takes the link timer if it is due at `now`.
+    pub(crate) fn take_due(&mut self, t: LinkTimer, now: Instant) -> bool {
+        match self.link[t as usize] {
+            Some(at) if at <= now => {
+                self.link[t as usize] = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Arms a session deadline.
+    pub(crate) fn push_session(&mut self, at: Instant, id: u32) {
+        self.sessions.push(Reverse((at, id)));
+    }
+
+    /// Pops one session entry due at `now`.
+    pub(crate) fn pop_due_session(&mut self, now: Instant) -> Option<(Instant, u32)> {
+        match self.sessions.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.sessions.pop().map(|Reverse(e)| e),
+            _ => None,
+        }
+    }
+
+    /// Drops every session entry (all sessions are gone).
+    pub(crate) fn clear_sessions(&mut self) {
+        self.sessions.clear();
+    }
+
+    /// Number of session entries (live plus stale).
+    pub(crate) fn session_entries(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The earliest deadline of all.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        let link = LinkTimer::ALL.iter().filter_map(|t| self.get(*t)).min();
+        let session = self.sessions.peek().map(|Reverse((at, _))| *at);
+        match (link, session) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::t0;
+    use std::time::Duration;
+
+    #[test]
+    fn the_next_deadline_is_the_earliest_of_table_and_heap() {
+        let t0 = t0();
+        let mut t = Timers::default();
+        assert_eq!(t.next(), None);
+        t.set(LinkTimer::Keepalive, t0 + Duration::from_secs(2));
+        t.push_session(t0 + Duration::from_secs(1), 9);
+        assert_eq!(t.next(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(t.pop_due_session(t0), None);
+        assert_eq!(
+            t.pop_due_session(t0 + Duration::from_secs(1)),
+            Some((t0 + Duration::from_secs(1), 9))
+        );
+        assert!(!t.take_due(LinkTimer::Keepalive, t0));
+        assert!(t.take_due(LinkTimer::Keepalive, t0 + Duration::from_secs(3)));
+        assert_eq!(t.next(), None);
+    }
+}
