@@ -178,7 +178,14 @@ mod tests {
 
     #[test]
     fn injection_is_refused_before_the_frame_completes() {
-        for bad in [&b"#1<<%"[..], b"#1<<$", b"#1<\0", b"#1<\x80", b"#1<#", b"#1<\r"] {
+        for bad in [
+            &b"#1<<%"[..],
+            b"#1<<$",
+            b"#1<\0",
+            b"#1<\x80",
+            b"#1<#",
+            b"#1<\r",
+        ] {
             let (frames, r) = run(&[bad], 1024);
             assert!(frames.is_empty());
             assert_eq!(r, Deframed::Violation(CloseReason::Injection), "{bad:?}");

@@ -368,7 +368,9 @@ mod tests {
         assert!(!l.contains(ip("192.168.1.8")));
         assert!(l.contains(ip("2001:db8::5")));
         assert!(!l.contains(ip("2001:db9::5")));
-        assert!(BlockList::parse("0.0.0.0/0").expect("ok").contains(ip("1.2.3.4")));
+        assert!(BlockList::parse("0.0.0.0/0")
+            .expect("ok")
+            .contains(ip("1.2.3.4")));
     }
 
     #[test]

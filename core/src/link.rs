@@ -108,7 +108,10 @@ mod tests {
             link.failures = failures as u32;
             for _ in 0..50 {
                 let d = link.backoff(&cfg, &mut rng).as_secs_f64();
-                assert!(d >= want * 0.8 - 1e-9 && d <= want * 1.2 + 1e-9, "{failures}: {d}");
+                assert!(
+                    d >= want * 0.8 - 1e-9 && d <= want * 1.2 + 1e-9,
+                    "{failures}: {d}"
+                );
             }
         }
         link.failures = 1000;

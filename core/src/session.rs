@@ -235,7 +235,10 @@ mod tests {
         let idle = Duration::from_secs(60);
         assert_eq!(s.deadline(ff, idle), s.accepted_at + ff);
         s.last_frame = Some(s.accepted_at + Duration::from_secs(1));
-        assert_eq!(s.deadline(ff, idle), s.accepted_at + Duration::from_secs(61));
+        assert_eq!(
+            s.deadline(ff, idle),
+            s.accepted_at + Duration::from_secs(61)
+        );
         s.hold_until = Some(s.accepted_at + Duration::from_secs(5));
         assert_eq!(s.deadline(ff, idle), s.accepted_at + Duration::from_secs(5));
     }

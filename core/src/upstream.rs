@@ -38,8 +38,14 @@ pub(crate) fn classify(text: &[u8]) -> DbFrame<'_> {
         let id = || parse_id(arg);
         return match ctrl.first() {
             Some(b'-') => id().map_or(DbFrame::Drop(DropReason::BadControl), DbFrame::Kick),
-            Some(b'B') => id().map_or(DbFrame::Drop(DropReason::BadControl), DbFrame::KickTempBlock),
-            Some(b'T') => id().map_or(DbFrame::Drop(DropReason::BadControl), DbFrame::KickPermBlock),
+            Some(b'B') => id().map_or(
+                DbFrame::Drop(DropReason::BadControl),
+                DbFrame::KickTempBlock,
+            ),
+            Some(b'T') => id().map_or(
+                DbFrame::Drop(DropReason::BadControl),
+                DbFrame::KickPermBlock,
+            ),
             Some(b'M') => std::str::from_utf8(arg)
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
@@ -236,7 +242,10 @@ mod tests {
         assert_eq!(classify(b"0/#a!"), DbFrame::Drop(DropReason::ZeroId));
         assert_eq!(classify(b"-3/#a!"), DbFrame::Drop(DropReason::BadId));
         assert_eq!(classify(b"<<<<</#a!"), DbFrame::Drop(DropReason::BadId));
-        assert_eq!(classify(b"99999999999/#a!"), DbFrame::Drop(DropReason::BadId));
+        assert_eq!(
+            classify(b"99999999999/#a!"),
+            DbFrame::Drop(DropReason::BadId)
+        );
         assert_eq!(classify(b"12"), DbFrame::Drop(DropReason::Malformed));
     }
 }
