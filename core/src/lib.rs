@@ -40,6 +40,11 @@ pub use link::LinkState;
 pub use stats::{CloseReason, DropReason, Stats};
 
 #[cfg(test)]
+mod gate_tests;
+#[cfg(test)]
+mod test_harness;
+
+#[cfg(test)]
 mod test_util {
     use std::time::Instant;
 
