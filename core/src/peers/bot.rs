@@ -1,0 +1,916 @@
+//! The test client: one [`Bot`] is one game client on one connection,
+//! playing a script of [`Step`]s against the gate (PROTOCOL.md sections 2
+//! and 4.1).
+//!
+//! The normal script is what a stock client does after LoginSrv: list the
+//! characters, create one if the account has none, list again, select it,
+//! receive the game-gate address and leave. The bot honours the DBServer's
+//! rate limits with its own timers, measures the latency of every request,
+//! and reports one [`Outcome`]. Other scripts and the [`Pace`] setting make
+//! it misbehave on purpose: split or coalesced frames, garbage, delimiter
+//! injection, slowloris, not reading, holding the connection silently.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::deframe::{Deframer, Piece};
+use super::rng::{mix, SplitMix64};
+use crate::codec::{self, ids, HeaderLayout, Message, MsgHeader, MsgName};
+
+/// Something that happened to the bot's connection, reported by the driver.
+#[derive(Debug, Clone, Copy)]
+pub enum BotEvent<'a> {
+    /// The TCP connect to the gate completed; the script starts.
+    Connected,
+    /// Bytes read from the gate, in order. Borrowed.
+    Bytes(&'a [u8]),
+    /// The connection closed (EOF, reset, error, or a failed connect).
+    Closed,
+    /// The deadline of [`Bot::poll_timeout`] passed (early ticks are
+    /// harmless).
+    Tick,
+}
+
+/// Something the driver must do, drained from [`Bot::poll_action`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotAction {
+    /// Write these bytes to the gate. Several in a row are separate writes
+    /// on purpose when the bot splits its frames.
+    Send(Bytes),
+    /// Close the connection (after writing what was sent before).
+    Close,
+    /// The bot finished; nothing else follows. Emitted once.
+    Done(Outcome),
+}
+
+/// How a bot's run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The script ran to its end.
+    Success,
+    /// It did not; the reason says where and why.
+    Failed(Failure),
+}
+
+/// Why a bot failed. `step` is the step being run, shortened for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// A message (or bytes) the script did not allow.
+    Unexpected {
+        /// The step.
+        step: String,
+        /// What arrived or what was wrong with it.
+        detail: String,
+    },
+    /// The gate closed the connection before the script ended.
+    ClosedEarly {
+        /// The step.
+        step: String,
+    },
+    /// The overall deadline passed.
+    TimedOut {
+        /// The step.
+        step: String,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Unexpected { step, detail } => write!(f, "unexpected at {step}: {detail}"),
+            Failure::ClosedEarly { step } => write!(f, "closed early at {step}"),
+            Failure::TimedOut { step } => write!(f, "timed out at {step}"),
+        }
+    }
+}
+
+/// A character to create: name and looks, as CM_NEWCHR carries them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CharSpec {
+    /// Name, 3..=14 bytes of letters and digits.
+    pub name: String,
+    /// Hair style, 0..=2.
+    pub hair: u8,
+    /// Job, 0..=2.
+    pub job: u8,
+    /// Sex, 0..=1.
+    pub sex: u8,
+}
+
+impl CharSpec {
+    /// A valid character whose name is unique per (`seed`, `index`), so many
+    /// bots can share one DBServer without colliding. Indexes are taken
+    /// modulo 10^9 to keep the name within 14 bytes.
+    pub fn numbered(seed: u64, index: u64) -> Self {
+        let i = index % 1_000_000_000;
+        CharSpec {
+            name: format!("c{:04x}{}", tag(seed), i),
+            hair: (i % 3) as u8,
+            job: ((i / 3) % 3) as u8,
+            sex: (i % 2) as u8,
+        }
+    }
+}
+
+fn tag(seed: u64) -> u16 {
+    // Only 16 bits fit the name; mixing spreads nearby seeds apart.
+    (mix(seed) & 0xFFFF) as u16
+}
+
+/// One client request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// CM_QUERYCHR `account/certification`.
+    Query,
+    /// CM_NEWCHR `account/name/hair/job/sex`.
+    New(CharSpec),
+    /// CM_DELCHR `name`.
+    Delete {
+        /// The character.
+        name: String,
+    },
+    /// CM_SELCHR `account/name`.
+    Select {
+        /// The character.
+        name: String,
+    },
+    /// Any message, not awaited (no reply is expected).
+    Raw {
+        /// Message id.
+        ident: u16,
+        /// Header recog.
+        recog: i32,
+        /// Body before encoding.
+        body: Vec<u8>,
+    },
+}
+
+impl Request {
+    /// Replies that answer this request (SM_OUTOFCONNECTION answers all);
+    /// empty when no reply is awaited.
+    fn replies(&self) -> &'static [u16] {
+        match self {
+            Request::Query => &[
+                ids::SM_QUERYCHR,
+                ids::SM_QUERYCHR_FAIL,
+                ids::SM_OUTOFCONNECTION,
+            ],
+            Request::New(_) => &[
+                ids::SM_NEWCHR_SUCCESS,
+                ids::SM_NEWCHR_FAIL,
+                ids::SM_OUTOFCONNECTION,
+            ],
+            Request::Delete { .. } => &[
+                ids::SM_DELCHR_SUCCESS,
+                ids::SM_DELCHR_FAIL,
+                ids::SM_OUTOFCONNECTION,
+            ],
+            Request::Select { .. } => &[
+                ids::SM_STARTPLAY,
+                ids::SM_STARTFAIL,
+                ids::SM_OUTOFCONNECTION,
+            ],
+            Request::Raw { .. } => &[],
+        }
+    }
+}
+
+/// One step of a bot's script. Request steps send one request and wait for
+/// its reply (recording the latency); `Expect*` steps check the last reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Send CM_QUERYCHR (after the 200 ms query interval) and await the reply.
+    Query,
+    /// Send CM_NEWCHR (after the 1 s change interval) and await the reply.
+    New(CharSpec),
+    /// Send CM_DELCHR (after the 1 s change interval) and await the reply.
+    Delete {
+        /// The character.
+        name: String,
+    },
+    /// Send CM_SELCHR and await the reply.
+    Select {
+        /// The character.
+        name: String,
+    },
+    /// Send any request after its rate limit, awaiting its reply if it has
+    /// one (the four above are shortcuts for it).
+    Request(Request),
+    /// If the last character list lacks this name: create it, expect
+    /// success, query again and expect a list holding it.
+    CreateIfMissing(CharSpec),
+    /// The last reply must have this message id.
+    Expect(u16),
+    /// The last character list must hold this name.
+    ExpectChar(String),
+    /// The last reply must be SM_STARTPLAY with an `ip/port` body.
+    ExpectStartPlay,
+    /// Send several requests in one write, then await each reply in order
+    /// (rate limits are not waited for: this is a coalescing test).
+    Batch(Vec<Request>),
+    /// Send a request with `byte` (say `$` or `%`) spliced into its payload;
+    /// nothing is awaited: the gate must close the connection.
+    Inject {
+        /// The request to corrupt.
+        request: Request,
+        /// The byte to insert in the middle of the payload.
+        byte: u8,
+    },
+    /// Do nothing for this long (silence on the wire).
+    Wait(Duration),
+    /// Write these bytes as they are.
+    SendRaw(Vec<u8>),
+    /// Write this many seeded random bytes.
+    Garbage(usize),
+    /// Ask the driver to stop reading the connection ([`Bot::reading`]).
+    StopReading,
+    /// Ask the driver to read again.
+    ResumeReading,
+    /// Stay connected and silent until the gate closes the connection (a
+    /// failure: closed early) or the deadline passes (timed out). For tests
+    /// that need live but idle connections.
+    Hold,
+    /// Stay silent until the gate closes the connection: success. Messages
+    /// that arrive meanwhile are counted, not judged.
+    ExpectClosed,
+    /// Close the connection: success.
+    Close,
+}
+
+impl Step {
+    /// The normal flow of a stock client for `ch`: query, create if needed
+    /// (then query again), select, expect the game-gate address, leave.
+    pub fn normal_flow(ch: &CharSpec) -> Vec<Step> {
+        vec![
+            Step::Query,
+            Step::Expect(ids::SM_QUERYCHR),
+            Step::CreateIfMissing(ch.clone()),
+            Step::Select {
+                name: ch.name.clone(),
+            },
+            Step::ExpectStartPlay,
+            Step::Close,
+        ]
+    }
+
+    fn short(&self) -> String {
+        let mut s = format!("{self:?}");
+        if s.len() > 60 {
+            let mut cut = 57;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push_str("...");
+        }
+        s
+    }
+}
+
+/// How the bot writes its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pace {
+    /// Each write is one [`BotAction::Send`].
+    #[default]
+    Burst,
+    /// Each write is cut into sends of at most this many bytes (1 = one byte
+    /// per send), all emitted at once: the gate must reassemble them.
+    Split(usize),
+    /// Slowloris: `bytes` bytes every `every`, across all writes. Latency is
+    /// measured from the request's last byte.
+    Drip {
+        /// Bytes per send (at least 1).
+        bytes: usize,
+        /// Interval between sends.
+        every: Duration,
+    },
+}
+
+/// A bot's identity and behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotConfig {
+    /// The account sent in every request.
+    pub account: String,
+    /// The LoginSrv certification sent with CM_QUERYCHR (the reference
+    /// DBServer does not check it).
+    pub certification: String,
+    /// Message header layout. Default: classic.
+    pub header_layout: HeaderLayout,
+    /// Time from [`Bot::new`] after which the bot gives up. Default: 30 s.
+    pub deadline: Duration,
+    /// The DBServer's CM_QUERYCHR interval to respect. Default: 200 ms.
+    pub query_interval: Duration,
+    /// The DBServer's CM_NEWCHR/CM_DELCHR interval. Default: 1 s.
+    pub change_interval: Duration,
+    /// Added to both intervals so jitter on the way cannot make two requests
+    /// arrive too close. Default: 20 ms.
+    pub rate_margin: Duration,
+    /// How writes are cut. Default: burst.
+    pub pace: Pace,
+    /// Longest server frame accepted from the gate. Default: 1 MiB.
+    pub max_frame_len: usize,
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        BotConfig {
+            account: "account".to_string(),
+            certification: "0".to_string(),
+            header_layout: HeaderLayout::Classic,
+            deadline: Duration::from_secs(30),
+            query_interval: Duration::from_millis(200),
+            change_interval: Duration::from_secs(1),
+            rate_margin: Duration::from_millis(20),
+            pace: Pace::Burst,
+            max_frame_len: 1024 * 1024,
+        }
+    }
+}
+
+impl BotConfig {
+    /// A default configuration with an account unique per (`seed`, `index`).
+    pub fn numbered(seed: u64, index: u64) -> Self {
+        BotConfig {
+            account: format!("a{:04x}{}", tag(seed), index),
+            certification: (index % 10_000).to_string(),
+            ..BotConfig::default()
+        }
+    }
+}
+
+/// Counters of one bot's traffic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BotStats {
+    /// Bytes handed to the driver to write.
+    pub bytes_sent: u64,
+    /// Bytes the driver reported read.
+    pub bytes_received: u64,
+    /// Requests sent.
+    pub requests: u64,
+    /// Server frames received and decoded.
+    pub messages: u64,
+    /// Messages received while holding or waiting to be closed.
+    pub ignored_messages: u64,
+    /// Server frames that did not decode.
+    pub bad_frames: u64,
+    /// Bytes between server frames.
+    pub garbage_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Awaited {
+    request: Request,
+    /// Position in the output stream of the request's last byte.
+    end_pos: u64,
+    sent_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Running,
+    Holding,
+    AwaitingClose,
+    Done,
+}
+
+/// One game client.
+///
+/// Drain contract (as for the gate): after every [`Bot::handle`], drain
+/// [`Bot::poll_action`] until `None`, then ask [`Bot::poll_timeout`] and
+/// report [`BotEvent::Tick`] once it passes. Feed read bytes only while
+/// [`Bot::reading`] is true. After [`BotAction::Done`] the bot is inert.
+#[derive(Debug)]
+pub struct Bot {
+    cfg: BotConfig,
+    script: VecDeque<Step>,
+    current: String,
+    phase: Phase,
+    deadline: Instant,
+    wait_until: Option<Instant>,
+    awaited: VecDeque<Awaited>,
+    last_reply: Option<Message>,
+    chars: Vec<String>,
+    last_played: Option<String>,
+    start_play: Option<String>,
+    latencies: Vec<Duration>,
+    received: Vec<u16>,
+    rx: Deframer,
+    drip: VecDeque<u8>,
+    next_drip: Option<Instant>,
+    emitted: u64,
+    queued: u64,
+    last_query: Option<Instant>,
+    last_change: Option<Instant>,
+    check: u8,
+    reading: bool,
+    actions: VecDeque<BotAction>,
+    outcome: Option<Outcome>,
+    stats: BotStats,
+    rng: SplitMix64,
+}
+
+impl Bot {
+    /// A bot that will run `script` once connected; `now` starts its overall
+    /// deadline and `seed` fixes its garbage.
+    pub fn new(config: BotConfig, script: Vec<Step>, now: Instant, seed: u64) -> Self {
+        let max = config.max_frame_len;
+        Bot {
+            deadline: now + config.deadline,
+            cfg: config,
+            script: script.into(),
+            current: "connect".to_string(),
+            phase: Phase::Connecting,
+            wait_until: None,
+            awaited: VecDeque::new(),
+            last_reply: None,
+            chars: Vec::new(),
+            last_played: None,
+            start_play: None,
+            latencies: Vec::new(),
+            received: Vec::new(),
+            rx: Deframer::new(b'#', b'!', max),
+            drip: VecDeque::new(),
+            next_drip: None,
+            emitted: 0,
+            queued: 0,
+            last_query: None,
+            last_change: None,
+            check: 0,
+            reading: true,
+            actions: VecDeque::new(),
+            outcome: None,
+            stats: BotStats::default(),
+            rng: SplitMix64::new(seed),
+        }
+    }
+
+    /// Bot number `index` of a run seeded with `seed`, playing the normal
+    /// flow with its own account and character.
+    pub fn normal(seed: u64, index: u64, now: Instant) -> Self {
+        let ch = CharSpec::numbered(seed, index);
+        Bot::new(
+            BotConfig::numbered(seed, index),
+            Step::normal_flow(&ch),
+            now,
+            seed ^ index,
+        )
+    }
+
+    /// Reports an event.
+    pub fn handle(&mut self, now: Instant, event: BotEvent<'_>) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        match event {
+            BotEvent::Connected => {
+                if self.phase == Phase::Connecting {
+                    self.phase = Phase::Running;
+                }
+            }
+            BotEvent::Bytes(bytes) => {
+                self.stats.bytes_received += bytes.len() as u64;
+                let mut pieces = Vec::new();
+                self.rx.push(bytes, &mut pieces);
+                for p in pieces {
+                    self.on_piece(now, p);
+                    if self.phase == Phase::Done {
+                        return;
+                    }
+                }
+            }
+            BotEvent::Closed => {
+                if self.phase == Phase::AwaitingClose {
+                    self.finish(Outcome::Success, false);
+                } else {
+                    let step = self.current.clone();
+                    self.finish(Outcome::Failed(Failure::ClosedEarly { step }), false);
+                }
+                return;
+            }
+            BotEvent::Tick => {}
+        }
+        if now >= self.deadline {
+            let step = self.current.clone();
+            self.finish(Outcome::Failed(Failure::TimedOut { step }), true);
+            return;
+        }
+        self.pump(now);
+        self.advance(now);
+        self.pump(now);
+    }
+
+    /// The next thing to do, or `None` when everything was drained.
+    pub fn poll_action(&mut self) -> Option<BotAction> {
+        self.actions.pop_front()
+    }
+
+    /// The next time the bot needs a [`BotEvent::Tick`]: a rate-limit or
+    /// script wait, the next slowloris byte, or the overall deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Done {
+            return None;
+        }
+        let mut t = self.deadline;
+        if let Some(w) = self.wait_until {
+            t = t.min(w);
+        }
+        if let Some(d) = self.next_drip {
+            if !self.drip.is_empty() {
+                t = t.min(d);
+            }
+        }
+        Some(t)
+    }
+
+    /// The outcome, once [`BotAction::Done`] was emitted.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    /// True once the bot finished.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// Latency of every answered request, in order: from the request's last
+    /// byte handed to the driver to its reply's arrival.
+    pub fn latencies(&self) -> &[Duration] {
+        &self.latencies
+    }
+
+    /// Message ids of every server message received, in order.
+    pub fn received(&self) -> &[u16] {
+        &self.received
+    }
+
+    /// Character names of the last SM_QUERYCHR.
+    pub fn chars(&self) -> &[String] {
+        &self.chars
+    }
+
+    /// The character marked last played (`*`) in the last SM_QUERYCHR.
+    pub fn last_played(&self) -> Option<&str> {
+        self.last_played.as_deref()
+    }
+
+    /// The game-gate address (`ip/port`) of the SM_STARTPLAY received.
+    pub fn start_play(&self) -> Option<&str> {
+        self.start_play.as_deref()
+    }
+
+    /// Whether the driver should read the connection (false after
+    /// [`Step::StopReading`]).
+    pub fn reading(&self) -> bool {
+        self.reading
+    }
+
+    /// The traffic counters.
+    pub fn stats(&self) -> &BotStats {
+        &self.stats
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BotConfig {
+        &self.cfg
+    }
+
+    fn fail(&mut self, detail: String) {
+        let step = self.current.clone();
+        self.finish(Outcome::Failed(Failure::Unexpected { step, detail }), true);
+    }
+
+    fn finish(&mut self, outcome: Outcome, close: bool) {
+        if close {
+            self.actions.push_back(BotAction::Close);
+        }
+        self.actions.push_back(BotAction::Done(outcome.clone()));
+        self.outcome = Some(outcome);
+        self.phase = Phase::Done;
+        self.wait_until = None;
+    }
+
+    fn on_piece(&mut self, now: Instant, piece: Piece) {
+        match piece {
+            Piece::Frame(payload) => match Message::decode(&payload, self.cfg.header_layout) {
+                Some(msg) => self.on_message(now, msg),
+                None => {
+                    self.stats.bad_frames += 1;
+                    if self.judging() {
+                        self.fail(format!("undecodable frame of {} bytes", payload.len()));
+                    }
+                }
+            },
+            Piece::Nul | Piece::Garbage | Piece::Unterminated | Piece::Oversize => {
+                self.stats.garbage_bytes += 1;
+                if self.judging() {
+                    self.fail(format!("bytes outside a frame: {piece:?}"));
+                }
+            }
+        }
+    }
+
+    /// Whether unexpected input fails the bot now (not while it waits to be
+    /// closed, and not before the script runs).
+    fn judging(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
+    fn on_message(&mut self, now: Instant, msg: Message) {
+        self.stats.messages += 1;
+        let ident = msg.header.ident;
+        self.received.push(ident);
+        if matches!(self.phase, Phase::Holding | Phase::AwaitingClose) {
+            self.stats.ignored_messages += 1;
+            return;
+        }
+        let Some(front) = self.awaited.front() else {
+            self.fail(format!("unsolicited {}", MsgName(ident)));
+            return;
+        };
+        if !front.request.replies().contains(&ident) {
+            let wanted = format!("{:?}", front.request);
+            self.fail(format!("{} in reply to {wanted}", MsgName(ident)));
+            return;
+        }
+        let sent = front.sent_at.unwrap_or(now);
+        self.awaited.pop_front();
+        self.latencies.push(now.saturating_duration_since(sent));
+        if ident == ids::SM_QUERYCHR {
+            self.parse_list(&msg);
+        }
+        self.last_reply = Some(msg);
+    }
+
+    fn parse_list(&mut self, msg: &Message) {
+        self.chars.clear();
+        self.last_played = None;
+        let fields = msg.fields();
+        // Records are five fields each; the body ends with `/`.
+        for rec in fields.chunks(5) {
+            let Some(first) = rec.first() else { continue };
+            if rec.len() < 5 {
+                continue;
+            }
+            let name = match first.strip_prefix('*') {
+                Some(n) => {
+                    self.last_played = Some(n.to_string());
+                    n
+                }
+                None => first.as_str(),
+            };
+            self.chars.push(name.to_string());
+        }
+    }
+
+    /// Runs script steps until one has to wait.
+    fn advance(&mut self, now: Instant) {
+        while self.phase == Phase::Running && self.awaited.is_empty() {
+            if let Some(w) = self.wait_until {
+                if now < w {
+                    return;
+                }
+                self.wait_until = None;
+            }
+            let Some(step) = self.script.pop_front() else {
+                self.current = "end of script".to_string();
+                self.finish(Outcome::Success, true);
+                return;
+            };
+            self.current = step.short();
+            self.run_step(now, step);
+        }
+    }
+
+    fn run_step(&mut self, now: Instant, step: Step) {
+        match step {
+            Step::Query => self.request(now, Request::Query),
+            Step::New(ch) => self.request(now, Request::New(ch)),
+            Step::Delete { name } => self.request(now, Request::Delete { name }),
+            Step::Select { name } => self.request(now, Request::Select { name }),
+            Step::Request(req) => self.request(now, req),
+            Step::CreateIfMissing(ch) => {
+                if !self.chars.iter().any(|c| c.eq_ignore_ascii_case(&ch.name)) {
+                    let name = ch.name.clone();
+                    let then = [
+                        Step::New(ch),
+                        Step::Expect(ids::SM_NEWCHR_SUCCESS),
+                        Step::Query,
+                        Step::Expect(ids::SM_QUERYCHR),
+                        Step::ExpectChar(name),
+                    ];
+                    for s in then.into_iter().rev() {
+                        self.script.push_front(s);
+                    }
+                }
+            }
+            Step::Expect(want) => {
+                let got = self.last_reply.as_ref().map(|m| m.header.ident);
+                if got != Some(want) {
+                    self.fail(format!(
+                        "wanted {}, last reply {}",
+                        MsgName(want),
+                        got.map_or("none".to_string(), |g| MsgName(g).to_string())
+                    ));
+                }
+            }
+            Step::ExpectChar(name) => {
+                if !self.chars.iter().any(|c| c.eq_ignore_ascii_case(&name)) {
+                    self.fail(format!("character {name} not in list {:?}", self.chars));
+                }
+            }
+            Step::ExpectStartPlay => {
+                let addr = self
+                    .last_reply
+                    .as_ref()
+                    .filter(|m| m.header.ident == ids::SM_STARTPLAY)
+                    .map(|m| String::from_utf8_lossy(&m.body).into_owned());
+                match addr {
+                    Some(a) if valid_game_gate(&a) => self.start_play = Some(a),
+                    other => self.fail(format!("no SM_STARTPLAY with ip/port: {other:?}")),
+                }
+            }
+            Step::Batch(reqs) => {
+                let mut all = Vec::new();
+                let mut ends = Vec::new();
+                for r in &reqs {
+                    all.extend_from_slice(&self.frame(r));
+                    ends.push(all.len());
+                }
+                let base = self.queued;
+                self.write(now, all);
+                for (r, end) in reqs.into_iter().zip(ends) {
+                    self.stats.requests += 1;
+                    if !r.replies().is_empty() {
+                        self.awaited.push_back(Awaited {
+                            request: r,
+                            end_pos: base + end as u64,
+                            sent_at: None,
+                        });
+                    }
+                }
+                self.mark_sent(now);
+            }
+            Step::Inject { request, byte } => {
+                let mut f = self.frame(&request);
+                // Between `#<check>` and `!`, in the middle of the payload.
+                let at = 2 + (f.len().saturating_sub(3)) / 2;
+                f.insert(at.min(f.len()), byte);
+                self.stats.requests += 1;
+                self.write(now, f);
+            }
+            Step::Wait(d) => self.wait_until = Some(now + d),
+            Step::SendRaw(bytes) => self.write(now, bytes),
+            Step::Garbage(n) => {
+                let bytes: Vec<u8> = (0..n).map(|_| self.rng.next_u64() as u8).collect();
+                self.write(now, bytes);
+            }
+            Step::StopReading => self.reading = false,
+            Step::ResumeReading => self.reading = true,
+            Step::Hold => self.phase = Phase::Holding,
+            Step::ExpectClosed => self.phase = Phase::AwaitingClose,
+            Step::Close => self.finish(Outcome::Success, true),
+        }
+    }
+
+    /// Sends one request, first waiting out the DBServer's rate limit.
+    fn request(&mut self, now: Instant, req: Request) {
+        let (last, interval) = match req {
+            Request::Query => (self.last_query, self.cfg.query_interval),
+            Request::New(_) | Request::Delete { .. } => {
+                (self.last_change, self.cfg.change_interval)
+            }
+            Request::Select { .. } | Request::Raw { .. } => (None, Duration::ZERO),
+        };
+        if let Some(t) = last {
+            let ready = t + interval + self.cfg.rate_margin;
+            if now < ready {
+                self.wait_until = Some(ready);
+                // Run the same request again once the wait is over.
+                self.script.push_front(Step::Request(req));
+                return;
+            }
+        }
+        let f = self.frame(&req);
+        self.stats.requests += 1;
+        self.write(now, f);
+        if !req.replies().is_empty() {
+            self.awaited.push_back(Awaited {
+                request: req,
+                end_pos: self.queued,
+                sent_at: None,
+            });
+        }
+        self.mark_sent(now);
+    }
+
+    /// The client frame for a request, with the next check character.
+    fn frame(&mut self, req: &Request) -> Vec<u8> {
+        let acc = &self.cfg.account;
+        let (ident, recog, body) = match req {
+            Request::Query => (
+                ids::CM_QUERYCHR,
+                0,
+                format!("{acc}/{}", self.cfg.certification).into_bytes(),
+            ),
+            Request::New(c) => (
+                ids::CM_NEWCHR,
+                0,
+                format!("{acc}/{}/{}/{}/{}", c.name, c.hair, c.job, c.sex).into_bytes(),
+            ),
+            Request::Delete { name } => (ids::CM_DELCHR, 0, name.clone().into_bytes()),
+            Request::Select { name } => (ids::CM_SELCHR, 0, format!("{acc}/{name}").into_bytes()),
+            Request::Raw { ident, recog, body } => (*ident, *recog, body.clone()),
+        };
+        // Stock clients cycle the check character through '1'..'9'.
+        let check = b'1' + self.check;
+        self.check = (self.check + 1) % 9;
+        let msg = Message::new(MsgHeader::new(ident, recog), body);
+        codec::client_frame(check, &msg, self.cfg.header_layout)
+    }
+
+    /// Queues bytes for the driver according to the pace.
+    fn write(&mut self, now: Instant, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.queued += bytes.len() as u64;
+        match self.cfg.pace {
+            Pace::Burst => self.emit(Bytes::from(bytes)),
+            Pace::Split(n) => {
+                let all = Bytes::from(bytes);
+                let n = n.max(1);
+                let mut at = 0;
+                while at < all.len() {
+                    let end = (at + n).min(all.len());
+                    self.emit(all.slice(at..end));
+                    at = end;
+                }
+            }
+            Pace::Drip { .. } => {
+                self.drip.extend(bytes);
+                if self.next_drip.is_none() {
+                    self.next_drip = Some(now);
+                }
+                self.pump(now);
+            }
+        }
+    }
+
+    fn emit(&mut self, bytes: Bytes) {
+        self.emitted += bytes.len() as u64;
+        self.stats.bytes_sent += bytes.len() as u64;
+        self.actions.push_back(BotAction::Send(bytes));
+    }
+
+    /// Sends the slowloris bytes that are due.
+    fn pump(&mut self, now: Instant) {
+        let Pace::Drip { bytes, every } = self.cfg.pace else {
+            return;
+        };
+        if self.phase == Phase::Done {
+            return;
+        }
+        while let Some(t) = self.next_drip {
+            if self.drip.is_empty() {
+                self.next_drip = None;
+                break;
+            }
+            if t > now {
+                break;
+            }
+            let n = bytes.max(1).min(self.drip.len());
+            let chunk: Vec<u8> = self.drip.drain(..n).collect();
+            self.emit(Bytes::from(chunk));
+            // A late tick sends one chunk, not a burst of the missed ones.
+            self.next_drip = Some(now + every.max(Duration::from_millis(1)));
+        }
+        self.mark_sent(now);
+    }
+
+    /// Stamps requests whose last byte has now been handed to the driver,
+    /// and starts the rate-limit intervals from that moment.
+    fn mark_sent(&mut self, now: Instant) {
+        for a in self.awaited.iter_mut() {
+            if a.sent_at.is_none() && a.end_pos <= self.emitted {
+                a.sent_at = Some(now);
+                match a.request {
+                    Request::Query => self.last_query = Some(now),
+                    Request::New(_) | Request::Delete { .. } => self.last_change = Some(now),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// `ip/port` with a port that parses.
+fn valid_game_gate(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((ip, port)) => !ip.is_empty() && port.parse::<u16>().is_ok(),
+        None => false,
+    }
+}

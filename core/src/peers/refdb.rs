@@ -1,0 +1,978 @@
+//! The reference DBServer: what sits behind the gate's one link, in any of
+//! the four dialects, for one or more gate links.
+//!
+//! It parses the gate's `%...$` frames (PROTOCOL.md section 3.1), answers
+//! keepalives, decodes the client frames inside data frames and implements
+//! the selection phase (section 4.1) on an in-memory [`CharStore`], with the
+//! rules a real DBServer enforces: a successful CM_QUERYCHR before anything
+//! else, rate limits, account checks. It also records everything the gate
+//! does wrong on the link (open/close pairing, unknown ids, garbage) so tests
+//! can assert that nothing went wrong, and it can be told to misbehave the
+//! ways real DBServers do (section 3.2): slow answers, kicks and blocks,
+//! garbage, frames for unknown ids, floods, silence.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::deframe::{Deframer, Piece};
+use super::rng::SplitMix64;
+use super::store::CharStore;
+use crate::codec::{self, ids, HeaderLayout, Message, MsgHeader};
+use crate::dialect::{push_decimal, Dialect, GateFrame};
+
+/// The driver's handle for one gate link (one accepted TCP connection). The
+/// driver chooses it; it must be unique among the links the RefDb knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u64);
+
+/// Something that happened to the RefDb's links, reported by the driver.
+#[derive(Debug, Clone, Copy)]
+pub enum DbEvent<'a> {
+    /// A gate connected (the driver accepted a link).
+    LinkOpened(LinkId),
+    /// Bytes read from a gate link, in order. Borrowed: the driver may reuse
+    /// its buffer after the call.
+    LinkBytes(LinkId, &'a [u8]),
+    /// The gate link closed (EOF, reset or error). Its sessions are dropped,
+    /// as a real DBServer loses them.
+    LinkClosed(LinkId),
+    /// The deadline of [`RefDb::poll_timeout`] passed (early ticks are
+    /// harmless).
+    Tick,
+}
+
+/// Something the driver must do, drained from [`RefDb::poll_action`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbAction {
+    /// Write these bytes to the link, after everything sent before.
+    Send {
+        /// The link.
+        link: LinkId,
+        /// The bytes; consecutive writes to one link are merged.
+        bytes: Bytes,
+    },
+    /// Close the link. The RefDb has forgotten it; no
+    /// [`DbEvent::LinkClosed`] is expected afterwards.
+    Close {
+        /// The link.
+        link: LinkId,
+    },
+}
+
+/// The RefDb's behaviour. Every field can also be changed while running
+/// through [`RefDb::config_mut`], which is how tests turn misbehaviour on and
+/// off mid-run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefDbConfig {
+    /// Which gate dialect to parse. Default: `wemade`.
+    pub dialect: Dialect,
+    /// Message header layout of the client frames. Default: classic.
+    pub header_layout: HeaderLayout,
+    /// The game-gate address sent in SM_STARTPLAY, `ip/port`.
+    /// Default: `127.0.0.1/7200`.
+    pub game_gate: String,
+    /// Replies to client requests are held this long before they are sent,
+    /// to model a slow DBServer (keepalive answers are not delayed, so the
+    /// link stays up). Default: zero.
+    pub answer_delay: Duration,
+    /// Shortest time between two CM_QUERYCHR of one session; faster ones get
+    /// SM_QUERYCHR_FAIL. Default: 200 ms (section 4.1).
+    pub query_interval: Duration,
+    /// Shortest time between two CM_NEWCHR/CM_DELCHR of one session; faster
+    /// ones get the FAIL reply. Default: 1 s (section 4.1).
+    pub change_interval: Duration,
+    /// Longest gate frame accepted; longer ones are skipped and counted.
+    /// Default: 64 KiB.
+    pub max_frame_len: usize,
+    /// Answer `%--$` with `%++$`. Turn off to test the gate's link timeout.
+    /// Default: true.
+    pub answer_keepalives: bool,
+    /// Follow `%++$` with a NUL byte as the C++ DBServer does (section 3.2).
+    /// Default: false.
+    pub keepalive_nul: bool,
+    /// Put a few garbage bytes (NULs, `$`, CR/LF, letters; never `%`) before
+    /// every frame sent. Default: false.
+    pub garbage_between_frames: bool,
+    /// Put a frame for an unknown, zero, negative, non-numeric or closed id
+    /// before every frame sent. Default: false.
+    pub unknown_id_frames: bool,
+    /// Largest frame [`RefDb::send_filler`] writes; keep it under the gate's
+    /// `max_upstream_frame_len`. Default: 4 KiB.
+    pub filler_frame_len: usize,
+}
+
+impl Default for RefDbConfig {
+    fn default() -> Self {
+        RefDbConfig {
+            dialect: Dialect::Wemade,
+            header_layout: HeaderLayout::Classic,
+            game_gate: "127.0.0.1/7200".to_string(),
+            answer_delay: Duration::ZERO,
+            query_interval: Duration::from_millis(200),
+            change_interval: Duration::from_secs(1),
+            max_frame_len: 64 * 1024,
+            answer_keepalives: true,
+            keepalive_nul: false,
+            garbage_between_frames: false,
+            unknown_id_frames: false,
+            filler_frame_len: 4096,
+        }
+    }
+}
+
+/// Counters of what the RefDb saw and did. Tests assert on them; the ones
+/// that mean the gate (or the driver) got something wrong add up in
+/// [`DbStats::errors`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DbStats {
+    /// Links reported open.
+    pub links_opened: u64,
+    /// Links reported closed or closed by us.
+    pub links_closed: u64,
+    /// Sessions opened by open frames.
+    pub sessions_opened: u64,
+    /// Sessions closed by close frames.
+    pub sessions_closed: u64,
+    /// Sessions dropped because their link closed.
+    pub sessions_dropped: u64,
+    /// Gate frames parsed (of any kind).
+    pub frames: u64,
+    /// Keepalives `%--$` received.
+    pub keepalives: u64,
+    /// Keepalive answers `%++$` sent.
+    pub keepalive_answers: u64,
+    /// Client requests received, by message id.
+    pub requests: BTreeMap<u16, u64>,
+    /// Replies sent (or queued behind the answer delay), by message id.
+    pub replies: BTreeMap<u16, u64>,
+    /// Requests refused for coming faster than the rate limits.
+    pub rate_limited: u64,
+    /// Control frames sent: kicks and blocks.
+    pub controls_sent: u64,
+    /// Deliberate frames for unknown ids sent.
+    pub noise_frames_sent: u64,
+    /// Client-visible bytes sent by [`RefDb::send_filler`].
+    pub filler_bytes: u64,
+
+    /// Error: a gate frame this dialect cannot parse.
+    pub unparseable_frames: u64,
+    /// Error: a `%` inside a frame, cutting the frame before it short.
+    pub unterminated_frames: u64,
+    /// Error: a gate frame longer than `max_frame_len`.
+    pub oversize_frames: u64,
+    /// Error: bytes between frames other than NUL.
+    pub garbage_bytes: u64,
+    /// Error: NUL bytes between frames (the gate never sends padding).
+    pub nul_bytes: u64,
+    /// Error: a data frame not holding `#<check><6-bit payload>!` frames.
+    pub bad_client_frames: u64,
+    /// Error: data for a session that is not open (also a [`Violation`]).
+    pub unknown_session_data: u64,
+    /// Error: a client message id outside the selection phase.
+    pub unknown_messages: u64,
+    /// Error: a request body with missing or non-numeric fields.
+    pub bad_requests: u64,
+    /// Error: a request naming another account than the session's query
+    /// (what a gate mixing up sessions would cause).
+    pub account_mismatches: u64,
+    /// Error: an open/close pairing violation (see [`Violation`]).
+    pub violations: u64,
+    /// Error: bytes or a close for a link never opened (driver bug).
+    pub stale_link_events: u64,
+}
+
+impl DbStats {
+    /// Sum of every error counter: zero after a clean run.
+    pub fn errors(&self) -> u64 {
+        self.unparseable_frames
+            + self.unterminated_frames
+            + self.oversize_frames
+            + self.garbage_bytes
+            + self.nul_bytes
+            + self.bad_client_frames
+            + self.unknown_session_data
+            + self.unknown_messages
+            + self.bad_requests
+            + self.account_mismatches
+            + self.violations
+            + self.stale_link_events
+    }
+
+    /// Requests received with message id `ident`.
+    pub fn requests_of(&self, ident: u16) -> u64 {
+        self.requests.get(&ident).copied().unwrap_or(0)
+    }
+
+    /// Replies sent with message id `ident`.
+    pub fn replies_of(&self, ident: u16) -> u64 {
+        self.replies.get(&ident).copied().unwrap_or(0)
+    }
+
+    /// Every reply sent.
+    pub fn total_replies(&self) -> u64 {
+        self.replies.values().sum()
+    }
+}
+
+/// What went wrong in the gate's session bookkeeping, as seen on the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ViolationKind {
+    /// Data for an id never opened on this link.
+    DataForUnknown,
+    /// Data for an id already closed: the gate forwarded after its close.
+    DataAfterClose,
+    /// An open for an id that is open.
+    DuplicateOpen,
+    /// An open for an id closed recently: ids must not be reused quickly
+    /// (PROTOCOL.md section 6).
+    ReusedId,
+    /// A close for an id never opened on this link.
+    CloseOfUnknown,
+    /// A second close for the same id.
+    DoubleClose,
+}
+
+/// One recorded pairing violation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// When the offending frame was read.
+    pub at: Instant,
+    /// The link it came on.
+    pub link: LinkId,
+    /// The session id it named.
+    pub id: u32,
+    /// What was wrong.
+    pub kind: ViolationKind,
+}
+
+/// What the RefDb knows of one open session; tests use it to find a
+/// session's id (for kicks and floods) by account or address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The client address from the open frame.
+    pub client_ip: IpAddr,
+    /// The gate address from the open frame, in dialects that carry it.
+    pub gate_ip: Option<IpAddr>,
+    /// When the open frame was read.
+    pub opened_at: Instant,
+    /// The account of the last successful CM_QUERYCHR.
+    pub account: Option<Vec<u8>>,
+    /// Requests received on this session.
+    pub requests: u64,
+    last_query: Option<Instant>,
+    last_change: Option<Instant>,
+}
+
+/// How many closed ids per link are remembered to tell "after close" from
+/// "never opened" and to catch quick reuse.
+const RECENT_CLOSED_CAP: usize = 65_536;
+/// How many violations are kept in full (all are counted).
+const VIOLATIONS_KEPT: usize = 10_000;
+/// Characters a garbage run is drawn from: NUL padding, the other delimiter,
+/// line ends, text. Never `%`, which would start a frame and eat the next.
+const GARBAGE: &[u8] = b"\0\0\0$\r\n xZ#!\xff";
+
+#[derive(Debug)]
+struct Link {
+    deframer: Deframer,
+    recent_closed: VecDeque<u32>,
+    recent_set: BTreeSet<u32>,
+}
+
+impl Link {
+    fn new(max_frame_len: usize) -> Self {
+        Link {
+            deframer: Deframer::new(b'%', b'$', max_frame_len),
+            recent_closed: VecDeque::new(),
+            recent_set: BTreeSet::new(),
+        }
+    }
+
+    fn remember_closed(&mut self, id: u32) {
+        if self.recent_set.insert(id) {
+            self.recent_closed.push_back(id);
+            if self.recent_closed.len() > RECENT_CLOSED_CAP {
+                if let Some(old) = self.recent_closed.pop_front() {
+                    self.recent_set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn forget_closed(&mut self, id: u32) {
+        if self.recent_set.remove(&id) {
+            self.recent_closed.retain(|&x| x != id);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Delayed {
+    due: Instant,
+    link: LinkId,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Send(LinkId, Vec<u8>),
+    Close(LinkId),
+}
+
+/// The reference DBServer.
+///
+/// Drain contract (as for the gate): after every [`RefDb::handle`] and every
+/// test knob that sends, drain [`RefDb::poll_action`] until `None`, then ask
+/// [`RefDb::poll_timeout`] and report [`DbEvent::Tick`] once it passes (only
+/// the answer delay sets a deadline). Check [`RefDb::reading`] before reading
+/// the links: a test may ask the RefDb to stop reading to back the gate up.
+#[derive(Debug)]
+pub struct RefDb {
+    cfg: RefDbConfig,
+    store: CharStore,
+    links: BTreeMap<LinkId, Link>,
+    sessions: BTreeMap<(LinkId, u32), SessionInfo>,
+    delayed: VecDeque<Delayed>,
+    actions: VecDeque<Pending>,
+    stats: DbStats,
+    violations: Vec<Violation>,
+    rng: SplitMix64,
+    reading: bool,
+    noise_turn: usize,
+}
+
+impl RefDb {
+    /// A RefDb with an empty store; `seed` fixes its garbage bytes.
+    pub fn new(config: RefDbConfig, seed: u64) -> Self {
+        RefDb {
+            cfg: config,
+            store: CharStore::new(),
+            links: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            delayed: VecDeque::new(),
+            actions: VecDeque::new(),
+            stats: DbStats::default(),
+            violations: Vec::new(),
+            rng: SplitMix64::new(seed),
+            reading: true,
+            noise_turn: 0,
+        }
+    }
+
+    /// Reports an event. Replies whose answer delay passed by `now` are sent
+    /// first, whatever the event.
+    pub fn handle(&mut self, now: Instant, event: DbEvent<'_>) {
+        self.release_due(now);
+        match event {
+            DbEvent::LinkOpened(link) => {
+                if self.links.contains_key(&link) {
+                    // The driver reused a live handle: start the link afresh.
+                    self.stats.stale_link_events += 1;
+                    self.drop_link(link);
+                }
+                self.links.insert(link, Link::new(self.cfg.max_frame_len));
+                self.stats.links_opened += 1;
+            }
+            DbEvent::LinkBytes(link, bytes) => {
+                let Some(l) = self.links.get_mut(&link) else {
+                    self.stats.stale_link_events += 1;
+                    return;
+                };
+                let mut pieces = Vec::new();
+                l.deframer.push(bytes, &mut pieces);
+                for p in pieces {
+                    self.on_piece(now, link, p);
+                }
+            }
+            DbEvent::LinkClosed(link) => {
+                if self.links.contains_key(&link) {
+                    self.drop_link(link);
+                } else {
+                    self.stats.stale_link_events += 1;
+                }
+            }
+            DbEvent::Tick => {}
+        }
+    }
+
+    /// The next thing to do, or `None` when everything was drained.
+    pub fn poll_action(&mut self) -> Option<DbAction> {
+        Some(match self.actions.pop_front()? {
+            Pending::Send(link, bytes) => DbAction::Send {
+                link,
+                bytes: Bytes::from(bytes),
+            },
+            Pending::Close(link) => DbAction::Close { link },
+        })
+    }
+
+    /// When the next delayed reply is due, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.delayed.front().map(|d| d.due)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &DbStats {
+        &self.stats
+    }
+
+    /// The pairing violations recorded (the first 10,000; all are counted in
+    /// [`DbStats::violations`]).
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RefDbConfig {
+        &self.cfg
+    }
+
+    /// Changes the behaviour mid-run (answer delay, keepalives, noise...).
+    /// A shorter answer delay never reorders replies already held.
+    pub fn config_mut(&mut self) -> &mut RefDbConfig {
+        &mut self.cfg
+    }
+
+    /// The character store, to inspect after a run.
+    pub fn store(&self) -> &CharStore {
+        &self.store
+    }
+
+    /// The character store, to seed characters before a run.
+    pub fn store_mut(&mut self) -> &mut CharStore {
+        &mut self.store
+    }
+
+    /// Every open session, ordered by link and id.
+    pub fn sessions(&self) -> impl Iterator<Item = (LinkId, u32, &SessionInfo)> + '_ {
+        self.sessions.iter().map(|(&(l, id), s)| (l, id, s))
+    }
+
+    /// One open session.
+    pub fn session(&self, link: LinkId, id: u32) -> Option<&SessionInfo> {
+        self.sessions.get(&(link, id))
+    }
+
+    /// The first open session that queried `account`, to aim a kick or a
+    /// flood at a particular bot.
+    pub fn find_account(&self, account: &[u8]) -> Option<(LinkId, u32)> {
+        self.sessions()
+            .find(|(_, _, s)| s.account.as_deref() == Some(account))
+            .map(|(l, id, _)| (l, id))
+    }
+
+    /// Open links, in order.
+    pub fn links(&self) -> impl Iterator<Item = LinkId> + '_ {
+        self.links.keys().copied()
+    }
+
+    /// Whether the driver should read the links. False after
+    /// [`RefDb::pause_reading`]: the gate's writes then back up.
+    pub fn reading(&self) -> bool {
+        self.reading
+    }
+
+    /// Asks the driver to stop reading the links (the DBServer hangs).
+    pub fn pause_reading(&mut self) {
+        self.reading = false;
+    }
+
+    /// Asks the driver to read the links again.
+    pub fn resume_reading(&mut self) {
+        self.reading = true;
+    }
+
+    /// Sends `%+-<id>$`: the gate must close that session.
+    pub fn kick(&mut self, link: LinkId, id: u32) {
+        self.send_control(link, b'-', id.to_string().as_bytes());
+    }
+
+    /// Sends `%+B<id>$`: kick, and block the client's IP for a while.
+    pub fn kick_temp_block(&mut self, link: LinkId, id: u32) {
+        self.send_control(link, b'B', id.to_string().as_bytes());
+    }
+
+    /// Sends `%+T<id>$`: kick, and block the client's IP for good.
+    pub fn kick_perm_block(&mut self, link: LinkId, id: u32) {
+        self.send_control(link, b'T', id.to_string().as_bytes());
+    }
+
+    /// Sends `%+M<ip>$`: add `ip` to the gate's block list.
+    pub fn block_ip(&mut self, link: LinkId, ip: IpAddr) {
+        self.send_control(link, b'M', ip.to_string().as_bytes());
+    }
+
+    /// Writes `bytes` on the link exactly as given (any framing, or none).
+    pub fn send_raw(&mut self, link: LinkId, bytes: &[u8]) {
+        if self.links.contains_key(&link) {
+            self.push_bytes(link, bytes);
+        }
+    }
+
+    /// Sends `%<id>/<payload>$` at once, bypassing the answer delay: the gate
+    /// should deliver `payload` verbatim to that session.
+    pub fn send_to_session(&mut self, link: LinkId, id: u32, payload: &[u8]) {
+        let mut f = Vec::with_capacity(payload.len() + 13);
+        f.push(b'%');
+        push_decimal(&mut f, id);
+        f.push(b'/');
+        f.extend_from_slice(payload);
+        f.push(b'$');
+        self.emit_frame(link, &f);
+    }
+
+    /// Sends about `n` bytes of valid-looking server frames (`#` + codec
+    /// characters + `!`, each at most `filler_frame_len` long) to a session:
+    /// the flood that must get a non-reading client closed as slow.
+    pub fn send_filler(&mut self, link: LinkId, id: u32, n: usize) {
+        if !self.links.contains_key(&link) {
+            return;
+        }
+        let chunk = self.cfg.filler_frame_len.max(3);
+        let mut left = n.max(2);
+        let mut out = Vec::with_capacity(left + left / chunk * 16 + 16);
+        let mut c = 0u8;
+        while left > 0 {
+            let this = left.min(chunk).max(2);
+            out.push(b'%');
+            push_decimal(&mut out, id);
+            out.extend_from_slice(b"/#");
+            for _ in 0..this - 2 {
+                out.push(codec::ALPHABET_FIRST + c);
+                c = (c + 1) % 64;
+            }
+            out.extend_from_slice(b"!$");
+            left = left.saturating_sub(this);
+            self.stats.filler_bytes += this as u64;
+        }
+        self.push_bytes(link, &out);
+    }
+
+    /// Sends one frame of every kind a DBServer may send for a session the
+    /// gate does not have: unknown, zero, negative, non-numeric, a header
+    /// instead of an id, no `/`, and a recently closed id (section 3.2).
+    pub fn send_unknown_id_frames(&mut self, link: LinkId) {
+        if !self.links.contains_key(&link) {
+            return;
+        }
+        for turn in 0..NOISE_KINDS {
+            let f = self.noise_frame(link, turn);
+            self.push_bytes(link, &f);
+            self.stats.noise_frames_sent += 1;
+        }
+    }
+
+    /// Closes a link from the DBServer side (a DBServer restart).
+    pub fn close_link(&mut self, link: LinkId) {
+        if self.links.contains_key(&link) {
+            self.drop_link(link);
+            self.actions.push_back(Pending::Close(link));
+        }
+    }
+
+    fn drop_link(&mut self, link: LinkId) {
+        self.links.remove(&link);
+        self.stats.links_closed += 1;
+        let ids: Vec<(LinkId, u32)> = self
+            .sessions
+            .range((link, 0)..=(link, u32::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        self.stats.sessions_dropped += ids.len() as u64;
+        for k in ids {
+            self.sessions.remove(&k);
+        }
+        // Nothing more can be written to it.
+        self.actions
+            .retain(|p| !matches!(p, Pending::Send(l, _) if *l == link));
+    }
+
+    fn release_due(&mut self, now: Instant) {
+        while self.delayed.front().is_some_and(|d| d.due <= now) {
+            let Some(d) = self.delayed.pop_front() else {
+                break;
+            };
+            if self.links.contains_key(&d.link) {
+                self.emit_frame(d.link, &d.bytes);
+            }
+        }
+    }
+
+    fn on_piece(&mut self, now: Instant, link: LinkId, piece: Piece) {
+        match piece {
+            Piece::Frame(text) => {
+                self.stats.frames += 1;
+                self.on_frame(now, link, &text);
+            }
+            Piece::Nul => self.stats.nul_bytes += 1,
+            Piece::Garbage => self.stats.garbage_bytes += 1,
+            Piece::Unterminated => self.stats.unterminated_frames += 1,
+            Piece::Oversize => self.stats.oversize_frames += 1,
+        }
+    }
+
+    fn on_frame(&mut self, now: Instant, link: LinkId, text: &[u8]) {
+        match self.cfg.dialect.parse_gate_frame(text) {
+            Ok(GateFrame::Keepalive) => {
+                self.stats.keepalives += 1;
+                if self.cfg.answer_keepalives {
+                    self.stats.keepalive_answers += 1;
+                    let answer: &[u8] = if self.cfg.keepalive_nul {
+                        b"%++$\0"
+                    } else {
+                        b"%++$"
+                    };
+                    self.emit_frame(link, answer);
+                }
+            }
+            Ok(GateFrame::Open {
+                id,
+                client_ip,
+                gate_ip,
+            }) => self.on_open(now, link, id, client_ip, gate_ip),
+            Ok(GateFrame::Data { id, frame }) => self.on_data(now, link, id, frame),
+            Ok(GateFrame::Close { id }) => self.on_close(now, link, id),
+            Err(_) => self.stats.unparseable_frames += 1,
+        }
+    }
+
+    fn violation(&mut self, at: Instant, link: LinkId, id: u32, kind: ViolationKind) {
+        self.stats.violations += 1;
+        if self.violations.len() < VIOLATIONS_KEPT {
+            self.violations.push(Violation { at, link, id, kind });
+        }
+    }
+
+    fn on_open(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        id: u32,
+        client_ip: IpAddr,
+        gate_ip: Option<IpAddr>,
+    ) {
+        let recently_closed = self
+            .links
+            .get(&link)
+            .is_some_and(|l| l.recent_set.contains(&id));
+        if self.sessions.contains_key(&(link, id)) {
+            self.violation(now, link, id, ViolationKind::DuplicateOpen);
+        } else if recently_closed {
+            self.violation(now, link, id, ViolationKind::ReusedId);
+        }
+        if let Some(l) = self.links.get_mut(&link) {
+            l.forget_closed(id);
+        }
+        self.stats.sessions_opened += 1;
+        self.sessions.insert(
+            (link, id),
+            SessionInfo {
+                client_ip,
+                gate_ip,
+                opened_at: now,
+                account: None,
+                requests: 0,
+                last_query: None,
+                last_change: None,
+            },
+        );
+    }
+
+    fn on_close(&mut self, now: Instant, link: LinkId, id: u32) {
+        if self.sessions.remove(&(link, id)).is_some() {
+            self.stats.sessions_closed += 1;
+            if let Some(l) = self.links.get_mut(&link) {
+                l.remember_closed(id);
+            }
+            return;
+        }
+        let recently_closed = self
+            .links
+            .get(&link)
+            .is_some_and(|l| l.recent_set.contains(&id));
+        let kind = if recently_closed {
+            ViolationKind::DoubleClose
+        } else {
+            ViolationKind::CloseOfUnknown
+        };
+        self.violation(now, link, id, kind);
+    }
+
+    fn on_data(&mut self, now: Instant, link: LinkId, id: u32, data: &[u8]) {
+        if !self.sessions.contains_key(&(link, id)) {
+            self.stats.unknown_session_data += 1;
+            let recently_closed = self
+                .links
+                .get(&link)
+                .is_some_and(|l| l.recent_set.contains(&id));
+            let kind = if recently_closed {
+                ViolationKind::DataAfterClose
+            } else {
+                ViolationKind::DataForUnknown
+            };
+            self.violation(now, link, id, kind);
+            return;
+        }
+        // One client frame per data frame is what the gate sends, but the
+        // Delphi gates forwarded raw reads, so accept several (and the `*`
+        // acknowledgements between them).
+        let mut rest = data;
+        let mut found = false;
+        loop {
+            while let Some((&b'*', tail)) = rest.split_first() {
+                rest = tail;
+            }
+            if rest.is_empty() {
+                break;
+            }
+            let end = match rest.iter().position(|&b| b == b'!') {
+                Some(end) if rest[0] == b'#' && end >= 2 => end,
+                _ => {
+                    self.stats.bad_client_frames += 1;
+                    return;
+                }
+            };
+            // Skip `#` and the check character; servers do not check it.
+            let payload = &rest[2..end];
+            rest = &rest[end + 1..];
+            found = true;
+            match Message::decode(payload, self.cfg.header_layout) {
+                Some(msg) => self.on_request(now, link, id, msg),
+                None => self.stats.bad_client_frames += 1,
+            }
+        }
+        if !found {
+            self.stats.bad_client_frames += 1;
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, link: LinkId, id: u32, msg: Message) {
+        *self.stats.requests.entry(msg.header.ident).or_insert(0) += 1;
+        let Some(sess) = self.sessions.get_mut(&(link, id)) else {
+            return;
+        };
+        sess.requests += 1;
+        let reply = answer(&self.cfg, &mut self.store, &mut self.stats, sess, now, &msg);
+        if let Some(reply) = reply {
+            self.reply(now, link, id, &reply);
+        }
+    }
+
+    fn reply(&mut self, now: Instant, link: LinkId, id: u32, msg: &Message) {
+        *self.stats.replies.entry(msg.header.ident).or_insert(0) += 1;
+        let frame = codec::server_frame(msg, self.cfg.header_layout);
+        let mut bytes = Vec::with_capacity(frame.len() + 13);
+        bytes.push(b'%');
+        push_decimal(&mut bytes, id);
+        bytes.push(b'/');
+        bytes.extend_from_slice(&frame);
+        bytes.push(b'$');
+        // Replies leave in order even if the delay shrinks mid-run.
+        let mut due = now + self.cfg.answer_delay;
+        if let Some(last) = self.delayed.back() {
+            due = due.max(last.due);
+        }
+        if due <= now {
+            self.emit_frame(link, &bytes);
+        } else {
+            self.delayed.push_back(Delayed { due, link, bytes });
+        }
+    }
+
+    fn send_control(&mut self, link: LinkId, letter: u8, arg: &[u8]) {
+        if !self.links.contains_key(&link) {
+            return;
+        }
+        let mut f = vec![b'%', b'+', letter];
+        f.extend_from_slice(arg);
+        f.push(b'$');
+        self.stats.controls_sent += 1;
+        self.emit_frame(link, &f);
+    }
+
+    /// Writes one frame, preceded by the configured noise.
+    fn emit_frame(&mut self, link: LinkId, frame: &[u8]) {
+        if !self.links.contains_key(&link) {
+            return;
+        }
+        if self.cfg.garbage_between_frames {
+            let n = 1 + self.rng.below(8) as usize;
+            let junk: Vec<u8> = (0..n)
+                .map(|_| GARBAGE[self.rng.below(GARBAGE.len() as u64) as usize])
+                .collect();
+            self.push_bytes(link, &junk);
+        }
+        if self.cfg.unknown_id_frames {
+            let f = self.noise_frame(link, self.noise_turn);
+            self.noise_turn = (self.noise_turn + 1) % NOISE_KINDS;
+            self.push_bytes(link, &f);
+            self.stats.noise_frames_sent += 1;
+        }
+        self.push_bytes(link, frame);
+    }
+
+    /// One frame the gate must drop: kind `turn` of [`NOISE_KINDS`].
+    fn noise_frame(&self, link: LinkId, turn: usize) -> Vec<u8> {
+        let body = codec::server_frame(
+            &Message::new(MsgHeader::new(ids::SM_OUTOFCONNECTION, 0), Vec::new()),
+            self.cfg.header_layout,
+        );
+        let closed = self
+            .links
+            .get(&link)
+            .and_then(|l| l.recent_closed.back().copied());
+        let id: Vec<u8> = match turn % NOISE_KINDS {
+            0 => self.unused_id(link).to_string().into_bytes(),
+            1 => b"0".to_vec(),
+            2 => b"-5".to_vec(),
+            3 => b"abc".to_vec(),
+            // One Delphi DBServer emits a header instead of an id.
+            4 => body[1..17.min(body.len())].to_vec(),
+            5 => {
+                // No `/` at all.
+                let mut f = b"%".to_vec();
+                f.extend_from_slice(self.unused_id(link).to_string().as_bytes());
+                f.push(b'$');
+                return f;
+            }
+            _ => closed
+                .unwrap_or_else(|| self.unused_id(link))
+                .to_string()
+                .into_bytes(),
+        };
+        let mut f = vec![b'%'];
+        f.extend_from_slice(&id);
+        f.push(b'/');
+        f.extend_from_slice(&body);
+        f.push(b'$');
+        f
+    }
+
+    /// The largest valid id not open on `link`.
+    fn unused_id(&self, link: LinkId) -> u32 {
+        let mut id = i32::MAX as u32;
+        while self.sessions.contains_key(&(link, id)) {
+            id -= 1;
+        }
+        id
+    }
+
+    fn push_bytes(&mut self, link: LinkId, bytes: &[u8]) {
+        if let Some(Pending::Send(l, buf)) = self.actions.back_mut() {
+            if *l == link {
+                buf.extend_from_slice(bytes);
+                return;
+            }
+        }
+        self.actions.push_back(Pending::Send(link, bytes.to_vec()));
+    }
+}
+
+/// How many kinds of noise frame [`RefDb::send_unknown_id_frames`] sends.
+const NOISE_KINDS: usize = 7;
+
+fn reply_msg(ident: u16, recog: i32, body: &[u8]) -> Option<Message> {
+    Some(Message::new(MsgHeader::new(ident, recog), body))
+}
+
+fn too_soon(last: Option<Instant>, now: Instant, interval: Duration) -> bool {
+    last.is_some_and(|t| now.saturating_duration_since(t) < interval)
+}
+
+fn small_number(field: &[u8]) -> Option<u8> {
+    if field.is_empty() || field.len() > 3 || !field.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// The selection-phase logic of PROTOCOL.md section 4.1 for one request.
+fn answer(
+    cfg: &RefDbConfig,
+    store: &mut CharStore,
+    stats: &mut DbStats,
+    sess: &mut SessionInfo,
+    now: Instant,
+    msg: &Message,
+) -> Option<Message> {
+    let fields: Vec<&[u8]> = msg.body.split(|&b| b == b'/').collect();
+    let field = |i: usize| fields.get(i).copied().unwrap_or(&[]);
+    let ident = msg.header.ident;
+    if ident == ids::CM_QUERYCHR {
+        if too_soon(sess.last_query, now, cfg.query_interval) {
+            stats.rate_limited += 1;
+            return reply_msg(ids::SM_QUERYCHR_FAIL, 0, b"");
+        }
+        let account = field(0);
+        if account.is_empty() {
+            stats.bad_requests += 1;
+            return reply_msg(ids::SM_QUERYCHR_FAIL, 0, b"");
+        }
+        sess.last_query = Some(now);
+        sess.account = Some(account.to_vec());
+        let (count, body) = store.list_body(account);
+        return reply_msg(ids::SM_QUERYCHR, count, &body);
+    }
+    if !matches!(ident, ids::CM_NEWCHR | ids::CM_DELCHR | ids::CM_SELCHR) {
+        stats.unknown_messages += 1;
+        return None;
+    }
+    // The other three need a successful query first.
+    let Some(account) = sess.account.clone() else {
+        return reply_msg(ids::SM_OUTOFCONNECTION, 0, b"");
+    };
+    match ident {
+        ids::CM_NEWCHR => {
+            let fail = |code: i32| reply_msg(ids::SM_NEWCHR_FAIL, code, b"");
+            if too_soon(sess.last_change, now, cfg.change_interval) {
+                stats.rate_limited += 1;
+                return fail(4);
+            }
+            sess.last_change = Some(now);
+            if field(0) != account.as_slice() {
+                stats.account_mismatches += 1;
+                return fail(4);
+            }
+            let (Some(hair), Some(job), Some(sex)) = (
+                small_number(field(2)),
+                small_number(field(3)),
+                small_number(field(4)),
+            ) else {
+                stats.bad_requests += 1;
+                return fail(4);
+            };
+            match store.create(&account, field(1), hair, job, sex) {
+                Ok(()) => reply_msg(ids::SM_NEWCHR_SUCCESS, 0, b""),
+                Err(e) => fail(e.code()),
+            }
+        }
+        ids::CM_DELCHR => {
+            if too_soon(sess.last_change, now, cfg.change_interval) {
+                stats.rate_limited += 1;
+                return reply_msg(ids::SM_DELCHR_FAIL, 0, b"");
+            }
+            sess.last_change = Some(now);
+            match store.delete(&account, field(0)) {
+                Ok(_) => reply_msg(ids::SM_DELCHR_SUCCESS, 0, b""),
+                Err(_) => reply_msg(ids::SM_DELCHR_FAIL, 0, b""),
+            }
+        }
+        _ => {
+            // CM_SELCHR: `account/name`.
+            if field(0) != account.as_slice() {
+                stats.account_mismatches += 1;
+                return reply_msg(ids::SM_STARTFAIL, 0, b"");
+            }
+            match store.check_owner(&account, field(1)) {
+                Ok(()) => {
+                    store.set_last_played(&account, field(1));
+                    reply_msg(ids::SM_STARTPLAY, 0, cfg.game_gate.as_bytes())
+                }
+                Err(_) => reply_msg(ids::SM_STARTFAIL, 0, b""),
+            }
+        }
+    }
+}
