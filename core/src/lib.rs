@@ -42,6 +42,8 @@ pub use stats::{CloseReason, DropReason, Stats};
 #[cfg(test)]
 mod gate_tests;
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod test_harness;
 
 #[cfg(test)]
