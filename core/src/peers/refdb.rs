@@ -976,3 +976,508 @@ fn answer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::t0;
+    use quickcheck::quickcheck;
+    use std::net::Ipv4Addr;
+
+    const L: LinkId = LinkId(1);
+    const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9));
+    const GATE: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn db(dialect: Dialect) -> RefDb {
+        let mut db = RefDb::new(
+            RefDbConfig {
+                dialect,
+                ..RefDbConfig::default()
+            },
+            7,
+        );
+        db.handle(t0(), DbEvent::LinkOpened(L));
+        db
+    }
+
+    fn open(d: Dialect, id: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        d.write_open(&mut out, id, CLIENT, GATE);
+        out
+    }
+
+    fn close(d: Dialect, id: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        d.write_close(&mut out, id);
+        out
+    }
+
+    fn req(d: Dialect, id: u32, ident: u16, body: &str) -> Vec<u8> {
+        let msg = Message::new(MsgHeader::new(ident, 0), body.as_bytes());
+        let frame = codec::client_frame(b'1', &msg, HeaderLayout::Classic);
+        let mut out = Vec::new();
+        d.write_data(&mut out, id, &frame);
+        out
+    }
+
+    /// Everything sent on `link` since the last drain, as one byte string.
+    fn sent(db: &mut RefDb, link: LinkId) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(a) = db.poll_action() {
+            if let DbAction::Send { link: l, bytes } = a {
+                if l == link {
+                    out.extend_from_slice(&bytes);
+                }
+            }
+        }
+        out
+    }
+
+    /// The `%<id>/#...!$` replies in `bytes`, decoded; other frames as text.
+    fn replies(bytes: &[u8]) -> Vec<(u32, Message)> {
+        let mut d = Deframer::new(b'%', b'$', usize::MAX);
+        let mut pieces = Vec::new();
+        d.push(bytes, &mut pieces);
+        pieces
+            .into_iter()
+            .filter_map(|p| match p {
+                Piece::Frame(f) => {
+                    let slash = f.iter().position(|&b| b == b'/')?;
+                    let id = crate::dialect::parse_id(&f[..slash])?;
+                    let frame = &f[slash + 1..];
+                    let payload = frame.strip_prefix(b"#")?.strip_suffix(b"!")?;
+                    Some((id, Message::decode(payload, HeaderLayout::Classic)?))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn one_reply(db: &mut RefDb) -> (u32, Message) {
+        let r = replies(&sent(db, L));
+        assert_eq!(r.len(), 1, "{r:?}");
+        r.into_iter().next().expect("one reply")
+    }
+
+    fn feed(db: &mut RefDb, now: Instant, bytes: &[u8]) {
+        db.handle(now, DbEvent::LinkBytes(L, bytes));
+    }
+
+    #[test]
+    fn keepalives_are_answered_unless_told_not_to() {
+        for d in Dialect::ALL {
+            let mut db = db(d);
+            feed(&mut db, t0(), b"%--$");
+            assert_eq!(sent(&mut db, L), b"%++$");
+            db.config_mut().keepalive_nul = true;
+            feed(&mut db, t0(), b"%--$");
+            assert_eq!(sent(&mut db, L), b"%++$\0");
+            db.config_mut().answer_keepalives = false;
+            feed(&mut db, t0(), b"%--$");
+            assert_eq!(sent(&mut db, L), b"");
+            assert_eq!(db.stats().keepalives, 3);
+            assert_eq!(db.stats().keepalive_answers, 2);
+            assert_eq!(db.stats().errors(), 0);
+        }
+    }
+
+    #[test]
+    fn a_whole_selection_in_every_dialect() {
+        for d in Dialect::ALL {
+            let mut db = db(d);
+            let t = t0();
+            feed(&mut db, t, &open(d, 5));
+            let s = db.session(L, 5).expect("open");
+            assert_eq!(s.client_ip, CLIENT);
+            assert_eq!(s.gate_ip, d.open_has_gate_ip().then_some(GATE));
+
+            feed(&mut db, t, &req(d, 5, ids::CM_QUERYCHR, "acc/77"));
+            let (id, m) = one_reply(&mut db);
+            assert_eq!(
+                (id, m.header.ident, m.header.recog),
+                (5, ids::SM_QUERYCHR, 0)
+            );
+            assert!(m.body.is_empty());
+
+            feed(&mut db, t, &req(d, 5, ids::CM_NEWCHR, "acc/hero1/1/2/0"));
+            assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_NEWCHR_SUCCESS);
+
+            // Too soon after the first query: refused and counted.
+            feed(&mut db, t + ms(100), &req(d, 5, ids::CM_QUERYCHR, "acc/77"));
+            assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_QUERYCHR_FAIL);
+            assert_eq!(db.stats().rate_limited, 1);
+
+            feed(&mut db, t + ms(200), &req(d, 5, ids::CM_QUERYCHR, "acc/77"));
+            let m = one_reply(&mut db).1;
+            assert_eq!((m.header.ident, m.header.recog), (ids::SM_QUERYCHR, 1));
+            assert_eq!(m.body, b"hero1/2/1/1/0/");
+
+            feed(
+                &mut db,
+                t + ms(300),
+                &req(d, 5, ids::CM_SELCHR, "acc/hero1"),
+            );
+            let m = one_reply(&mut db).1;
+            assert_eq!(m.header.ident, ids::SM_STARTPLAY);
+            assert_eq!(m.body, b"127.0.0.1/7200");
+            assert_eq!(db.store().last_played(b"acc"), Some(&b"hero1"[..]));
+
+            feed(&mut db, t + ms(400), &close(d, 5));
+            assert!(db.session(L, 5).is_none());
+            let st = db.stats();
+            assert_eq!((st.sessions_opened, st.sessions_closed), (1, 1));
+            assert_eq!(st.requests_of(ids::CM_QUERYCHR), 3);
+            assert_eq!(st.total_replies(), 5);
+            assert_eq!(st.errors(), 0, "{st:?}");
+            assert!(db.violations().is_empty());
+        }
+    }
+
+    #[test]
+    fn nothing_but_a_query_before_a_successful_query() {
+        let d = Dialect::Delphi;
+        let mut db = db(d);
+        feed(&mut db, t0(), &open(d, 1));
+        for (ident, body) in [
+            (ids::CM_NEWCHR, "acc/hero1/0/0/0"),
+            (ids::CM_DELCHR, "hero1"),
+            (ids::CM_SELCHR, "acc/hero1"),
+        ] {
+            feed(&mut db, t0(), &req(d, 1, ident, body));
+            assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_OUTOFCONNECTION);
+        }
+        // A rate-limited query is not a successful one either.
+        feed(&mut db, t0(), &req(d, 1, ids::CM_QUERYCHR, "/x"));
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_QUERYCHR_FAIL);
+        assert_eq!(db.stats().bad_requests, 1);
+        feed(&mut db, t0(), &req(d, 1, ids::CM_SELCHR, "acc/hero1"));
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_OUTOFCONNECTION);
+    }
+
+    #[test]
+    fn changes_are_rate_limited_and_checked() {
+        let d = Dialect::Ndc;
+        let mut db = db(d);
+        let t = t0();
+        db.store_mut()
+            .create(b"other", b"theirs", 0, 0, 0)
+            .expect("valid");
+        feed(&mut db, t, &open(d, 2));
+        feed(&mut db, t, &req(d, 2, ids::CM_QUERYCHR, "acc/1"));
+        sent(&mut db, L);
+        feed(&mut db, t, &req(d, 2, ids::CM_NEWCHR, "acc/hero/0/0/0"));
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_NEWCHR_SUCCESS);
+        feed(&mut db, t + ms(500), &req(d, 2, ids::CM_DELCHR, "hero"));
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_DELCHR_FAIL);
+        assert_eq!(db.stats().rate_limited, 1);
+        // Another account's character cannot be deleted or selected.
+        feed(&mut db, t + ms(1000), &req(d, 2, ids::CM_DELCHR, "theirs"));
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_DELCHR_FAIL);
+        feed(
+            &mut db,
+            t + ms(1000),
+            &req(d, 2, ids::CM_SELCHR, "acc/theirs"),
+        );
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_STARTFAIL);
+        // Naming another account than the queried one is a mix-up.
+        feed(
+            &mut db,
+            t + ms(1000),
+            &req(d, 2, ids::CM_SELCHR, "other/theirs"),
+        );
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_STARTFAIL);
+        feed(
+            &mut db,
+            t + ms(2000),
+            &req(d, 2, ids::CM_NEWCHR, "other/x1x/0/0/0"),
+        );
+        let m = one_reply(&mut db).1;
+        assert_eq!((m.header.ident, m.header.recog), (ids::SM_NEWCHR_FAIL, 4));
+        assert_eq!(db.stats().account_mismatches, 2);
+        // Name rules and uniqueness give their codes.
+        feed(
+            &mut db,
+            t + ms(3000),
+            &req(d, 2, ids::CM_NEWCHR, "acc/THEIRS/0/0/0"),
+        );
+        assert_eq!(one_reply(&mut db).1.header.recog, 2);
+        feed(
+            &mut db,
+            t + ms(4000),
+            &req(d, 2, ids::CM_NEWCHR, "acc/a/0/0/0"),
+        );
+        assert_eq!(one_reply(&mut db).1.header.recog, 0);
+        feed(
+            &mut db,
+            t + ms(5000),
+            &req(d, 2, ids::CM_NEWCHR, "acc/hero2/0/x/0"),
+        );
+        assert_eq!(one_reply(&mut db).1.header.recog, 4);
+        assert_eq!(db.stats().bad_requests, 1);
+        feed(&mut db, t + ms(6000), &req(d, 2, ids::CM_DELCHR, "hero"));
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_DELCHR_SUCCESS);
+    }
+
+    #[test]
+    fn pairing_violations_are_recorded() {
+        let d = Dialect::Kal;
+        let mut db = db(d);
+        let t = t0();
+        feed(&mut db, t, &req(d, 9, ids::CM_QUERYCHR, "acc/1"));
+        feed(&mut db, t, &close(d, 9));
+        feed(&mut db, t, &open(d, 3));
+        feed(&mut db, t, &open(d, 3));
+        feed(&mut db, t, &close(d, 3));
+        feed(&mut db, t, &close(d, 3));
+        feed(&mut db, t, &req(d, 3, ids::CM_QUERYCHR, "acc/1"));
+        feed(&mut db, t, &open(d, 3));
+        let kinds: Vec<_> = db.violations().iter().map(|v| (v.id, v.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (9, ViolationKind::DataForUnknown),
+                (9, ViolationKind::CloseOfUnknown),
+                (3, ViolationKind::DuplicateOpen),
+                (3, ViolationKind::DoubleClose),
+                (3, ViolationKind::DataAfterClose),
+                (3, ViolationKind::ReusedId),
+            ]
+        );
+        assert_eq!(db.stats().violations, 6);
+        assert_eq!(db.stats().unknown_session_data, 2);
+        assert!(sent(&mut db, L).is_empty());
+    }
+
+    #[test]
+    fn broken_link_bytes_are_counted_not_fatal() {
+        let d = Dialect::Wemade;
+        let mut db = db(d);
+        let t = t0();
+        let mut bytes = b"\0xy$%Q1/2$%A1$%A%--$".to_vec();
+        bytes.extend_from_slice(&open(d, 1));
+        bytes.extend_from_slice(b"%A1/#1<<!$%A1/junk$%A1/$");
+        bytes.extend_from_slice(&req(d, 1, 999, "x"));
+        feed(&mut db, t, &bytes);
+        let st = db.stats().clone();
+        assert_eq!(st.nul_bytes, 1);
+        assert_eq!(st.garbage_bytes, 3);
+        assert_eq!(st.unparseable_frames, 2);
+        assert_eq!(st.unterminated_frames, 1);
+        assert_eq!(st.bad_client_frames, 3);
+        assert_eq!(st.unknown_messages, 1);
+        assert_eq!(st.keepalives, 1);
+        assert_eq!(st.sessions_opened, 1);
+        db.config_mut().max_frame_len = 8;
+        db.handle(t, DbEvent::LinkOpened(LinkId(2)));
+        db.handle(t, DbEvent::LinkBytes(LinkId(2), b"%A1/#123456789!$%--$"));
+        assert_eq!(db.stats().oversize_frames, 1);
+        assert_eq!(db.stats().keepalives, 2);
+        db.handle(t, DbEvent::LinkBytes(LinkId(3), b"%--$"));
+        assert_eq!(db.stats().stale_link_events, 1);
+    }
+
+    #[test]
+    fn answers_wait_for_the_delay_in_order() {
+        let d = Dialect::Wemade;
+        let mut db = db(d);
+        let t = t0();
+        db.config_mut().answer_delay = ms(50);
+        feed(&mut db, t, &open(d, 1));
+        feed(&mut db, t, &open(d, 2));
+        feed(&mut db, t, &req(d, 1, ids::CM_QUERYCHR, "a/1"));
+        db.config_mut().answer_delay = ms(10);
+        feed(&mut db, t, &req(d, 2, ids::CM_QUERYCHR, "b/1"));
+        // Keepalives are not delayed.
+        feed(&mut db, t, b"%--$");
+        assert_eq!(sent(&mut db, L), b"%++$");
+        assert_eq!(db.poll_timeout(), Some(t + ms(50)));
+        db.handle(t + ms(49), DbEvent::Tick);
+        assert!(sent(&mut db, L).is_empty());
+        db.handle(t + ms(50), DbEvent::Tick);
+        let ids_in_order: Vec<u32> = replies(&sent(&mut db, L)).iter().map(|r| r.0).collect();
+        assert_eq!(ids_in_order, vec![1, 2]);
+        assert_eq!(db.poll_timeout(), None);
+    }
+
+    #[test]
+    fn control_knobs_write_the_documented_frames() {
+        let mut db = db(Dialect::Wemade);
+        db.kick(L, 12);
+        db.kick_temp_block(L, 13);
+        db.kick_perm_block(L, 14);
+        db.block_ip(L, CLIENT);
+        db.send_to_session(L, 15, b"#xyz!");
+        db.send_raw(L, b"\0raw");
+        assert_eq!(
+            String::from_utf8_lossy(&sent(&mut db, L)),
+            "%+-12$%+B13$%+T14$%+M10.0.0.9$%15/#xyz!$\0raw"
+        );
+        assert_eq!(db.stats().controls_sent, 4);
+        assert!(db.reading());
+        db.pause_reading();
+        assert!(!db.reading());
+        db.resume_reading();
+        assert!(db.reading());
+        // Nothing is written to a link that is not open.
+        db.kick(LinkId(99), 1);
+        assert_eq!(db.poll_action(), None);
+    }
+
+    #[test]
+    fn filler_is_valid_frames_of_the_asked_size() {
+        let mut db = db(Dialect::Wemade);
+        db.send_filler(L, 4, 4 * 1024 * 1024);
+        let bytes = sent(&mut db, L);
+        let mut d = Deframer::new(b'%', b'$', 5000);
+        let mut pieces = Vec::new();
+        d.push(&bytes, &mut pieces);
+        let mut payload = 0;
+        for p in &pieces {
+            let Piece::Frame(f) = p else {
+                panic!("not a frame: {p:?}")
+            };
+            let body = f.strip_prefix(b"4/").expect("for session 4");
+            assert!(body.starts_with(b"#") && body.ends_with(b"!"));
+            assert!(body[1..body.len() - 1]
+                .iter()
+                .all(|&b| codec::is_alphabet(b)));
+            assert!(body.len() <= 4096);
+            payload += body.len();
+        }
+        assert_eq!(payload, 4 * 1024 * 1024);
+        assert_eq!(db.stats().filler_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn noise_never_hides_the_real_frames() {
+        let d = Dialect::Wemade;
+        let mut db = db(d);
+        let t = t0();
+        db.config_mut().garbage_between_frames = true;
+        db.config_mut().unknown_id_frames = true;
+        feed(&mut db, t, &open(d, 1));
+        feed(&mut db, t, &open(d, 2));
+        feed(&mut db, t, &close(d, 2));
+        let mut all = Vec::new();
+        for i in 0..20u64 {
+            feed(
+                &mut db,
+                t + ms(300 * i),
+                &req(d, 1, ids::CM_QUERYCHR, "acc/1"),
+            );
+            feed(&mut db, t + ms(300 * i), b"%--$");
+            all.extend_from_slice(&sent(&mut db, L));
+        }
+        assert!(all.contains(&0), "some garbage was sent");
+        let real: Vec<_> = replies(&all)
+            .into_iter()
+            .filter(|(id, m)| *id == 1 && m.header.ident == ids::SM_QUERYCHR)
+            .collect();
+        assert_eq!(real.len(), 20);
+        assert_eq!(db.stats().noise_frames_sent, 40);
+        // The explicit burst holds every kind, none for a live session.
+        db.send_unknown_id_frames(L);
+        let burst = sent(&mut db, L);
+        let text = String::from_utf8_lossy(&burst);
+        for needle in [
+            "%2147483647/#",
+            "%0/",
+            "%-5/",
+            "%abc/",
+            "%2147483647$",
+            "%2/",
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+        assert!(!text.contains("%1/"));
+    }
+
+    #[test]
+    fn a_closed_link_takes_its_sessions_and_held_replies() {
+        let d = Dialect::Wemade;
+        let mut db = db(d);
+        let t = t0();
+        db.config_mut().answer_delay = ms(10);
+        feed(&mut db, t, &open(d, 1));
+        feed(&mut db, t, &req(d, 1, ids::CM_QUERYCHR, "acc/1"));
+        db.handle(t, DbEvent::LinkClosed(L));
+        assert_eq!(db.stats().sessions_dropped, 1);
+        db.handle(t + ms(10), DbEvent::Tick);
+        assert_eq!(db.poll_action(), None);
+        db.handle(t, DbEvent::LinkOpened(LinkId(2)));
+        db.close_link(LinkId(2));
+        assert_eq!(db.poll_action(), Some(DbAction::Close { link: LinkId(2) }));
+        assert_eq!(db.stats().links_closed, 2);
+        assert_eq!(db.links().count(), 0);
+    }
+
+    #[test]
+    fn sessions_can_be_found_by_account() {
+        let d = Dialect::Delphi;
+        let mut db = db(d);
+        feed(&mut db, t0(), &open(d, 8));
+        feed(&mut db, t0(), &req(d, 8, ids::CM_QUERYCHR, "needle/1"));
+        assert_eq!(db.find_account(b"needle"), Some((L, 8)));
+        assert_eq!(db.find_account(b"hay"), None);
+        assert_eq!(db.sessions().count(), 1);
+    }
+
+    /// A gate byte stream with every kind of frame, for chunking properties.
+    fn script(d: Dialect, ops: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            let id = u32::from(op % 4) + 1;
+            match op % 7 {
+                0 => out.extend_from_slice(&open(d, id)),
+                1 => out.extend_from_slice(&close(d, id)),
+                2 => out.extend_from_slice(&req(d, id, ids::CM_QUERYCHR, "acc/1")),
+                3 => {
+                    out.extend_from_slice(&req(d, id, ids::CM_NEWCHR, &format!("acc/h{i}x/0/0/0")))
+                }
+                4 => out.extend_from_slice(&req(d, id, ids::CM_SELCHR, "acc/h1x")),
+                5 => out.extend_from_slice(b"%--$"),
+                _ => out.extend_from_slice(b"\0%?$"),
+            }
+        }
+        out
+    }
+
+    fn run_chunked(d: Dialect, bytes: &[u8], cuts: &[usize]) -> (Vec<u8>, DbStats) {
+        let mut db = db(d);
+        let mut rest = bytes;
+        let mut out = Vec::new();
+        for &c in cuts {
+            if rest.is_empty() {
+                break;
+            }
+            let n = c % (rest.len() + 1);
+            feed(&mut db, t0(), &rest[..n]);
+            out.extend_from_slice(&sent(&mut db, L));
+            rest = &rest[n..];
+        }
+        feed(&mut db, t0(), rest);
+        out.extend_from_slice(&sent(&mut db, L));
+        (out, db.stats().clone())
+    }
+
+    quickcheck! {
+        fn any_chunking_of_the_same_gate_bytes_gives_the_same_answers(
+            dialect: u8, ops: Vec<u8>, cuts: Vec<usize>
+        ) -> bool {
+            let d = Dialect::ALL[usize::from(dialect) % 4];
+            let bytes = script(d, &ops);
+            run_chunked(d, &bytes, &[]) == run_chunked(d, &bytes, &cuts)
+        }
+
+        fn arbitrary_link_bytes_never_panic(data: Vec<u8>) -> bool {
+            let mut db = db(Dialect::Ndc);
+            feed(&mut db, t0(), &data);
+            while db.poll_action().is_some() {}
+            true
+        }
+    }
+}
