@@ -471,17 +471,6 @@ impl Bot {
                     self.phase = Phase::Running;
                 }
             }
-            BotEvent::Bytes(bytes) => {
-                self.stats.bytes_received += bytes.len() as u64;
-                let mut pieces = Vec::new();
-                self.rx.push(bytes, &mut pieces);
-                for p in pieces {
-                    self.on_piece(now, p);
-                    if self.phase == Phase::Done {
-                        return;
-                    }
-                }
-            }
             BotEvent::Closed => {
                 if self.phase == Phase::AwaitingClose {
                     self.finish(Outcome::Success, false);
@@ -491,12 +480,26 @@ impl Bot {
                 }
                 return;
             }
-            BotEvent::Tick => {}
+            BotEvent::Bytes(_) | BotEvent::Tick => {}
         }
         if now >= self.deadline {
             let step = self.current.clone();
             self.finish(Outcome::Failed(Failure::TimedOut { step }), true);
             return;
+        }
+        if let BotEvent::Bytes(bytes) = event {
+            self.stats.bytes_received += bytes.len() as u64;
+            let mut pieces = Vec::new();
+            self.rx.push(bytes, &mut pieces);
+            for p in pieces {
+                self.on_piece(now, p);
+                if self.phase == Phase::Done {
+                    return;
+                }
+                // Move the script on before the next message, as a client
+                // that handles one message at a time would.
+                self.advance(now);
+            }
         }
         self.pump(now);
         self.advance(now);
@@ -912,5 +915,405 @@ fn valid_game_gate(s: &str) -> bool {
     match s.split_once('/') {
         Some((ip, port)) => !ip.is_empty() && port.parse::<u16>().is_ok(),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::t0;
+    use quickcheck::quickcheck;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn drain(bot: &mut Bot) -> Vec<BotAction> {
+        std::iter::from_fn(|| bot.poll_action()).collect()
+    }
+
+    fn bytes_of(actions: &[BotAction]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for a in actions {
+            if let BotAction::Send(b) = a {
+                out.extend_from_slice(b);
+            }
+        }
+        out
+    }
+
+    /// The client frames in `bytes`: (check char, message).
+    fn requests(bytes: &[u8]) -> Vec<(u8, Message)> {
+        let mut d = Deframer::new(b'#', b'!', usize::MAX);
+        let mut pieces = Vec::new();
+        d.push(bytes, &mut pieces);
+        pieces
+            .into_iter()
+            .map(|p| match p {
+                Piece::Frame(f) => (
+                    f[0],
+                    Message::decode(&f[1..], HeaderLayout::Classic).expect("decodes"),
+                ),
+                other => panic!("not a frame: {other:?}"),
+            })
+            .collect()
+    }
+
+    fn reply(ident: u16, recog: i32, body: &str) -> Vec<u8> {
+        codec::server_frame(
+            &Message::new(MsgHeader::new(ident, recog), body.as_bytes()),
+            HeaderLayout::Classic,
+        )
+    }
+
+    fn one_request(bot: &mut Bot) -> (u8, Message) {
+        let r = requests(&bytes_of(&drain(bot)));
+        assert_eq!(r.len(), 1, "{r:?}");
+        r.into_iter().next().expect("one")
+    }
+
+    #[test]
+    fn the_normal_flow_creates_then_selects() {
+        let t = t0();
+        let ch = CharSpec::numbered(1, 42);
+        let mut bot = Bot::normal(1, 42, t);
+        let acc = bot.config().account.clone();
+        assert!(drain(&mut bot).is_empty(), "silent until connected");
+        bot.handle(t, BotEvent::Connected);
+        let (check, q) = one_request(&mut bot);
+        assert_eq!(check, b'1');
+        assert_eq!(q.header.ident, ids::CM_QUERYCHR);
+        assert_eq!(q.body, format!("{acc}/42").as_bytes());
+
+        bot.handle(t + ms(5), BotEvent::Bytes(&reply(ids::SM_QUERYCHR, 0, "")));
+        let (check, n) = one_request(&mut bot);
+        assert_eq!(check, b'2');
+        assert_eq!(n.header.ident, ids::CM_NEWCHR);
+        let want = format!("{acc}/{}/{}/{}/{}", ch.name, ch.hair, ch.job, ch.sex);
+        assert_eq!(n.body, want.as_bytes());
+
+        // The second query waits out the 200 ms interval (plus the margin).
+        bot.handle(
+            t + ms(10),
+            BotEvent::Bytes(&reply(ids::SM_NEWCHR_SUCCESS, 0, "")),
+        );
+        assert!(drain(&mut bot).is_empty());
+        assert_eq!(bot.poll_timeout(), Some(t + ms(220)));
+        bot.handle(t + ms(219), BotEvent::Tick);
+        assert!(drain(&mut bot).is_empty());
+        bot.handle(t + ms(220), BotEvent::Tick);
+        let (check, q2) = one_request(&mut bot);
+        assert_eq!((check, q2.header.ident), (b'3', ids::CM_QUERYCHR));
+
+        let list = format!("{}/{}/{}/1/{}/", ch.name, ch.job, ch.hair, ch.sex);
+        bot.handle(
+            t + ms(230),
+            BotEvent::Bytes(&reply(ids::SM_QUERYCHR, 1, &list)),
+        );
+        assert_eq!(bot.chars(), std::slice::from_ref(&ch.name));
+        let (_, s) = one_request(&mut bot);
+        assert_eq!(s.header.ident, ids::CM_SELCHR);
+        assert_eq!(s.body, format!("{acc}/{}", ch.name).as_bytes());
+
+        bot.handle(
+            t + ms(250),
+            BotEvent::Bytes(&reply(ids::SM_STARTPLAY, 0, "1.2.3.4/7200")),
+        );
+        assert_eq!(
+            drain(&mut bot),
+            vec![BotAction::Close, BotAction::Done(Outcome::Success)]
+        );
+        assert_eq!(bot.start_play(), Some("1.2.3.4/7200"));
+        assert_eq!(bot.latencies(), [ms(5), ms(5), ms(10), ms(20)]);
+        assert_eq!(bot.poll_timeout(), None);
+        bot.handle(t + ms(300), BotEvent::Closed);
+        assert!(drain(&mut bot).is_empty(), "inert after done");
+    }
+
+    #[test]
+    fn an_existing_character_is_selected_directly() {
+        let t = t0();
+        let ch = CharSpec::numbered(3, 0);
+        let mut bot = Bot::normal(3, 0, t);
+        bot.handle(t, BotEvent::Connected);
+        drain(&mut bot);
+        let list = format!("other/0/0/1/0/*{}/0/0/9/0/", ch.name);
+        bot.handle(t, BotEvent::Bytes(&reply(ids::SM_QUERYCHR, 2, &list)));
+        assert_eq!(bot.last_played(), Some(ch.name.as_str()));
+        assert_eq!(one_request(&mut bot).1.header.ident, ids::CM_SELCHR);
+    }
+
+    #[test]
+    fn numbered_identities_are_valid_and_distinct() {
+        let mut names = std::collections::BTreeSet::new();
+        for i in 0..1000 {
+            let c = CharSpec::numbered(9, i);
+            assert!(super::super::store::valid_name(c.name.as_bytes()), "{c:?}");
+            assert!(c.job <= 2 && c.hair <= 2 && c.sex <= 1);
+            assert!(names.insert(c.name));
+        }
+        let big = CharSpec::numbered(u64::MAX, u64::MAX);
+        assert!(big.name.len() <= 14);
+        assert_ne!(
+            BotConfig::numbered(1, 2).account,
+            BotConfig::numbered(2, 2).account
+        );
+    }
+
+    #[test]
+    fn failures_carry_their_reason() {
+        let t = t0();
+        // Closed by the gate mid-script.
+        let mut bot = Bot::normal(1, 1, t);
+        bot.handle(t, BotEvent::Connected);
+        bot.handle(t, BotEvent::Closed);
+        assert!(matches!(
+            drain(&mut bot).last(),
+            Some(BotAction::Done(Outcome::Failed(Failure::ClosedEarly { step }))) if step == "Query"
+        ));
+        // A reply that does not answer the request.
+        let mut bot = Bot::normal(1, 1, t);
+        bot.handle(t, BotEvent::Connected);
+        bot.handle(t, BotEvent::Bytes(&reply(ids::SM_STARTPLAY, 0, "x/1")));
+        let acts = drain(&mut bot);
+        assert_eq!(acts[acts.len() - 2], BotAction::Close);
+        assert!(matches!(
+            bot.outcome(),
+            Some(Outcome::Failed(Failure::Unexpected { .. }))
+        ));
+        // A refusal fails the following Expect.
+        let mut bot = Bot::normal(1, 1, t);
+        bot.handle(t, BotEvent::Connected);
+        bot.handle(t, BotEvent::Bytes(&reply(ids::SM_QUERYCHR_FAIL, 0, "")));
+        let Some(Outcome::Failed(f)) = bot.outcome() else {
+            panic!("should fail")
+        };
+        assert!(f.to_string().contains("SM_QUERYCHR_FAIL"), "{f}");
+        // Silence until the deadline.
+        let mut bot = Bot::normal(1, 1, t);
+        assert_eq!(bot.poll_timeout(), Some(t + Duration::from_secs(30)));
+        bot.handle(t + Duration::from_secs(30), BotEvent::Tick);
+        assert!(matches!(
+            bot.outcome(),
+            Some(Outcome::Failed(Failure::TimedOut { step })) if step == "connect"
+        ));
+        // Garbage from the gate.
+        let mut bot = Bot::normal(1, 1, t);
+        bot.handle(t, BotEvent::Connected);
+        bot.handle(t, BotEvent::Bytes(b"HTTP/1.1"));
+        assert!(matches!(
+            bot.outcome(),
+            Some(Outcome::Failed(Failure::Unexpected { .. }))
+        ));
+    }
+
+    #[test]
+    fn split_pace_cuts_every_write() {
+        let t = t0();
+        let cfg = BotConfig {
+            pace: Pace::Split(1),
+            ..BotConfig::default()
+        };
+        let mut bot = Bot::new(cfg, vec![Step::Query], t, 0);
+        bot.handle(t, BotEvent::Connected);
+        let acts = drain(&mut bot);
+        assert!(acts.len() > 10);
+        assert!(acts
+            .iter()
+            .all(|a| matches!(a, BotAction::Send(b) if b.len() == 1)));
+        assert_eq!(
+            requests(&bytes_of(&acts))[0].1.header.ident,
+            ids::CM_QUERYCHR
+        );
+    }
+
+    #[test]
+    fn drip_pace_is_a_slowloris() {
+        let t = t0();
+        let cfg = BotConfig {
+            pace: Pace::Drip {
+                bytes: 1,
+                every: ms(100),
+            },
+            ..BotConfig::default()
+        };
+        let mut bot = Bot::new(cfg, vec![Step::Query, Step::Close], t, 0);
+        bot.handle(t, BotEvent::Connected);
+        let mut all = bytes_of(&drain(&mut bot));
+        assert_eq!(all.len(), 1);
+        let mut now = t;
+        while let Some(next) = bot
+            .poll_timeout()
+            .filter(|&n| n < t + Duration::from_secs(10))
+        {
+            assert_eq!(next, now + ms(100));
+            now = next;
+            bot.handle(now, BotEvent::Tick);
+            let b = bytes_of(&drain(&mut bot));
+            assert_eq!(b.len(), 1);
+            all.extend_from_slice(&b);
+        }
+        let frame_len = all.len() as u64;
+        assert_eq!(requests(&all)[0].1.header.ident, ids::CM_QUERYCHR);
+        bot.handle(
+            now + ms(7),
+            BotEvent::Bytes(&reply(ids::SM_QUERYCHR, 0, "")),
+        );
+        assert_eq!(bot.latencies(), [ms(7)], "from the last byte");
+        assert_eq!(bot.outcome(), Some(&Outcome::Success));
+        assert_eq!(now, t + ms(100 * (frame_len - 1)));
+    }
+
+    #[test]
+    fn a_batch_is_one_write_answered_in_order() {
+        let t = t0();
+        let reqs = vec![
+            Request::Query,
+            Request::Select { name: "x1x".into() },
+            Request::Raw {
+                ident: 105,
+                recog: 0,
+                body: b"q".to_vec(),
+            },
+        ];
+        let mut bot = Bot::new(
+            BotConfig::default(),
+            vec![Step::Batch(reqs), Step::Expect(ids::SM_STARTFAIL)],
+            t,
+            0,
+        );
+        bot.handle(t, BotEvent::Connected);
+        let acts = drain(&mut bot);
+        assert_eq!(acts.len(), 1);
+        let r = requests(&bytes_of(&acts));
+        let checks: Vec<u8> = r.iter().map(|x| x.0).collect();
+        assert_eq!(checks, b"123");
+        let mut both = reply(ids::SM_QUERYCHR, 0, "");
+        both.extend_from_slice(&reply(ids::SM_STARTFAIL, 0, ""));
+        bot.handle(t + ms(3), BotEvent::Bytes(&both));
+        assert_eq!(bot.latencies(), [ms(3), ms(3)]);
+        assert_eq!(bot.outcome(), Some(&Outcome::Success));
+    }
+
+    #[test]
+    fn misbehaviour_steps_write_what_they_say() {
+        let t = t0();
+        let script = vec![
+            Step::Inject {
+                request: Request::Query,
+                byte: b'$',
+            },
+            Step::SendRaw(b"GET / HTTP/1.0\r\n".to_vec()),
+            Step::Garbage(5),
+            Step::StopReading,
+            Step::ExpectClosed,
+        ];
+        let mut bot = Bot::new(BotConfig::default(), script, t, 0);
+        bot.handle(t, BotEvent::Connected);
+        let bytes = bytes_of(&drain(&mut bot));
+        let inj_end = bytes.iter().position(|&b| b == b'!').expect("frame end");
+        assert!(bytes[2..inj_end].contains(&b'$'));
+        assert!(bytes[inj_end + 1..].starts_with(b"GET / HTTP/1.0\r\n"));
+        assert_eq!(bytes.len(), inj_end + 1 + 16 + 5);
+        assert!(!bot.reading());
+        // Messages while waiting to be closed are counted, not judged.
+        bot.handle(t, BotEvent::Bytes(b"junk#<<<<<<<<<<<<<<<<!"));
+        assert_eq!(bot.outcome(), None);
+        assert_eq!(bot.stats().ignored_messages, 1);
+        bot.handle(t, BotEvent::Closed);
+        assert_eq!(bot.outcome(), Some(&Outcome::Success));
+    }
+
+    #[test]
+    fn waits_and_holds_keep_quiet() {
+        let t = t0();
+        let script = vec![Step::Wait(ms(500)), Step::Hold];
+        let mut bot = Bot::new(BotConfig::default(), script, t, 0);
+        bot.handle(t, BotEvent::Connected);
+        assert!(drain(&mut bot).is_empty());
+        assert_eq!(bot.poll_timeout(), Some(t + ms(500)));
+        bot.handle(t + ms(500), BotEvent::Tick);
+        assert!(drain(&mut bot).is_empty());
+        assert_eq!(bot.poll_timeout(), Some(t + Duration::from_secs(30)));
+        bot.handle(t + ms(600), BotEvent::Closed);
+        assert!(matches!(
+            bot.outcome(),
+            Some(Outcome::Failed(Failure::ClosedEarly { step })) if step == "Hold"
+        ));
+    }
+
+    #[test]
+    fn delete_waits_for_the_change_interval() {
+        let t = t0();
+        let ch = CharSpec::numbered(0, 1);
+        let script = vec![
+            Step::Query,
+            Step::New(ch.clone()),
+            Step::Delete {
+                name: ch.name.clone(),
+            },
+            Step::Expect(ids::SM_DELCHR_SUCCESS),
+        ];
+        let mut bot = Bot::new(BotConfig::default(), script, t, 0);
+        bot.handle(t, BotEvent::Connected);
+        drain(&mut bot);
+        bot.handle(t, BotEvent::Bytes(&reply(ids::SM_QUERYCHR, 0, "")));
+        drain(&mut bot);
+        bot.handle(t, BotEvent::Bytes(&reply(ids::SM_NEWCHR_SUCCESS, 0, "")));
+        assert!(drain(&mut bot).is_empty());
+        assert_eq!(bot.poll_timeout(), Some(t + ms(1020)));
+        bot.handle(t + ms(1020), BotEvent::Tick);
+        assert_eq!(one_request(&mut bot).1.header.ident, ids::CM_DELCHR);
+        bot.handle(
+            t + ms(1020),
+            BotEvent::Bytes(&reply(ids::SM_DELCHR_SUCCESS, 0, "")),
+        );
+        assert_eq!(bot.outcome(), Some(&Outcome::Success));
+    }
+
+    /// Runs the normal flow against canned replies, delivering the gate's
+    /// bytes cut at `cuts`, and returns what the bot saw and did.
+    fn run_with_cuts(cuts: &[usize]) -> (Vec<u16>, Vec<Duration>, Option<Outcome>) {
+        let t = t0();
+        let ch = CharSpec::numbered(5, 5);
+        let mut bot = Bot::normal(5, 5, t);
+        bot.handle(t, BotEvent::Connected);
+        drain(&mut bot);
+        let list = format!("{}/0/0/1/0/", ch.name);
+        let mut stream = reply(ids::SM_QUERYCHR, 1, &list);
+        stream.extend_from_slice(&reply(ids::SM_STARTPLAY, 0, "10.1.1.1/7200"));
+        let mut rest = &stream[..];
+        for &c in cuts {
+            if rest.is_empty() {
+                break;
+            }
+            let n = c % (rest.len() + 1);
+            bot.handle(t, BotEvent::Bytes(&rest[..n]));
+            drain(&mut bot);
+            rest = &rest[n..];
+        }
+        bot.handle(t, BotEvent::Bytes(rest));
+        drain(&mut bot);
+        (
+            bot.received().to_vec(),
+            bot.latencies().to_vec(),
+            bot.outcome().cloned(),
+        )
+    }
+
+    quickcheck! {
+        fn any_chunking_of_the_gate_output_reads_the_same(cuts: Vec<usize>) -> bool {
+            let whole = run_with_cuts(&[]);
+            whole.2 == Some(Outcome::Success) && run_with_cuts(&cuts) == whole
+        }
+
+        fn arbitrary_gate_bytes_never_panic(data: Vec<u8>) -> bool {
+            let t = t0();
+            let mut bot = Bot::normal(0, 0, t);
+            bot.handle(t, BotEvent::Connected);
+            bot.handle(t, BotEvent::Bytes(&data));
+            drain(&mut bot);
+            true
+        }
     }
 }

@@ -26,3 +26,151 @@ pub use refdb::{
     DbAction, DbEvent, DbStats, LinkId, RefDb, RefDbConfig, SessionInfo, Violation, ViolationKind,
 };
 pub use store::{CharRecord, CharStore, DelCharError, NewCharError};
+
+#[cfg(test)]
+mod tests {
+    //! Bots against the RefDb through a minimal stand-in for the gate (one
+    //! `%A` per client frame, replies routed by id), so the two roles are
+    //! known to agree before the real gate sits between them.
+
+    use super::deframe::{Deframer, Piece};
+    use super::*;
+    use crate::codec::ids;
+    use crate::dialect::{parse_id, Dialect};
+    use crate::test_util::t0;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::{Duration, Instant};
+
+    const LINK: LinkId = LinkId(0);
+
+    struct Wire {
+        bots: Vec<Bot>,
+        up: Vec<Deframer>,
+        db: RefDb,
+        down: Deframer,
+        now: Instant,
+    }
+
+    impl Wire {
+        /// Moves every queued byte once; true if anything moved.
+        fn step(&mut self, dialect: Dialect) -> bool {
+            let mut moved = false;
+            let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            let mut to_db = Vec::new();
+            for (i, bot) in self.bots.iter_mut().enumerate() {
+                let id = i as u32 + 1;
+                while let Some(a) = bot.poll_action() {
+                    moved = true;
+                    match a {
+                        BotAction::Send(b) => {
+                            let mut pieces = Vec::new();
+                            self.up[i].push(&b, &mut pieces);
+                            for p in pieces {
+                                if let Piece::Frame(f) = p {
+                                    let mut frame = vec![b'#'];
+                                    frame.extend_from_slice(&f);
+                                    frame.push(b'!');
+                                    dialect.write_data(&mut to_db, id, &frame);
+                                }
+                            }
+                        }
+                        BotAction::Close => dialect.write_close(&mut to_db, id),
+                        BotAction::Done(_) => {}
+                    }
+                }
+            }
+            // Opens for bots that have not connected yet.
+            for (i, bot) in self.bots.iter_mut().enumerate() {
+                if bot.poll_timeout().is_some() && bot.stats().bytes_sent == 0 {
+                    let mut open = Vec::new();
+                    dialect.write_open(&mut open, i as u32 + 1, ip, ip);
+                    self.db.handle(self.now, DbEvent::LinkBytes(LINK, &open));
+                    bot.handle(self.now, BotEvent::Connected);
+                    moved = true;
+                }
+            }
+            self.db.handle(self.now, DbEvent::LinkBytes(LINK, &to_db));
+            while let Some(a) = self.db.poll_action() {
+                moved = true;
+                let DbAction::Send { bytes, .. } = a else {
+                    continue;
+                };
+                let mut pieces = Vec::new();
+                self.down.push(&bytes, &mut pieces);
+                for p in pieces {
+                    let Piece::Frame(f) = p else { continue };
+                    let Some(slash) = f.iter().position(|&b| b == b'/') else {
+                        continue;
+                    };
+                    let Some(id) = parse_id(&f[..slash]) else {
+                        continue;
+                    };
+                    if let Some(bot) = self.bots.get_mut(id as usize - 1) {
+                        bot.handle(self.now, BotEvent::Bytes(&f[slash + 1..]));
+                    }
+                }
+            }
+            moved
+        }
+    }
+
+    #[test]
+    fn bots_complete_against_the_refdb_without_a_gate() {
+        for dialect in Dialect::ALL {
+            let t = t0();
+            let mut w = Wire {
+                bots: (0..50).map(|i| Bot::normal(11, i, t)).collect(),
+                up: (0..50).map(|_| Deframer::new(b'#', b'!', 4096)).collect(),
+                db: RefDb::new(
+                    RefDbConfig {
+                        dialect,
+                        answer_delay: Duration::from_millis(3),
+                        ..RefDbConfig::default()
+                    },
+                    1,
+                ),
+                down: Deframer::new(b'%', b'$', 4096),
+                now: t,
+            };
+            w.db.handle(t, DbEvent::LinkOpened(LINK));
+            // Half the bots already have their character.
+            for i in 0..25 {
+                let c = CharSpec::numbered(11, i);
+                let acc = BotConfig::numbered(11, i).account;
+                w.db.store_mut()
+                    .create(acc.as_bytes(), c.name.as_bytes(), c.hair, c.job, c.sex)
+                    .expect("valid character");
+            }
+            for _ in 0..10_000 {
+                while w.step(dialect) {}
+                if w.bots.iter().all(Bot::is_done) {
+                    break;
+                }
+                let next = w
+                    .bots
+                    .iter()
+                    .filter_map(Bot::poll_timeout)
+                    .chain(w.db.poll_timeout())
+                    .min()
+                    .expect("someone is waiting");
+                w.now = w.now.max(next);
+                for b in &mut w.bots {
+                    b.handle(w.now, BotEvent::Tick);
+                }
+                w.db.handle(w.now, DbEvent::Tick);
+            }
+            for (i, b) in w.bots.iter().enumerate() {
+                assert_eq!(b.outcome(), Some(&Outcome::Success), "bot {i} in {dialect}");
+                let want = if i < 25 { 2 } else { 4 };
+                assert_eq!(b.latencies().len(), want);
+                assert!(b.latencies().iter().all(|&l| l >= Duration::from_millis(3)));
+            }
+            let st = w.db.stats();
+            assert_eq!(st.errors(), 0, "{st:?}");
+            assert_eq!(st.rate_limited, 0);
+            assert_eq!(st.replies_of(ids::SM_STARTPLAY), 50);
+            assert_eq!((st.sessions_opened, st.sessions_closed), (50, 50));
+            assert_eq!(w.db.store().len(), 50);
+        }
+    }
+}
