@@ -1,0 +1,1 @@
+//! Whole-pipeline tests: files written here, read back through `read_capture`.
