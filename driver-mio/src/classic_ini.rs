@@ -1,0 +1,459 @@
+//! Reads the `[SelGate]` section of a classic Delphi SelGate `Config.ini`,
+//! so an existing server directory can switch gates without rewriting its
+//! configuration.
+//!
+//! The classic gate reads it with Delphi's `TIniFile`: keys are
+//! case-insensitive, the first occurrence wins, and the file is whatever the
+//! Windows code page was (GBK on Chinese servers), usually with CRLF line
+//! ends and sometimes a BOM. Keys are ASCII, so the text is decoded lossily:
+//! a GBK `Title` turns into replacement characters instead of an error.
+//!
+//! What has a meaning here is mapped to a setting (at the level of the TOML
+//! file, below it); the rest is listed in warnings, never silently dropped.
+//! Like the classic gate, a `BlockIPList.txt` beside the ini is used as the
+//! block list.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use crate::settings::{PartialSettings, SettingsError, Source};
+
+/// The section the classic gate reads (`GateClass = 'SelGate'`).
+pub const SECTION: &str = "SelGate";
+/// The block list file the classic gate loads from its directory.
+pub const BLOCK_LIST_FILE: &str = "BlockIPList.txt";
+
+/// Keys the classic gates know that have no equivalent here, with why.
+const IGNORED: &[(&str, &str)] = &[
+    ("Title", "the window title; selgate has no window"),
+    ("ShowLogLevel", "log verbosity is not set in this file"),
+    ("Minimize", "a window option"),
+    (
+        "BlockMethod",
+        "selgate always closes refused connections and blocks connect-rate \
+         offenders for rate_block_duration",
+    ),
+    (
+        "DynamicIPDisMode",
+        "selgate always tracks clients by their address",
+    ),
+    (
+        "AttackLevel",
+        "use max_sessions_per_ip and max_connects_per_ip_1s / _10s",
+    ),
+    ("AttackTime", "use max_connects_per_ip_1s / _10s"),
+    ("AttackCount", "use max_connects_per_ip_1s / _10s"),
+    (
+        "MaxConnOfNoLegal",
+        "use first_frame_timeout and max_sessions_per_ip",
+    ),
+    ("ChgDefendLevel", "selgate has no adaptive defence level"),
+    (
+        "ChgDefendLevelCount",
+        "selgate has no adaptive defence level",
+    ),
+    ("ReliefDefend", "selgate has no adaptive defence level"),
+    ("ReliefDefendTime", "selgate has no adaptive defence level"),
+    (
+        "ClearTempList",
+        "temporary blocks expire after temp_block_duration",
+    ),
+    (
+        "ClearTempListTime",
+        "temporary blocks expire after temp_block_duration",
+    ),
+    ("ConnctCheckTime", "use max_connects_per_ip_1s / _10s"),
+    ("IpListUrl", "selgate does not download IP lists"),
+    ("RefLoadIpListTime", "selgate does not download IP lists"),
+    (
+        "SessionTimeOutTime",
+        "selgate has no total session cap; idle_timeout ends quiet sessions",
+    ),
+    ("ServerCheckTimeOut", "use keepalive_timeout"),
+];
+
+/// What a classic ini contributes.
+#[derive(Debug, Default)]
+pub struct ClassicIni {
+    /// The settings it gives (one layer, below the TOML file).
+    pub settings: PartialSettings,
+    /// Keys that were read but ignored, and other oddities, as sentences.
+    pub warnings: Vec<String>,
+}
+
+/// Reads `path` and, if present, the `BlockIPList.txt` beside it.
+pub fn load(path: &Path) -> Result<ClassicIni, SettingsError> {
+    let bytes = std::fs::read(path).map_err(|err| SettingsError::Read {
+        what: "classic ini",
+        path: path.to_path_buf(),
+        err,
+    })?;
+    let mut ini = parse(&bytes, path)?;
+    if let Some(block_list) = find_beside(path, BLOCK_LIST_FILE) {
+        ini.settings
+            .origins
+            .insert("block_list", Source::BesideClassicIni(block_list.clone()));
+        ini.settings.block_list = Some(Some(block_list));
+    }
+    Ok(ini)
+}
+
+/// The file `name` in the directory of `file`, matched case-insensitively
+/// (the classic gates ran on Windows, and copied trees change case).
+fn find_beside(file: &Path, name: &str) -> Option<PathBuf> {
+    let dir = file.parent().unwrap_or_else(|| Path::new(""));
+    let exact = dir.join(name);
+    if exact.is_file() {
+        return Some(exact);
+    }
+    let listing = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::read_dir(listing)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                && e.path().is_file()
+        })
+        .map(|e| dir.join(e.file_name()))
+}
+
+/// The text of an ini file: BOMs removed, UTF-16 decoded, anything else
+/// read as UTF-8 with invalid bytes (GBK) replaced.
+fn decode_text(bytes: &[u8]) -> String {
+    let utf16 = |rest: &[u8], from: fn([u8; 2]) -> u16| {
+        let units = rest.chunks_exact(2).map(|p| from([p[0], p[1]]));
+        char::decode_utf16(units)
+            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect::<String>()
+    };
+    if let Some(rest) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
+        String::from_utf8_lossy(rest).into_owned()
+    } else if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
+        utf16(rest, u16::from_le_bytes)
+    } else if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        utf16(rest, u16::from_be_bytes)
+    } else {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+/// One `key=value` line of the section.
+struct Entry {
+    /// The key as written.
+    key: String,
+    /// The value, trimmed and unquoted.
+    value: String,
+}
+
+/// Parses the `[SelGate]` section of an ini file's bytes. `path` is only
+/// used to name the source in errors and warnings.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<ClassicIni, SettingsError> {
+    let text = decode_text(bytes);
+    let here = path.display();
+    let mut warnings = Vec::new();
+    let mut found = false;
+    let mut in_section = false;
+    // Lower-case key -> entry; the first occurrence wins, as in TIniFile.
+    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            let name = rest.split(']').next().unwrap_or("").trim();
+            in_section = name.eq_ignore_ascii_case(SECTION);
+            found |= in_section;
+            continue;
+        }
+        if !in_section {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            warnings.push(format!(
+                "classic ini {here} line {}: {line:?} is not key=value; ignored",
+                n + 1
+            ));
+            continue;
+        };
+        let key = key.trim().to_string();
+        let entry = Entry {
+            key: key.clone(),
+            value: unquote(value.trim()).to_string(),
+        };
+        let lower = key.to_ascii_lowercase();
+        match entries.entry(lower) {
+            std::collections::btree_map::Entry::Occupied(_) => warnings.push(format!(
+                "classic ini {here} line {}: {key} is given again; the first one is used",
+                n + 1
+            )),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(entry);
+            }
+        }
+    }
+    if !found {
+        return Err(SettingsError::NoSelGateSection {
+            path: path.to_path_buf(),
+        });
+    }
+
+    let mut settings = PartialSettings::default();
+    let origin = |key: &str| Source::ClassicIni {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+    };
+    let mut take = |key: &str| entries.remove(&key.to_ascii_lowercase());
+
+    // ServerAddr / ServerPort: the DBServer; GateAddr / GatePort: where
+    // clients connect. Either half alone keeps the classic default of the
+    // other.
+    let pairs = [
+        ("upstream", "ServerAddr", "ServerPort", "127.0.0.1", 5100),
+        ("listen", "GateAddr", "GatePort", "0.0.0.0", 7100),
+    ];
+    for (setting, addr_key, port_key, default_addr, default_port) in pairs {
+        let (addr, port) = (take(addr_key), take(port_key));
+        if addr.is_none() && port.is_none() {
+            continue;
+        }
+        let ip = match &addr {
+            None => default_addr.parse::<IpAddr>().ok(),
+            Some(e) => {
+                Some(
+                    e.value
+                        .parse::<IpAddr>()
+                        .map_err(|_| SettingsError::InvalidValue {
+                            origin: origin(&e.key),
+                            value: e.value.clone(),
+                            reason: "expected an IP address (host names are not resolved)".into(),
+                        })?,
+                )
+            }
+        };
+        let port_number = match &port {
+            None => default_port,
+            Some(e) => e
+                .value
+                .parse::<u16>()
+                .map_err(|_| SettingsError::InvalidValue {
+                    origin: origin(&e.key),
+                    value: e.value.clone(),
+                    reason: "expected a port number from 0 to 65535".into(),
+                })?,
+        };
+        let keys = [addr.as_ref(), port.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|e| e.key.as_str())
+            .collect::<Vec<_>>()
+            .join("+");
+        // The default addresses are literals that always parse.
+        if let Some(ip) = ip {
+            settings.set(
+                setting,
+                &SocketAddr::new(ip, port_number).to_string(),
+                origin(&keys),
+            )?;
+        }
+    }
+
+    // Plain counts.
+    for (setting, key) in [
+        ("max_sessions_per_ip", "MaxConnOfIPaddr"),
+        ("max_sessions", "MaxOnlineCount"),
+    ] {
+        if let Some(e) = take(key) {
+            settings.set(setting, &e.value, origin(&e.key))?;
+        }
+    }
+
+    // KeepConnectTimeOut is in milliseconds; the classic gate treats a value
+    // of 0 or less as "not set" and writes its default back.
+    if let Some(e) = take("KeepConnectTimeOut") {
+        match e.value.parse::<i64>() {
+            Ok(ms) if ms <= 0 => warnings.push(format!(
+                "classic ini {here}: {} = {} means unset; idle_timeout keeps its value",
+                e.key, e.value
+            )),
+            Ok(ms) => {
+                settings.set("idle_timeout", &format!("{ms}ms"), origin(&e.key))?;
+            }
+            Err(_) => {
+                return Err(SettingsError::InvalidValue {
+                    origin: origin(&e.key),
+                    value: e.value,
+                    reason: "expected milliseconds (a whole number)".into(),
+                })
+            }
+        }
+    }
+
+    for (key, why) in IGNORED {
+        if let Some(e) = take(key) {
+            warnings.push(format!(
+                "classic ini {here}: {} = {:?} ignored: {why}",
+                e.key, e.value
+            ));
+        }
+    }
+    for e in entries.into_values() {
+        warnings.push(format!(
+            "classic ini {here}: unknown key {} = {:?} ignored",
+            e.key, e.value
+        ));
+    }
+    Ok(ClassicIni { settings, warnings })
+}
+
+/// Strips one pair of matching quotes, as `GetPrivateProfileString` does.
+fn unquote(v: &str) -> &str {
+    for q in ['"', '\''] {
+        if let Some(inner) = v.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
+            return inner;
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const CLASSIC: &[u8] = b"[SelGate]\r\n\
+        Title=\xB4\xAB\xC6\xE6\r\n\
+        ServerAddr=10.0.0.5\r\n\
+        ServerPort=5100\r\n\
+        GateAddr=0.0.0.0\r\n\
+        GatePort=7101\r\n\
+        ShowLogLevel=3\r\n\
+        BlockMethod=0\r\n\
+        KeepConnectTimeOut=120000\r\n\
+        MaxConnOfIPaddr=20\r\n\
+        DynamicIPDisMode=0\r\n\
+        \r\n\
+        [Other]\r\n\
+        GatePort=1\r\n";
+
+    fn ini(bytes: &[u8]) -> Result<ClassicIni, SettingsError> {
+        parse(bytes, Path::new("Config.ini"))
+    }
+
+    #[test]
+    fn a_classic_config_ini_maps_and_warns() {
+        let got = ini(CLASSIC).expect("parses");
+        let s = &got.settings;
+        assert_eq!(s.upstream, Some("10.0.0.5:5100".parse().expect("addr")));
+        assert_eq!(s.listen, Some(vec!["0.0.0.0:7101".parse().expect("addr")]));
+        assert_eq!(s.idle_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(s.max_sessions_per_ip, Some(20));
+        assert_eq!(
+            s.origins
+                .get("upstream")
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("classic ini Config.ini key ServerAddr+ServerPort")
+        );
+        let title = &got.warnings[0];
+        assert!(
+            title.starts_with("classic ini Config.ini: Title = \""),
+            "{title}"
+        );
+        assert!(
+            title.contains('\u{FFFD}'),
+            "GBK bytes are replaced: {title}"
+        );
+        assert!(title.ends_with("ignored: the window title; selgate has no window"));
+        let ignored: Vec<_> = got
+            .warnings
+            .iter()
+            .map(|w| w.split(" = ").next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            ignored,
+            [
+                "classic ini Config.ini: Title",
+                "classic ini Config.ini: ShowLogLevel",
+                "classic ini Config.ini: BlockMethod",
+                "classic ini Config.ini: DynamicIPDisMode",
+            ]
+        );
+    }
+
+    #[test]
+    fn bom_case_quotes_duplicates_and_unknown_keys() {
+        let text = b"\xEF\xBB\xBF; comment\n[selgate]\nserverport = \"5200\"\nSERVERPORT=1\nFancyNewKey=yes\nno equals sign\n";
+        let got = ini(text).expect("parses");
+        assert_eq!(
+            got.settings.upstream,
+            Some("127.0.0.1:5200".parse().expect("addr"))
+        );
+        assert_eq!(got.warnings.len(), 3, "{:?}", got.warnings);
+        assert!(got.warnings[0].contains("line 4: SERVERPORT is given again"));
+        assert!(got.warnings[1].contains("not key=value"));
+        assert!(got.warnings[2].contains("unknown key FancyNewKey = \"yes\" ignored"));
+    }
+
+    #[test]
+    fn utf16_files_are_read() {
+        let mut bytes = vec![0xFF, 0xFE];
+        for u in "[SelGate]\r\nGatePort=7200\r\n".encode_utf16() {
+            bytes.extend_from_slice(&u.to_le_bytes());
+        }
+        let got = ini(&bytes).expect("parses");
+        assert_eq!(
+            got.settings.listen,
+            Some(vec!["0.0.0.0:7200".parse().expect("addr")])
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_ini_key() {
+        let err = ini(b"[SelGate]\r\nServerAddr=db.example\r\n").expect_err("host name");
+        assert_eq!(
+            err.to_string(),
+            "classic ini Config.ini key ServerAddr: invalid value \"db.example\": \
+             expected an IP address (host names are not resolved)"
+        );
+        let err = ini(b"[SelGate]\r\nKeepConnectTimeOut=1m\r\n").expect_err("ms");
+        assert!(err.to_string().contains("key KeepConnectTimeOut"), "{err}");
+        let err = ini(b"[SelGate]\r\nMaxConnOfIPaddr=lots\r\n").expect_err("count");
+        assert!(err.to_string().contains("key MaxConnOfIPaddr"), "{err}");
+        let err = ini(b"[LoginGate]\r\nGatePort=7000\r\n").expect_err("section");
+        assert_eq!(
+            err.to_string(),
+            "classic ini Config.ini: no [SelGate] section"
+        );
+        let got = ini(b"[SelGate]\r\nKeepConnectTimeOut=0\r\n").expect("parses");
+        assert_eq!(got.settings.idle_timeout, None);
+        assert!(got.warnings[0].contains("means unset"));
+    }
+
+    #[test]
+    fn the_block_list_beside_the_ini_is_found() {
+        let dir = crate::settings::tests::test_dir("ini-block-list");
+        let path = dir.join("Config.ini");
+        std::fs::write(&path, CLASSIC).expect("write ini");
+        assert_eq!(load(&path).expect("loads").settings.block_list, None);
+        std::fs::write(dir.join("blockiplist.TXT"), "10.0.0.0/8\r\n").expect("write list");
+        let got = load(&path).expect("loads");
+        assert_eq!(
+            got.settings.block_list,
+            Some(Some(dir.join("blockiplist.TXT")))
+        );
+        assert!(matches!(
+            got.settings.origins.get("block_list"),
+            Some(Source::BesideClassicIni(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(load(&path), Err(SettingsError::Read { .. })));
+    }
+}
