@@ -1094,7 +1094,7 @@ pub(crate) mod tests {
             [
                 ("SELGATE_CONFIG", toml_env.as_str()),
                 ("SELGATE_CLASSIC_INI", ini_env.as_str()),
-                ("PATH", "/ignored"),
+                ("PATH", "ignored"),
             ],
         )
         .expect("loads");
@@ -1137,6 +1137,21 @@ pub(crate) mod tests {
         assert!(
             err.to_string().starts_with("file bad.toml: not valid TOML"),
             "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_unicode_variables_are_errors_only_when_they_are_ours() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(vec![b'x', 0xFF]);
+        let ok = EnvLayer::read([(OsString::from("OTHER"), bad.clone())]);
+        assert!(ok.is_ok());
+        let err = EnvLayer::read([(OsString::from("SELGATE_LISTEN"), bad)]).expect_err("ours");
+        assert_eq!(
+            err.to_string(),
+            "environment variable SELGATE_LISTEN: not valid UTF-8"
         );
     }
 
