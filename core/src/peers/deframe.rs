@@ -53,8 +53,10 @@ impl Deframer {
         let mut rest = bytes;
         while !rest.is_empty() {
             if !self.in_frame {
-                let b = rest[0];
-                rest = &rest[1..];
+                let Some((&b, tail)) = rest.split_first() else {
+                    break;
+                };
+                rest = tail;
                 if b == self.start {
                     self.in_frame = true;
                     self.oversize = false;

@@ -854,7 +854,8 @@ impl RefDb {
     /// The largest valid id not open on `link`.
     fn unused_id(&self, link: LinkId) -> u32 {
         let mut id = i32::MAX as u32;
-        while self.sessions.contains_key(&(link, id)) {
+        // Stops long before 1: a link never holds 2^31 sessions.
+        while id > 1 && self.sessions.contains_key(&(link, id)) {
             id -= 1;
         }
         id
