@@ -503,3 +503,62 @@ fn the_dbserver_kicks_and_floods() {
     assert_eq!(db.sessions_closed, 22);
     assert_eq!(sim.gate.sessions(), 0);
 }
+
+#[test]
+fn misbehaving_clients_are_turned_away() {
+    let seed = 99;
+    let start = t0();
+    let hostile = |i: u64, first: Step| {
+        let cfg = BotConfig::numbered(seed, i);
+        Bot::new(cfg, vec![first, Step::ExpectClosed], start, i)
+    };
+    let query = selgate_core::peers::Request::Query;
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    let bots = vec![
+        (Bot::normal(seed, 0, at(1)), at(1)),
+        (
+            hostile(
+                1,
+                Step::Inject {
+                    request: query.clone(),
+                    byte: b'$',
+                },
+            ),
+            at(2),
+        ),
+        (
+            hostile(
+                2,
+                Step::Inject {
+                    request: query,
+                    byte: b'%',
+                },
+            ),
+            at(3),
+        ),
+        (
+            hostile(3, Step::SendRaw(b"GET / HTTP/1.0\r\n\r\n".to_vec())),
+            at(4),
+        ),
+        // Connects and says nothing: the first-frame timeout closes it.
+        (hostile(4, Step::Wait(Duration::ZERO)), at(5)),
+    ];
+    let mut sim = Sim::new(Config::default(), RefDbConfig::default(), seed, bots);
+    sim.run(|_| {});
+    let failures = sim.failures();
+    assert!(failures.is_empty(), "{failures:?}");
+    let g = sim.gate.stats();
+    assert_eq!(g.closed(CloseReason::Injection), 2, "{g:?}");
+    assert_eq!(g.closed(CloseReason::BadFrameStart), 1, "{g:?}");
+    assert_eq!(g.closed(CloseReason::FirstFrameTimeout), 1, "{g:?}");
+    assert_eq!(g.closed(CloseReason::ClientGone), 1, "{g:?}");
+    // Nothing hostile reached the DBServer; it saw five opens and closes.
+    let db = sim.db.stats();
+    assert_eq!(db.errors(), 0, "{db:?}");
+    assert_eq!(
+        db.requests.values().sum::<u64>(),
+        4,
+        "only the normal bot's"
+    );
+    assert_eq!((db.sessions_opened, db.sessions_closed), (5, 5));
+}
