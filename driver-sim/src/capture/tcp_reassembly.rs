@@ -266,6 +266,8 @@ struct DirState {
     fin_offset: Option<u64>,
     /// Highest stream offset the sender is known to have reached, and when we learned it.
     known_end: Option<(u64, Duration)>,
+    /// Highest stream offset the receiver acknowledged.
+    acked: u64,
 }
 
 #[derive(Debug)]
@@ -491,6 +493,8 @@ impl ConnState {
             } else {
                 h.retransmitted_bytes += fresh.len() as u64;
             }
+            // The receiver may have acknowledged the hole before this segment arrived.
+            self.release_acked(dir, at);
         }
     }
 
@@ -504,15 +508,23 @@ impl ConnState {
         let off = unwrap_seq(base, w.next, ack);
         // The last acknowledged unit may be a FIN we did not capture, not a data byte.
         learn_end(w, off - 1, at);
+        if let Ok(off) = u64::try_from(off) {
+            w.acked = w.acked.max(off);
+        }
+        self.release_acked(dir, at);
+    }
+
+    /// Declares the hole before the first pending segment lost as far as the receiver
+    /// acknowledged it: it had those bytes, the capture never will. Without pending
+    /// data nothing is declared yet, since the acknowledged unit may be an uncaptured
+    /// FIN rather than data (the end of the capture settles that).
+    fn release_acked(&mut self, dir: Direction, at: Duration) {
+        let w = &self.dirs[dir.index()];
         let Some(&first_pending) = w.pending.keys().next() else {
             return;
         };
-        // Bytes the receiver has and we never saw, with data waiting behind them.
-        let Ok(off) = u64::try_from(off) else {
-            return;
-        };
-        if off > w.next {
-            let upto = off.min(first_pending);
+        if w.acked > w.next {
+            let upto = w.acked.min(first_pending);
             self.push_gap(dir, at, upto);
             let mut buf = Vec::new();
             self.take_contiguous(dir, &mut buf);
@@ -756,6 +768,20 @@ mod tests {
         assert_eq!(h.gaps().collect::<Vec<_>>(), vec![(4, 4)]);
         assert!(!h.is_complete());
         assert_eq!(h.len(), 14);
+    }
+
+    #[test]
+    fn data_arriving_after_its_hole_was_acknowledged_is_released_at_once() {
+        let mut r = Reassembler::new(&[]);
+        handshake(&mut r, 0, 0);
+        r.push(ms(3), &seg(C, S, 1, 1, A, b"aaaa"));
+        r.push(ms(4), &seg(S, C, 1, 9, A, b"")); // acks bytes 4..8 we never saw
+        r.push(ms(5), &seg(C, S, 9, 1, A, b"cccc"));
+        let h = &r.finish()[0].to_server;
+        assert_eq!(
+            h.items,
+            vec![data(3, 0, b"aaaa"), gap(5, 4, 4), data(5, 8, b"cccc")]
+        );
     }
 
     #[test]
