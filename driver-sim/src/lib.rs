@@ -6,5 +6,6 @@
 //! drive the core) arrives later and will feed captured streams into the core at their
 //! captured times and record what it sees with the writer.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod capture;

@@ -10,7 +10,8 @@
 //! | `packet.rs` | an IP packet | a [`TcpSegment`] |
 //! | `tcp_reassembly.rs` | segments | [`TcpConnection`]s with ordered, timestamped data and explicit gaps |
 //!
-//! [`read_capture`] runs them all. Writing: `synth.rs` builds frames, `writer.rs` frames
+//! [`read_capture`] runs them all, and [`Capture::timeline`] (`timeline.rs`) merges the
+//! result into one time-ordered replay schedule. Writing: `synth.rs` builds frames, `writer.rs` frames
 //! them as pcapng, `conversation.rs` turns socket-level events into packets.
 //!
 //! Nothing here panics on input: every read is bounds-checked, container damage is a
@@ -26,6 +27,7 @@ mod packet;
 mod reader;
 mod synth;
 mod tcp_reassembly;
+mod timeline;
 mod writer;
 
 use std::time::{Duration, SystemTime};
@@ -40,6 +42,7 @@ pub use synth::{build_frame, TcpPacket, MAX_PAYLOAD};
 pub use tcp_reassembly::{
     Direction, HalfStream, Reassembler, RoleSource, StreamItem, TcpConnection,
 };
+pub use timeline::{ReplayEvent, ReplayKind};
 pub use writer::{OutputLink, PcapngWriter};
 
 /// The selgate ports: clients connect to 7100, the gate connects to a DBServer on 5100.

@@ -229,8 +229,8 @@ mod tests {
         let mut p = ipv4_packet(6, 0x4000, &tcp_header(0x18, b"hi"), None);
         p.extend([0u8; 6]); // Ethernet padding / FCS after the IP packet
         let s = decode_tcp(LinkType::RAW, &p).expect("valid");
-        assert_eq!(s.src, "127.0.0.1:7100".parse().unwrap());
-        assert_eq!(s.dst, "127.0.0.2:40000".parse().unwrap());
+        assert_eq!(s.src, "127.0.0.1:7100".parse().expect("test address"));
+        assert_eq!(s.dst, "127.0.0.2:40000".parse().expect("test address"));
         assert_eq!((s.seq, s.ack, s.window), (1000, 2000, 512));
         assert!(s.flags.contains(TcpFlags::PSH | TcpFlags::ACK));
         assert!(!s.flags.contains(TcpFlags::SYN));
@@ -318,7 +318,7 @@ mod tests {
         let t = tcp_header(0x02, b"");
         let p = ipv6_packet(&[], &t);
         let s = decode_tcp(LinkType::IPV6, &p).expect("valid");
-        assert_eq!(s.src, "[::1]:7100".parse().unwrap());
+        assert_eq!(s.src, "[::1]:7100".parse().expect("test address"));
         assert!(s.flags.contains(TcpFlags::SYN));
 
         let hbh = vec![0, 0, 0, 0, 0, 0, 0, 0];

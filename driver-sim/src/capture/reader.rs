@@ -99,18 +99,15 @@ pub fn read_packets(bytes: &[u8]) -> Result<RawCapture<'_>, CaptureError> {
 }
 
 fn read_pcap(bytes: &[u8], format: CaptureFormat) -> Result<RawCapture<'_>, CaptureError> {
-    let CaptureFormat::Pcap {
-        big_endian,
-        nanosecond,
-        modified,
-    } = format
-    else {
-        // Only called with a pcap format; an empty capture is the harmless answer.
-        return Ok(RawCapture {
-            format,
-            packets: Vec::new(),
-            truncated: false,
-        });
+    let (big_endian, nanosecond, modified) = match format {
+        CaptureFormat::Pcap {
+            big_endian,
+            nanosecond,
+            modified,
+        } => (big_endian, nanosecond, modified),
+        // Not reached: `read_packets` sends pcapng elsewhere. Little-endian microseconds
+        // is the harmless reading if it ever were.
+        CaptureFormat::Pcapng => (false, false, false),
     };
     let e = if big_endian {
         Endian::Big

@@ -692,7 +692,11 @@ mod tests {
         let c = &conns[0];
         assert_eq!(
             (c.client, c.server, c.roles),
-            (C.parse().unwrap(), S.parse().unwrap(), RoleSource::Syn)
+            (
+                C.parse().expect("test address"),
+                S.parse().expect("test address"),
+                RoleSource::Syn
+            )
         );
         assert_eq!(
             (c.opened, c.closed, c.last_seen),
@@ -825,7 +829,7 @@ mod tests {
         let c = &r.finish()[0];
         assert_eq!(
             (c.client, c.roles),
-            (C.parse().unwrap(), RoleSource::ServerPort)
+            (C.parse().expect("test address"), RoleSource::ServerPort)
         );
         assert_eq!(c.to_client.isn, None);
         assert_eq!(c.to_client.base_seq, Some(5000));
@@ -843,13 +847,19 @@ mod tests {
         let conns = r.finish();
         assert_eq!(
             (conns[0].client, conns[0].roles),
-            (C.parse().unwrap(), RoleSource::SynAck)
+            (C.parse().expect("test address"), RoleSource::SynAck)
         );
         assert_eq!(
             (conns[1].server, conns[1].roles),
-            ("10.0.0.2:80".parse().unwrap(), RoleSource::PortOrder)
+            (
+                "10.0.0.2:80".parse().expect("test address"),
+                RoleSource::PortOrder
+            )
         );
-        assert_eq!(conns[2].server, "10.0.0.3:443".parse().unwrap());
+        assert_eq!(
+            conns[2].server,
+            "10.0.0.3:443".parse().expect("test address")
+        );
     }
 
     #[test]

@@ -766,18 +766,33 @@ fn prop_written_conversations_read_back() {
 
 #[test]
 fn prop_damaged_files_never_panic() {
-    fn prop(flips: Vec<(u16, u8)>, cut: u16, garbage: Vec<u8>) -> bool {
-        let mut conv = Conversation::new();
-        let c = conv.open(ms(0), v4(CLIENT), v4(GATE)).expect("open");
-        conv.data(
-            ms(1),
-            c,
-            Direction::ToServer,
-            b"#1<<<<<BL<<<<<<<<<H?<lH>xq!",
-        )
-        .expect("data");
-        conv.close(ms(2), c, Direction::ToServer).expect("close");
-        let mut bytes = conv.to_pcapng(&WriteOptions::default());
+    fn prop(flips: Vec<(u16, u8)>, cut: u16, garbage: Vec<u8>, base: u8) -> bool {
+        let mut bytes = match base % 3 {
+            0 | 1 => {
+                let mut conv = Conversation::new();
+                let c = conv.open(ms(0), v4(CLIENT), v4(GATE)).expect("open");
+                let frame = b"#1<<<<<BL<<<<<<<<<H?<lH>xq!";
+                conv.data(ms(1), c, Direction::ToServer, frame)
+                    .expect("data");
+                conv.close(ms(2), c, Direction::ToServer).expect("close");
+                let link = if base % 3 == 0 {
+                    OutputLink::Ethernet
+                } else {
+                    OutputLink::RawIpv4
+                };
+                conv.to_pcapng(&WriteOptions {
+                    link,
+                    ..WriteOptions::default()
+                })
+            }
+            // IPv6 behind Linux cooked v2, in a big-endian nanosecond pcap.
+            _ => {
+                let mut sll2 = vec![0x86, 0xdd];
+                sll2.extend([0u8; 18]);
+                sll2.extend(ipv6_tcp(b"payload"));
+                pcap_file(276, true, true, &[sll2.clone(), sll2])
+            }
+        };
         for (at, x) in flips {
             let n = bytes.len();
             bytes[usize::from(at) % n] ^= x;
@@ -791,7 +806,58 @@ fn prop_damaged_files_never_panic() {
         let _ = read_capture(&pcap);
         true
     }
+    // SELGATE_SIM_FUZZ_ITERS raises the count for a longer manual run.
+    let iters = std::env::var("SELGATE_SIM_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     QuickCheck::new()
-        .tests(2000)
-        .quickcheck(prop as fn(Vec<(u16, u8)>, u16, Vec<u8>) -> bool);
+        .tests(iters)
+        .max_tests(iters * 10)
+        .quickcheck(prop as fn(Vec<(u16, u8)>, u16, Vec<u8>, u8) -> bool);
+}
+
+/// Arbitrary segments (any seq, ack, flags, direction, port reuse) keep the stream
+/// invariants: items contiguous from offset 0, non-empty, times never going back.
+#[test]
+fn prop_arbitrary_segments_keep_stream_invariants() {
+    fn prop(segs: Vec<(bool, bool, u32, u32, u8, Vec<u8>, u8)>) -> bool {
+        let a: SocketAddr = CLIENT.parse().expect("test address");
+        let b: SocketAddr = GATE.parse().expect("test address");
+        let c: SocketAddr = GATE_OUT.parse().expect("test address");
+        let mut r = Reassembler::new(&DEFAULT_SERVER_PORTS);
+        let mut t = Duration::ZERO;
+        for (forward, third, seq, ack, flags, payload, dt) in &segs {
+            // Small sequence steps make overlaps and holes likely; big ones wrap.
+            let seq = if seq % 2 == 0 { seq % 64 } else { *seq };
+            let ack = if ack % 2 == 0 { ack % 64 } else { *ack };
+            let peer = if *third { c } else { b };
+            let (src, dst) = if *forward { (a, peer) } else { (peer, a) };
+            // Time may also go backwards (merged captures).
+            t = if dt % 7 == 0 {
+                t.saturating_sub(ms(3))
+            } else {
+                t + ms(u64::from(*dt))
+            };
+            r.push(
+                t,
+                &TcpSegment {
+                    src,
+                    dst,
+                    seq,
+                    ack,
+                    flags: TcpFlags(*flags),
+                    window: 0,
+                    payload,
+                    payload_truncated: false,
+                },
+            );
+        }
+        r.finish()
+            .iter()
+            .all(|c| well_formed(&c.to_server) && well_formed(&c.to_client))
+    }
+    QuickCheck::new()
+        .tests(1000)
+        .quickcheck(prop as fn(Vec<(bool, bool, u32, u32, u8, Vec<u8>, u8)>) -> bool);
 }
