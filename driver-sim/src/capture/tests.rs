@@ -775,7 +775,7 @@ fn prop_damaged_files_never_panic() {
                 conv.data(ms(1), c, Direction::ToServer, frame)
                     .expect("data");
                 conv.close(ms(2), c, Direction::ToServer).expect("close");
-                let link = if base % 3 == 0 {
+                let link = if base.is_multiple_of(3) {
                     OutputLink::Ethernet
                 } else {
                     OutputLink::RawIpv4
@@ -817,11 +817,14 @@ fn prop_damaged_files_never_panic() {
         .quickcheck(prop as fn(Vec<(u16, u8)>, u16, Vec<u8>, u8) -> bool);
 }
 
+/// (forward, third endpoint, seq, ack, flags, payload, time step).
+type ArbSegment = (bool, bool, u32, u32, u8, Vec<u8>, u8);
+
 /// Arbitrary segments (any seq, ack, flags, direction, port reuse) keep the stream
 /// invariants: items contiguous from offset 0, non-empty, times never going back.
 #[test]
 fn prop_arbitrary_segments_keep_stream_invariants() {
-    fn prop(segs: Vec<(bool, bool, u32, u32, u8, Vec<u8>, u8)>) -> bool {
+    fn prop(segs: Vec<ArbSegment>) -> bool {
         let a: SocketAddr = CLIENT.parse().expect("test address");
         let b: SocketAddr = GATE.parse().expect("test address");
         let c: SocketAddr = GATE_OUT.parse().expect("test address");
@@ -859,5 +862,5 @@ fn prop_arbitrary_segments_keep_stream_invariants() {
     }
     QuickCheck::new()
         .tests(1000)
-        .quickcheck(prop as fn(Vec<(bool, bool, u32, u32, u8, Vec<u8>, u8)>) -> bool);
+        .quickcheck(prop as fn(Vec<ArbSegment>) -> bool);
 }
