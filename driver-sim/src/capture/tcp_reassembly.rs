@@ -341,7 +341,8 @@ impl Reassembler {
 
     /// Whether `seg` opens a new connection on an endpoint pair that had one: a SYN
     /// that is not a retransmission of the known one (port reuse after TIME_WAIT, or a
-    /// reconnect after an abandoned connection).
+    /// reconnect after an abandoned connection), nor the late copy of a SYN whose
+    /// SYN-ACK or first data came earlier in a merged capture.
     fn starts_new(&self, idx: usize, seg: &TcpSegment<'_>) -> bool {
         if !seg.flags.contains(TcpFlags::SYN) || seg.flags.contains(TcpFlags::ACK) {
             return false;
@@ -350,7 +351,12 @@ impl Reassembler {
             return true;
         };
         let c = &state.conn;
-        !(c.client == seg.src && c.to_server.isn == Some(seg.seq))
+        let h = &c.to_server;
+        let same = match h.isn {
+            Some(isn) => isn == seg.seq,
+            None => h.base_seq.is_none_or(|b| b == seg.seq.wrapping_add(1)),
+        };
+        !(c.client == seg.src && same)
     }
 
     fn new_conn(&self, at: Duration, seg: &TcpSegment<'_>) -> ConnState {
@@ -412,7 +418,7 @@ impl ConnState {
         let mut data_seq = seg.seq;
         if flags.contains(TcpFlags::SYN) {
             data_seq = seg.seq.wrapping_add(1);
-            if h.base_seq.is_none() {
+            if h.base_seq.is_none() || (h.isn.is_none() && h.base_seq == Some(data_seq)) {
                 h.isn = Some(seg.seq);
                 h.base_seq = Some(data_seq);
             }
@@ -891,6 +897,19 @@ mod tests {
             (conns[1].opened, conns[1].to_server.isn),
             (ms(9), Some(5000))
         );
+    }
+
+    #[test]
+    fn a_late_syn_joins_its_connection() {
+        let mut r = Reassembler::new(&[]);
+        r.push(ms(1), &seg(S, C, 900, 101, TcpFlags::SYN | A, b""));
+        r.push(ms(2), &seg(C, S, 101, 901, PA, b"hi"));
+        r.push(ms(3), &seg(C, S, 100, 0, TcpFlags::SYN, b""));
+        let conns = r.finish();
+        assert_eq!(conns.len(), 1);
+        assert_eq!(conns[0].roles, RoleSource::SynAck);
+        assert_eq!(conns[0].to_server.isn, Some(100));
+        assert_eq!(conns[0].to_server.items, vec![data(2, 0, b"hi")]);
     }
 
     #[test]
