@@ -595,10 +595,8 @@ impl Gate {
                 let until = self.now + self.cfg.temp_block_duration;
                 self.limits.block_temporarily(ip, until, &self.cfg);
             }
-            CloseReason::KickedPermBlock => {
-                if !self.limits.block_permanently(ip, &self.cfg) {
-                    self.drop_frame(DropReason::BadControl);
-                }
+            CloseReason::KickedPermBlock if !self.limits.block_permanently(ip, &self.cfg) => {
+                self.drop_frame(DropReason::BadControl);
             }
             _ => {}
         }

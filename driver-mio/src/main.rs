@@ -1,24 +1,47 @@
-//! The `selgate` binary: the command line and configuration layer. The mio
-//! event loop (`run`, `demo`) arrives with the driver-mio issue; until then
-//! those commands say so and exit 2 instead of pretending to serve.
+//! The `selgate` binary: a Legend of Mir 2 character-selection gateway.
 
-mod classic_ini;
-mod cli;
-mod codec_cmd;
-mod duration;
-mod settings;
-
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
-use crate::cli::{Cli, CodecCommand, Command};
-use crate::settings::Settings;
+use selgate::cli::{Cli, CodecCommand, Command};
+use selgate::server::{Exit, Server, ServerOptions, ZoneSpec};
+use selgate::settings::{LogFormat, Settings};
+use selgate::{codec_cmd, demo, logging};
 
 fn main() -> ExitCode {
     match Cli::parse().into_command() {
-        Command::Run(_) => not_built("run"),
-        Command::Demo(_) => not_built("demo"),
+        Command::Run(args) => match Settings::load(&args, std::env::vars_os()) {
+            Ok(settings) => run(settings),
+            Err(e) => fail(&e),
+        },
+        Command::Demo(args) => {
+            logging::init(LogFormat::Pretty, "warn");
+            let opts = demo::DemoOptions {
+                bots: args.bots,
+                concurrency: args.concurrency,
+                dialect: args.dialect,
+                seed: args.seed.unwrap_or_else(clock_seed),
+                progress: std::io::stderr().is_terminal(),
+            };
+            println!(
+                "selgate demo: {} bots ({} at once), dialect {}, seed {}",
+                opts.bots, opts.concurrency, opts.dialect, opts.seed
+            );
+            match demo::run(&opts) {
+                Ok(summary) => {
+                    print!("{}", summary.render());
+                    if summary.ok() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::CheckConfig(args) => match Settings::load(&args, std::env::vars_os()) {
             Ok(settings) => {
                 for w in &settings.warnings {
@@ -49,17 +72,52 @@ fn main() -> ExitCode {
     }
 }
 
+/// `selgate run`: serve until a signal drains the gate.
+fn run(settings: Settings) -> ExitCode {
+    logging::init(settings.log_format, "info");
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
+    let seed = settings.seed.unwrap_or_else(clock_seed);
+    let opts = ServerOptions {
+        zones: vec![ZoneSpec {
+            name: "main".into(),
+            listen: settings.listen.clone(),
+            upstream: settings.upstream,
+            core: settings.core.clone(),
+            block_list: settings.block_list.clone(),
+        }],
+        status_interval: settings.status_interval,
+        seed,
+        metrics: settings.metrics,
+        handle_signals: true,
+    };
+    let mut server = match Server::bind(opts) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    for addr in server.local_addrs() {
+        tracing::info!(%addr, upstream = %settings.upstream, dialect = %settings.core.dialect, "selgate listening");
+    }
+    match server.run() {
+        Ok(Exit::Drained) => ExitCode::SUCCESS,
+        Ok(Exit::Forced) => ExitCode::from(130),
+        Err(e) => fail(&e),
+    }
+}
+
+/// A seed from the clock and the process id, so a restarted gate starts its
+/// session ids elsewhere (the core itself never reads the clock).
+fn clock_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos() as u64;
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
 /// Reports an error and returns exit code 1.
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("selgate: error: {e}");
     ExitCode::FAILURE
-}
-
-/// `run` and `demo` need the event loop, which is not written yet.
-fn not_built(command: &str) -> ExitCode {
-    eprintln!(
-        "selgate: error: `selgate {command}` is not built yet: the mio event loop has not \
-         landed (see the driver-mio issue). `selgate check-config` and `selgate codec` work."
-    );
-    ExitCode::from(2)
 }

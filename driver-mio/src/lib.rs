@@ -1,0 +1,20 @@
+//! The `selgate` binary's library: the mio event loop that drives the
+//! sans-IO gate core, the command line and settings, and mio drivers for the
+//! reference DBServer and bots (used by `selgate demo`, the end-to-end tests
+//! and the load generator).
+#![forbid(unsafe_code)]
+
+pub mod classic_ini;
+pub mod cli;
+pub mod codec_cmd;
+pub mod demo;
+pub mod duration;
+pub mod logging;
+pub mod metrics;
+pub mod peer_bots;
+pub mod peer_db;
+pub mod server;
+pub mod settings;
+pub mod signals;
+pub mod status;
+pub mod write_queue;

@@ -1,0 +1,1015 @@
+//! The production event loop: one mio `Poll` driving every zone's gate
+//! core, its listeners, its clients and its DBServer link.
+//!
+//! The loop follows STYLE.md rules 6 to 10: edge-triggered reads capped per
+//! socket turn with our own readiness bits, queued `Bytes` written with
+//! `write_vectored`, one upstream write per loop turn carrying every
+//! session's frames, the clock read once per turn, slab removal deferred to
+//! the end of the turn, and every core action matched exhaustively.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use selgate_core::{Action, BlockList, Config, ConnId, Event, Gate, LinkState};
+use slab::Slab;
+
+use crate::status::{StatusLine, ZoneSnapshot};
+use crate::write_queue::{Flush, WriteQueue};
+
+const WAKER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const UPSTREAM_BASE: usize = 16;
+const LISTENER_BASE: usize = 1 << 16;
+const CLIENT_BASE: usize = 1 << 24;
+
+/// Bytes read from one socket in one loop turn before it yields to others.
+const READ_CAP_PER_TURN: usize = 64 * 1024;
+/// Accepts per listener per loop turn.
+const ACCEPT_CAP_PER_TURN: usize = 256;
+/// How long accepting pauses after EMFILE/ENFILE.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How long a client closed with `flush` may take to drain its queue.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Size of the shared read buffer.
+const READ_BUF: usize = 16 * 1024;
+
+/// One zone: a gate core with its listeners and DBServer.
+#[derive(Debug, Clone)]
+pub struct ZoneSpec {
+    /// Name used in logs and metric labels.
+    pub name: String,
+    /// Client listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// The DBServer.
+    pub upstream: SocketAddr,
+    /// The core's settings.
+    pub core: Config,
+    /// The operator's block list file, reloaded on SIGHUP.
+    pub block_list: Option<PathBuf>,
+}
+
+/// Everything the loop needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The zones; most deployments have one.
+    pub zones: Vec<ZoneSpec>,
+    /// Interval of the one-line status log; zero disables it.
+    pub status_interval: Duration,
+    /// Seed for session-id offsets and jitter.
+    pub seed: u64,
+    /// Serve Prometheus metrics here.
+    pub metrics: Option<SocketAddr>,
+    /// Install SIGINT/SIGTERM/SIGHUP handlers (the binary does; tests and
+    /// the demo use a [`ServerHandle`] instead).
+    pub handle_signals: bool,
+}
+
+/// Figures the loop publishes every turn, for other threads.
+#[derive(Debug)]
+struct Shared {
+    link: Vec<AtomicU8>,
+    sessions: Vec<AtomicUsize>,
+}
+
+/// Controls a running server from another thread: stop, reload, and a
+/// glance at each zone's link and sessions.
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// The DBServer link state of zone `z`, as of the last loop turn.
+    pub fn link_up(&self, z: usize) -> bool {
+        self.shared
+            .link
+            .get(z)
+            .is_some_and(|l| l.load(Ordering::Relaxed) == LinkState::Up.as_gauge())
+    }
+
+    /// Live sessions of zone `z`, as of the last loop turn.
+    pub fn sessions(&self, z: usize) -> usize {
+        self.shared
+            .sessions
+            .get(z)
+            .map_or(0, |s| s.load(Ordering::Relaxed))
+    }
+
+    /// Waits until zone `z`'s link is up, or `timeout` passes.
+    pub fn wait_link_up(&self, z: usize, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.link_up(z) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.link_up(z)
+    }
+
+    /// Starts the graceful drain (like SIGTERM).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+
+    /// Reloads the block lists (like SIGHUP).
+    pub fn reload(&self) {
+        self.reload.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+}
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every zone drained and stopped.
+    Drained,
+    /// A second signal: stopped at once.
+    Forced,
+}
+
+/// Counters of the driver itself (not of the core).
+#[derive(Debug, Default, Clone)]
+pub struct DriverStats {
+    /// Accepts that failed with EMFILE/ENFILE.
+    pub accept_fd_exhausted: u64,
+    /// Other accept errors.
+    pub accept_errors: u64,
+    /// Upstream write syscalls.
+    pub upstream_writes: u64,
+    /// Client frames forwarded (sum over zones) at the time of the last
+    /// upstream write, for frames-per-write.
+    pub loop_turns: u64,
+}
+
+struct Upstream {
+    stream: TcpStream,
+    connected: bool,
+    out: WriteQueue,
+    readable: bool,
+    writable: bool,
+}
+
+struct Zone {
+    spec: ZoneSpec,
+    gate: Gate,
+    upstream: Option<Upstream>,
+    paused: bool,
+    stopped: bool,
+}
+
+struct Client {
+    stream: TcpStream,
+    zone: usize,
+    out: WriteQueue,
+    readable: bool,
+    writable: bool,
+    /// Bytes queued at the last backlog report to the core.
+    reported: usize,
+    /// Closed by the core with flush: drain, then close by this instant.
+    closing: Option<Instant>,
+    /// Gone: remove at the end of the turn.
+    dead: bool,
+    in_ready: bool,
+}
+
+/// The running gate: zones, sockets and the poll.
+pub struct Server {
+    poll: Poll,
+    events: Events,
+    zones: Vec<Zone>,
+    listeners: Vec<(TcpListener, usize)>,
+    listener_ready: Vec<bool>,
+    accept_paused_until: Option<Instant>,
+    clients: Slab<Client>,
+    ready: Vec<usize>,
+    dirty: Vec<usize>,
+    read_buf: Vec<u8>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    signals: Option<crate::signals::SignalSource>,
+    stop_requests: u32,
+    status: StatusLine,
+    metrics: Option<crate::metrics::Metrics>,
+    stats: DriverStats,
+    hard_deadline: Option<Instant>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("zones", &self.zones.len())
+            .field("clients", &self.clients.len())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Binds every listener and prepares the zones. Nothing is accepted
+    /// until [`Server::run`].
+    pub fn bind(opts: ServerOptions) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let now = Instant::now();
+        let mut zones = Vec::new();
+        let mut listeners = Vec::new();
+        for (z, spec) in opts.zones.iter().enumerate() {
+            // Each zone gets its own seed so their id ranges differ.
+            let seed = opts.seed.wrapping_add((z as u64).wrapping_mul(0x9E37_79B9));
+            let mut gate = Gate::new(spec.core.clone(), now, seed)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            if let Some(path) = &spec.block_list {
+                gate.set_block_list(load_block_list(path)?);
+            }
+            for addr in &spec.listen {
+                let mut l = TcpListener::bind(*addr).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                })?;
+                let token = Token(LISTENER_BASE + listeners.len());
+                poll.registry()
+                    .register(&mut l, token, Interest::READABLE)?;
+                listeners.push((l, z));
+            }
+            zones.push(Zone {
+                spec: spec.clone(),
+                gate,
+                upstream: None,
+                paused: false,
+                stopped: false,
+            });
+        }
+        let signals = if opts.handle_signals {
+            let mut s = crate::signals::SignalSource::new()?;
+            s.register(poll.registry(), SIGNALS)?;
+            Some(s)
+        } else {
+            None
+        };
+        let metrics = match opts.metrics {
+            Some(addr) => Some(crate::metrics::Metrics::serve(addr)?),
+            None => None,
+        };
+        let n = listeners.len();
+        let n_zones = zones.len();
+        Ok(Server {
+            poll,
+            events: Events::with_capacity(1024),
+            zones,
+            listeners,
+            listener_ready: vec![false; n],
+            accept_paused_until: None,
+            clients: Slab::with_capacity(1024),
+            ready: Vec::new(),
+            dirty: Vec::new(),
+            read_buf: vec![0; READ_BUF],
+            waker,
+            stop: Arc::new(AtomicBool::new(false)),
+            reload: Arc::new(AtomicBool::new(false)),
+            shared: Arc::new(Shared {
+                link: (0..n_zones).map(|_| AtomicU8::new(0)).collect(),
+                sessions: (0..n_zones).map(|_| AtomicUsize::new(0)).collect(),
+            }),
+            signals,
+            stop_requests: 0,
+            status: StatusLine::new(opts.status_interval, now),
+            metrics,
+            stats: DriverStats::default(),
+            hard_deadline: None,
+        })
+    }
+
+    /// The addresses actually bound (useful with port 0), in zone order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// A handle to stop, reload or watch the server from another thread.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            waker: self.waker.clone(),
+            stop: self.stop.clone(),
+            reload: self.reload.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Each zone's name and counters.
+    pub fn zone_stats(&self) -> Vec<(String, selgate_core::Stats)> {
+        self.zones
+            .iter()
+            .map(|z| (z.spec.name.clone(), z.gate.stats().clone()))
+            .collect()
+    }
+
+    /// Driver counters.
+    pub fn driver_stats(&self) -> &DriverStats {
+        &self.stats
+    }
+
+    /// Runs until every zone stopped (after a signal or [`ServerHandle::stop`]).
+    pub fn run(&mut self) -> io::Result<Exit> {
+        let start = Instant::now();
+        for z in 0..self.zones.len() {
+            self.drain_zone(z, start);
+        }
+        loop {
+            let now = Instant::now();
+            let timeout = self.next_timeout(now);
+            match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            // One clock read per turn, shared by every core call (rule 10).
+            let now = Instant::now();
+            self.stats.loop_turns += 1;
+            if let Some(exit) = self.dispatch_events(now)? {
+                return Ok(exit);
+            }
+            self.accept_ready(now);
+            self.read_clients(now);
+            self.read_upstreams(now);
+            for z in 0..self.zones.len() {
+                if self.zones[z].gate.poll_timeout().is_some_and(|t| t <= now) {
+                    self.zones[z].gate.handle(now, Event::Tick);
+                }
+                self.drain_zone(z, now);
+            }
+            self.flush_writes(now);
+            self.expire_lingering(now);
+            self.reap();
+            self.status_and_metrics(now);
+            self.publish();
+            if self.zones.iter().all(|z| z.stopped) && self.clients.is_empty() {
+                self.status.final_line(&self.snapshots());
+                return Ok(Exit::Drained);
+            }
+            if self.hard_deadline.is_some_and(|d| now >= d) {
+                tracing::warn!("drain deadline passed; closing what is left");
+                return Ok(Exit::Drained);
+            }
+        }
+    }
+
+    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        let upstream_pending = self.zones.iter().any(|z| {
+            z.upstream
+                .as_ref()
+                .is_some_and(|u| u.connected && u.readable)
+        });
+        if !self.ready.is_empty() || self.listener_ready.iter().any(|r| *r) || upstream_pending {
+            // Sockets still readable after their capped turn.
+            return Some(Duration::ZERO);
+        }
+        let mut next = self
+            .zones
+            .iter()
+            .filter_map(|z| z.gate.poll_timeout())
+            .min();
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        consider(self.accept_paused_until);
+        consider(self.status.next_due());
+        consider(self.hard_deadline);
+        consider(self.clients.iter().filter_map(|(_, c)| c.closing).min());
+        // Round up to whole milliseconds so a sub-millisecond wait does not
+        // become a zero-timeout busy loop (mio #1614).
+        next.map(|t| {
+            let d = t.saturating_duration_since(now);
+            let ms = d.as_nanos().div_ceil(1_000_000) as u64;
+            Duration::from_millis(ms)
+        })
+    }
+
+    fn dispatch_events(&mut self, now: Instant) -> io::Result<Option<Exit>> {
+        let mut stop_now = false;
+        let tokens: Vec<(Token, bool, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.token(),
+                    e.is_readable() || e.is_read_closed() || e.is_error(),
+                    e.is_writable() || e.is_write_closed(),
+                    e.is_error(),
+                )
+            })
+            .collect();
+        for (token, readable, writable, _error) in tokens {
+            match token.0 {
+                0 => {
+                    if self.stop.swap(false, Ordering::SeqCst) {
+                        stop_now |= self.request_stop(now);
+                    }
+                    if self.reload.swap(false, Ordering::SeqCst) {
+                        self.reload_block_lists();
+                    }
+                }
+                1 => {
+                    let signals = self
+                        .signals
+                        .as_mut()
+                        .map(|s| s.pending())
+                        .unwrap_or_default();
+                    for sig in signals {
+                        match sig {
+                            crate::signals::Signal::Stop => stop_now |= self.request_stop(now),
+                            crate::signals::Signal::Reload => self.reload_block_lists(),
+                        }
+                    }
+                }
+                t if (UPSTREAM_BASE..LISTENER_BASE).contains(&t) => {
+                    let z = t - UPSTREAM_BASE;
+                    self.upstream_event(z, now, readable, writable);
+                }
+                t if (LISTENER_BASE..CLIENT_BASE).contains(&t) => {
+                    if let Some(r) = self.listener_ready.get_mut(t - LISTENER_BASE) {
+                        *r = true;
+                    }
+                }
+                t => {
+                    let key = t - CLIENT_BASE;
+                    if let Some(c) = self.clients.get_mut(key) {
+                        if readable {
+                            c.readable = true;
+                            if !c.in_ready {
+                                c.in_ready = true;
+                                self.ready.push(key);
+                            }
+                        }
+                        if writable {
+                            c.writable = true;
+                            if !c.out.is_empty() {
+                                self.dirty.push(key);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(stop_now.then_some(Exit::Forced))
+    }
+
+    /// First request: drain. Second: exit at once (returns true).
+    fn request_stop(&mut self, now: Instant) -> bool {
+        self.stop_requests += 1;
+        if self.stop_requests > 1 {
+            tracing::warn!("second stop request: exiting at once");
+            return true;
+        }
+        tracing::info!("draining: closing every session with a close frame");
+        let mut longest = Duration::ZERO;
+        for z in 0..self.zones.len() {
+            longest = longest.max(self.zones[z].gate.config().shutdown_timeout);
+            self.zones[z].gate.handle(now, Event::Shutdown);
+        }
+        self.hard_deadline = Some(now + longest + CLOSE_LINGER + Duration::from_secs(1));
+        false
+    }
+
+    fn reload_block_lists(&mut self) {
+        for zone in &mut self.zones {
+            let Some(path) = zone.spec.block_list.clone() else {
+                continue;
+            };
+            match load_block_list(&path) {
+                Ok(list) => {
+                    tracing::info!(zone = %zone.spec.name, entries = list.len(), "block list reloaded");
+                    zone.gate.set_block_list(list);
+                }
+                Err(e) => {
+                    tracing::error!(zone = %zone.spec.name, "block list not reloaded, keeping the old one: {e}")
+                }
+            }
+        }
+    }
+
+    // ---- accepting -------------------------------------------------------
+
+    fn accept_ready(&mut self, now: Instant) {
+        if let Some(until) = self.accept_paused_until {
+            if now < until {
+                return;
+            }
+            self.accept_paused_until = None;
+            // Connections may have queued while paused; edge triggers will
+            // not repeat, so look at every listener.
+            self.listener_ready.iter_mut().for_each(|r| *r = true);
+        }
+        for i in 0..self.listeners.len() {
+            if !self.listener_ready[i] {
+                continue;
+            }
+            let zone = self.listeners[i].1;
+            let mut accepted = 0;
+            loop {
+                if accepted == ACCEPT_CAP_PER_TURN {
+                    break; // still ready: next turn, with a zero timeout
+                }
+                match self.listeners[i].0.accept() {
+                    Ok((stream, peer)) => {
+                        accepted += 1;
+                        self.add_client(zone, stream, peer, now);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.listener_ready[i] = false;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if is_fd_exhaustion(&e) => {
+                        // Do not spin on a listener we cannot serve; retry
+                        // shortly (the pending connects wait in the backlog).
+                        self.stats.accept_fd_exhausted += 1;
+                        tracing::warn!("accept: out of file descriptors ({e}); pausing accepts");
+                        self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                        return;
+                    }
+                    Err(e) => {
+                        // ECONNABORTED and friends: that one connect is gone.
+                        self.stats.accept_errors += 1;
+                        tracing::debug!("accept: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn add_client(&mut self, zone: usize, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let local = match stream.local_addr() {
+            Ok(a) => a,
+            Err(_) => return, // the socket died already
+        };
+        let _ = stream.set_nodelay(true);
+        let entry = self.clients.vacant_entry();
+        let key = entry.key();
+        if self
+            .poll
+            .registry()
+            .register(
+                &mut stream,
+                Token(CLIENT_BASE + key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            return;
+        }
+        entry.insert(Client {
+            stream,
+            zone,
+            out: WriteQueue::default(),
+            readable: false,
+            writable: true,
+            reported: 0,
+            closing: None,
+            dead: false,
+            in_ready: false,
+        });
+        self.zones[zone].gate.handle(
+            now,
+            Event::ClientAccepted {
+                conn: ConnId(key as u64),
+                peer,
+                local,
+            },
+        );
+    }
+
+    // ---- reading ---------------------------------------------------------
+
+    fn read_clients(&mut self, now: Instant) {
+        let ready = std::mem::take(&mut self.ready);
+        for key in ready {
+            let Some(c) = self.clients.get_mut(key) else {
+                continue;
+            };
+            c.in_ready = false;
+            if c.dead || !c.readable {
+                continue;
+            }
+            let z = c.zone;
+            if c.closing.is_some() {
+                // Closed by the core; whatever the client says now is moot.
+                discard_input(&mut c.stream, &mut self.read_buf);
+                continue;
+            }
+            if self.zones[z].paused {
+                // Remembered as readable; resumed by ResumeClientReads.
+                continue;
+            }
+            let mut total = 0;
+            while let Some(c) = self.clients.get_mut(key) {
+                if c.dead || c.closing.is_some() {
+                    break;
+                }
+                if total >= READ_CAP_PER_TURN || self.zones[z].paused {
+                    if !c.in_ready {
+                        c.in_ready = true;
+                        self.ready.push(key);
+                    }
+                    break;
+                }
+                match c.stream.read(&mut self.read_buf) {
+                    Ok(0) => {
+                        c.dead = true;
+                        self.zones[z].gate.handle(
+                            now,
+                            Event::ClientClosed {
+                                conn: ConnId(key as u64),
+                            },
+                        );
+                        break;
+                    }
+                    Ok(n) => {
+                        total += n;
+                        self.zones[z].gate.handle(
+                            now,
+                            Event::ClientBytes {
+                                conn: ConnId(key as u64),
+                                bytes: &self.read_buf[..n],
+                            },
+                        );
+                        // Apply closes and pauses before reading more.
+                        self.drain_zone(z, now);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        c.readable = false;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        c.dead = true;
+                        self.zones[z].gate.handle(
+                            now,
+                            Event::ClientClosed {
+                                conn: ConnId(key as u64),
+                            },
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn upstream_event(&mut self, z: usize, now: Instant, readable: bool, writable: bool) {
+        let Some(zone) = self.zones.get_mut(z) else {
+            return;
+        };
+        let Some(up) = zone.upstream.as_mut() else {
+            return;
+        };
+        if readable {
+            up.readable = true;
+        }
+        if writable {
+            up.writable = true;
+        }
+        if !up.connected && (writable || readable) {
+            // A non-blocking connect finished: find out how.
+            let ok = matches!(up.stream.take_error(), Ok(None)) && up.stream.peer_addr().is_ok();
+            if ok {
+                up.connected = true;
+                let _ = up.stream.set_nodelay(true);
+                tracing::info!(zone = %zone.spec.name, upstream = %zone.spec.upstream, "DBServer link up");
+                zone.gate.handle(now, Event::UpstreamConnected);
+            } else if writable || up.stream.peer_addr().is_err() {
+                let _ = self.poll.registry().deregister(&mut up.stream);
+                zone.upstream = None;
+                tracing::warn!(zone = %zone.spec.name, upstream = %zone.spec.upstream, "DBServer connect failed");
+                zone.gate.handle(now, Event::UpstreamConnectFailed);
+            }
+        }
+    }
+
+    fn read_upstreams(&mut self, now: Instant) {
+        for z in 0..self.zones.len() {
+            let zone = &mut self.zones[z];
+            let mut total = 0;
+            while let Some(up) = zone.upstream.as_mut() {
+                if !up.connected || !up.readable || total >= 4 * READ_CAP_PER_TURN {
+                    break;
+                }
+                match up.stream.read(&mut self.read_buf) {
+                    Ok(0) => {
+                        self.poll.registry().deregister(&mut up.stream).ok();
+                        zone.upstream = None;
+                        tracing::warn!(zone = %zone.spec.name, "DBServer closed the link");
+                        zone.gate.handle(now, Event::UpstreamClosed);
+                    }
+                    Ok(n) => {
+                        total += n;
+                        zone.gate
+                            .handle(now, Event::UpstreamBytes(&self.read_buf[..n]));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => up.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.poll.registry().deregister(&mut up.stream).ok();
+                        zone.upstream = None;
+                        tracing::warn!(zone = %zone.spec.name, "DBServer link failed: {e}");
+                        zone.gate.handle(now, Event::UpstreamClosed);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- applying the core's actions --------------------------------------
+
+    fn drain_zone(&mut self, z: usize, now: Instant) {
+        while let Some(action) = self.zones[z].gate.poll_action() {
+            match action {
+                Action::SendToClient { conn, bytes } => {
+                    let key = conn.0 as usize;
+                    if let Some(c) = self.clients.get_mut(key) {
+                        if !c.dead {
+                            c.out.push(bytes);
+                            self.dirty.push(key);
+                        }
+                    }
+                }
+                Action::SendUpstream(bytes) => {
+                    if let Some(up) = self.zones[z].upstream.as_mut() {
+                        up.out.push(bytes);
+                    }
+                }
+                Action::CloseClient {
+                    conn,
+                    reason,
+                    flush,
+                } => {
+                    let key = conn.0 as usize;
+                    if let Some(c) = self.clients.get_mut(key) {
+                        tracing::debug!(zone = %self.zones[z].spec.name, conn = key, %reason, "close client");
+                        if flush && !c.out.is_empty() {
+                            c.closing = Some(now + CLOSE_LINGER);
+                            self.dirty.push(key);
+                        } else {
+                            c.dead = true;
+                        }
+                    }
+                }
+                Action::ConnectUpstream => self.connect_upstream(z, now),
+                Action::CloseUpstream => {
+                    if let Some(mut up) = self.zones[z].upstream.take() {
+                        let _ = self.poll.registry().deregister(&mut up.stream);
+                    }
+                }
+                Action::PauseClientReads => self.zones[z].paused = true,
+                Action::ResumeClientReads => {
+                    self.zones[z].paused = false;
+                    for (key, c) in self.clients.iter_mut() {
+                        if c.zone == z && c.readable && !c.in_ready {
+                            c.in_ready = true;
+                            self.ready.push(key);
+                        }
+                    }
+                }
+                Action::Stopped => {
+                    tracing::info!(zone = %self.zones[z].spec.name, "zone stopped");
+                    self.zones[z].stopped = true;
+                }
+            }
+        }
+    }
+
+    fn connect_upstream(&mut self, z: usize, now: Instant) {
+        let addr = self.zones[z].spec.upstream;
+        match TcpStream::connect(addr) {
+            Ok(mut stream) => {
+                let token = Token(UPSTREAM_BASE + z);
+                if let Err(e) = self.poll.registry().register(
+                    &mut stream,
+                    token,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    tracing::warn!("cannot register the DBServer socket: {e}");
+                    self.zones[z].gate.handle(now, Event::UpstreamConnectFailed);
+                    return;
+                }
+                self.zones[z].upstream = Some(Upstream {
+                    stream,
+                    connected: false,
+                    out: WriteQueue::default(),
+                    readable: false,
+                    writable: false,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(zone = %self.zones[z].spec.name, %addr, "DBServer connect failed: {e}");
+                self.zones[z].gate.handle(now, Event::UpstreamConnectFailed);
+            }
+        }
+    }
+
+    // ---- writing -----------------------------------------------------------
+
+    fn flush_writes(&mut self, now: Instant) {
+        // Several passes: a backlog report can produce more actions.
+        for _ in 0..4 {
+            let mut again = false;
+            let dirty = std::mem::take(&mut self.dirty);
+            for key in dirty {
+                let Some(c) = self.clients.get_mut(key) else {
+                    continue;
+                };
+                if c.dead || !c.writable || c.out.is_empty() {
+                    continue;
+                }
+                let z = c.zone;
+                match c.out.flush_to(&mut c.stream) {
+                    Ok(Flush::Done) => {}
+                    Ok(Flush::WouldBlock) => c.writable = false,
+                    Err(_) => {
+                        c.out.clear();
+                        if c.closing.is_none() {
+                            c.dead = true;
+                            self.zones[z].gate.handle(
+                                now,
+                                Event::ClientClosed {
+                                    conn: ConnId(key as u64),
+                                },
+                            );
+                            again = true;
+                        }
+                    }
+                }
+                let Some(c) = self.clients.get_mut(key) else {
+                    continue;
+                };
+                if c.closing.is_some() {
+                    if c.out.is_empty() {
+                        c.dead = true;
+                    }
+                } else if !c.dead && c.out.queued() != c.reported {
+                    c.reported = c.out.queued();
+                    self.zones[z].gate.handle(
+                        now,
+                        Event::ClientBacklog {
+                            conn: ConnId(key as u64),
+                            queued: c.reported,
+                        },
+                    );
+                    again = true;
+                }
+            }
+            for z in 0..self.zones.len() {
+                if let Some(up) = self.zones[z].upstream.as_mut() {
+                    if up.connected && (!up.out.is_empty() || up.writable) {
+                        let had = up.out.queued();
+                        if had > 0 {
+                            let before = up.out.writes;
+                            match up.out.flush_to(&mut up.stream) {
+                                Ok(Flush::Done) => {}
+                                Ok(Flush::WouldBlock) => up.writable = false,
+                                Err(e) => {
+                                    tracing::warn!(zone = %self.zones[z].spec.name, "DBServer write failed: {e}");
+                                    let mut up =
+                                        self.zones[z].upstream.take().expect("checked above");
+                                    let _ = self.poll.registry().deregister(&mut up.stream);
+                                    self.zones[z].gate.handle(now, Event::UpstreamClosed);
+                                    again = true;
+                                    continue;
+                                }
+                            }
+                            self.stats.upstream_writes += up.out.writes - before;
+                            let queued = up.out.queued();
+                            self.zones[z]
+                                .gate
+                                .handle(now, Event::UpstreamBacklog { queued });
+                            again = true;
+                        }
+                    }
+                }
+            }
+            for z in 0..self.zones.len() {
+                self.drain_zone(z, now);
+            }
+            if !again || self.dirty.is_empty() {
+                let pending_up = self.zones.iter().any(|zn| {
+                    zn.upstream
+                        .as_ref()
+                        .is_some_and(|u| u.connected && u.writable && !u.out.is_empty())
+                });
+                if !pending_up {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn expire_lingering(&mut self, now: Instant) {
+        for (_, c) in self.clients.iter_mut() {
+            if c.closing.is_some_and(|d| now >= d) {
+                c.dead = true;
+            }
+        }
+    }
+
+    /// Deferred removal: sockets die at the end of the turn, so no event of
+    /// this turn can reach a reused slot (mio #219).
+    fn reap(&mut self) {
+        let dead: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.dead)
+            .map(|(k, _)| k)
+            .collect();
+        for key in dead {
+            let mut c = self.clients.remove(key);
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+
+    // ---- observability -----------------------------------------------------
+
+    fn snapshots(&self) -> Vec<ZoneSnapshot> {
+        self.zones
+            .iter()
+            .map(|z| ZoneSnapshot {
+                name: z.spec.name.clone(),
+                sessions: z.gate.sessions(),
+                link: z.gate.link_state(),
+                stats: z.gate.stats().clone(),
+                upstream_queued: z.gate.upstream_queued()
+                    + z.upstream.as_ref().map_or(0, |u| u.out.queued()),
+                client_queued: z.gate.client_queued(),
+                tracked_ips: z.gate.tracked_ips(),
+            })
+            .collect()
+    }
+
+    fn status_and_metrics(&mut self, now: Instant) {
+        let due = self.status.due(now);
+        let scrape = self.metrics.as_ref().is_some_and(|m| m.due(now));
+        if !due && !scrape {
+            return;
+        }
+        let snaps = self.snapshots();
+        if due {
+            self.status.emit(now, &snaps);
+        }
+        if let Some(m) = self.metrics.as_mut() {
+            m.update(now, &snaps, &self.stats);
+        }
+    }
+
+    fn publish(&self) {
+        for (z, zone) in self.zones.iter().enumerate() {
+            self.shared.link[z].store(zone.gate.link_state().as_gauge(), Ordering::Relaxed);
+            self.shared.sessions[z].store(zone.gate.sessions(), Ordering::Relaxed);
+        }
+    }
+
+    /// Per-zone link states (for tests and the demo).
+    pub fn link_states(&self) -> Vec<LinkState> {
+        self.zones.iter().map(|z| z.gate.link_state()).collect()
+    }
+}
+
+fn discard_input(stream: &mut TcpStream, buf: &mut [u8]) {
+    for _ in 0..4 {
+        match stream.read(buf) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    // EMFILE = 24, ENFILE = 23 on Linux; WSAEMFILE = 10024 on Windows.
+    matches!(e.raw_os_error(), Some(23) | Some(24) | Some(10024))
+}
+
+/// Reads and parses a block list file.
+pub fn load_block_list(path: &std::path::Path) -> io::Result<BlockList> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    // Classic lists are ASCII, sometimes with a GBK comment: be lenient.
+    let text = String::from_utf8_lossy(&bytes);
+    BlockList::parse(&text).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })
+}
