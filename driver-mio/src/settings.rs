@@ -34,6 +34,16 @@ pub const ENV_CONFIG: &str = "SELGATE_CONFIG";
 /// Environment variable naming the classic ini file (like `--classic-ini`).
 pub const ENV_CLASSIC_INI: &str = "SELGATE_CLASSIC_INI";
 
+/// Variables of the test and simulation tools (`SELGATE_SIM_SEEDS`,
+/// `SELGATE_TEST_...`, `SELGATE_BENCH_...`), which share the prefix but are not
+/// gate settings: the gate ignores them instead of refusing to start.
+pub const TOOL_ENV_PREFIXES: &[&str] = &[
+    "SELGATE_SIM_",
+    "SELGATE_TEST_",
+    "SELGATE_BENCH_",
+    "SELGATE_FUZZ_",
+];
+
 /// Default client listen address (PROTOCOL.md section 1).
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 7100);
@@ -430,7 +440,9 @@ impl EnvLayer {
         for (k, v) in env {
             let (k, v) = (k.as_ref(), v.as_ref());
             let lossy = k.to_string_lossy();
-            if !lossy.starts_with(ENV_PREFIX) {
+            if !lossy.starts_with(ENV_PREFIX)
+                || TOOL_ENV_PREFIXES.iter().any(|p| lossy.starts_with(p))
+            {
                 continue;
             }
             match (k.to_str(), v.to_str()) {
