@@ -38,6 +38,9 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Size of the shared read buffer.
 const READ_BUF: usize = 16 * 1024;
+/// How often block list files are checked for changes. SIGHUP reloads at
+/// once; the check is how Windows (no SIGHUP) and plain file edits reload.
+const BLOCK_LIST_CHECK: Duration = Duration::from_secs(2);
 
 /// One zone: a gate core with its listeners and DBServer.
 #[derive(Debug, Clone)]
@@ -163,6 +166,8 @@ struct Upstream {
 struct Zone {
     spec: ZoneSpec,
     gate: Gate,
+    /// Modification time of the block list file when it was last loaded.
+    block_list_mtime: Option<std::time::SystemTime>,
     upstream: Option<Upstream>,
     paused: bool,
     stopped: bool,
@@ -205,6 +210,7 @@ pub struct Server {
     metrics: Option<crate::metrics::Metrics>,
     stats: DriverStats,
     hard_deadline: Option<Instant>,
+    next_block_list_check: Instant,
 }
 
 impl std::fmt::Debug for Server {
@@ -230,7 +236,9 @@ impl Server {
             let seed = opts.seed.wrapping_add((z as u64).wrapping_mul(0x9E37_79B9));
             let mut gate = Gate::new(spec.core.clone(), now, seed)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let mut block_list_mtime = None;
             if let Some(path) = &spec.block_list {
+                block_list_mtime = modified(path);
                 gate.set_block_list(load_block_list(path)?);
             }
             for addr in &spec.listen {
@@ -245,6 +253,7 @@ impl Server {
             zones.push(Zone {
                 spec: spec.clone(),
                 gate,
+                block_list_mtime,
                 upstream: None,
                 paused: false,
                 stopped: false,
@@ -287,6 +296,7 @@ impl Server {
             metrics,
             stats: DriverStats::default(),
             hard_deadline: None,
+            next_block_list_check: now + BLOCK_LIST_CHECK,
         })
     }
 
@@ -354,6 +364,7 @@ impl Server {
             self.expire_lingering(now);
             self.reap();
             self.status_and_metrics(now);
+            self.check_block_lists(now);
             self.publish();
             if self.zones.iter().all(|z| z.stopped) && self.clients.is_empty() {
                 self.status.final_line(&self.snapshots());
@@ -389,6 +400,9 @@ impl Server {
         consider(self.accept_paused_until);
         consider(self.status.next_due());
         consider(self.hard_deadline);
+        if self.zones.iter().any(|z| z.spec.block_list.is_some()) {
+            consider(Some(self.next_block_list_check));
+        }
         consider(self.clients.iter().filter_map(|(_, c)| c.closing).min());
         // Round up to whole milliseconds so a sub-millisecond wait does not
         // become a zero-timeout busy loop (mio #1614).
@@ -486,18 +500,41 @@ impl Server {
     }
 
     fn reload_block_lists(&mut self) {
-        for zone in &mut self.zones {
-            let Some(path) = zone.spec.block_list.clone() else {
+        for z in 0..self.zones.len() {
+            self.reload_block_list(z);
+        }
+    }
+
+    fn reload_block_list(&mut self, z: usize) {
+        let zone = &mut self.zones[z];
+        let Some(path) = zone.spec.block_list.clone() else {
+            return;
+        };
+        zone.block_list_mtime = modified(&path);
+        match load_block_list(&path) {
+            Ok(list) => {
+                tracing::info!(zone = %zone.spec.name, entries = list.len(), "block list reloaded");
+                zone.gate.set_block_list(list);
+            }
+            Err(e) => {
+                tracing::error!(zone = %zone.spec.name, "block list not reloaded, keeping the old one: {e}")
+            }
+        }
+    }
+
+    /// Reloads block lists whose file changed since the last load.
+    fn check_block_lists(&mut self, now: Instant) {
+        if now < self.next_block_list_check {
+            return;
+        }
+        self.next_block_list_check = now + BLOCK_LIST_CHECK;
+        for z in 0..self.zones.len() {
+            let Some(path) = &self.zones[z].spec.block_list else {
                 continue;
             };
-            match load_block_list(&path) {
-                Ok(list) => {
-                    tracing::info!(zone = %zone.spec.name, entries = list.len(), "block list reloaded");
-                    zone.gate.set_block_list(list);
-                }
-                Err(e) => {
-                    tracing::error!(zone = %zone.spec.name, "block list not reloaded, keeping the old one: {e}")
-                }
+            if modified(path) != self.zones[z].block_list_mtime {
+                self.reload_block_list(z);
+                self.drain_zone(z, now);
             }
         }
     }
@@ -998,6 +1035,10 @@ fn discard_input(stream: &mut TcpStream, buf: &mut [u8]) {
 fn is_fd_exhaustion(e: &io::Error) -> bool {
     // EMFILE = 24, ENFILE = 23 on Linux; WSAEMFILE = 10024 on Windows.
     matches!(e.raw_os_error(), Some(23) | Some(24) | Some(10024))
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Reads and parses a block list file.
