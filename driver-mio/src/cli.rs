@@ -53,6 +53,52 @@ pub enum Command {
     /// Encode or decode the Mir 2 6-bit text codec, and inspect frames.
     #[command(subcommand)]
     Codec(CodecCommand),
+    /// Serve the reference DBServer (a test double with an in-memory
+    /// character store), to try a gate end to end before going live.
+    Refdb(RefdbArgs),
+    /// Run bot clients through a gate (the full select flow) and report;
+    /// exits 0 only when every bot succeeded.
+    Bots(BotsArgs),
+}
+
+/// `selgate refdb`
+#[derive(Debug, Args)]
+pub struct RefdbArgs {
+    /// Address to listen on for gates.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5100")]
+    pub listen: std::net::SocketAddr,
+    /// The dialect the gates speak.
+    #[arg(long, value_name = "wemade|delphi|ndc|kal", default_value_t = Dialect::Wemade)]
+    pub dialect: Dialect,
+    /// The game-gate address sent in SM_STARTPLAY, as `ip/port`.
+    #[arg(long, value_name = "IP/PORT", default_value = "127.0.0.1/7200")]
+    pub game_gate: String,
+    /// Seed of the DBServer's choices.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `selgate bots`
+#[derive(Debug, Args)]
+pub struct BotsArgs {
+    /// The gate's client address.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7100")]
+    pub gate: std::net::SocketAddr,
+    /// How many bots to run in total.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub bots: usize,
+    /// How many bots are connected at once.
+    #[arg(long, value_name = "N", default_value_t = 25)]
+    pub concurrency: usize,
+    /// Connect each bot from its own 127.x address (loopback gates only).
+    #[arg(long)]
+    pub per_bot_source_ip: bool,
+    /// Seed of the bots' accounts and characters.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// Give up after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub deadline_secs: u64,
 }
 
 /// `selgate codec ...`

@@ -17,4 +17,5 @@ pub mod server;
 pub mod settings;
 pub mod signals;
 pub mod status;
+pub mod tools;
 pub mod write_queue;

@@ -9,7 +9,7 @@ use clap::Parser;
 use selgate::cli::{Cli, CodecCommand, Command};
 use selgate::server::{Exit, Server, ServerOptions, ZoneSpec};
 use selgate::settings::{LogFormat, Settings};
-use selgate::{codec_cmd, demo, logging};
+use selgate::{codec_cmd, demo, logging, tools};
 
 fn main() -> ExitCode {
     match Cli::parse().into_command() {
@@ -39,6 +39,21 @@ fn main() -> ExitCode {
                         ExitCode::FAILURE
                     }
                 }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Refdb(args) => {
+            logging::init(LogFormat::Pretty, "info");
+            match tools::refdb(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Bots(args) => {
+            logging::init(LogFormat::Pretty, "warn");
+            match tools::bots(&args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
                 Err(e) => fail(&e),
             }
         }
