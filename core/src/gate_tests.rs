@@ -544,3 +544,45 @@ fn ipv4_mapped_clients_count_as_their_ipv4_address() {
     });
     assert_eq!(h.closed_reason(2), Some(CloseReason::RefusedMaxPerIp));
 }
+
+#[test]
+fn gates_sharing_per_ip_state_count_an_ip_once() {
+    use crate::gate::SharedLimits;
+    let cfg = Config {
+        max_sessions_per_ip: 2,
+        ..Config::default()
+    };
+    let mut shared = SharedLimits::new();
+    let mut a = Harness::up(cfg.clone());
+    let mut b = Harness::up(cfg);
+    let accept = |h: &mut Harness, conn: u64, shared: &mut SharedLimits| {
+        h.gate.handle_shared(
+            h.now,
+            Event::ClientAccepted {
+                conn: ConnId(conn),
+                peer: addr("10.0.0.1:5"),
+                local: addr("127.0.0.1:7100"),
+            },
+            shared,
+        );
+        h.drain();
+    };
+    accept(&mut a, 1, &mut shared);
+    accept(&mut b, 1, &mut shared);
+    accept(&mut b, 2, &mut shared);
+    assert_eq!(a.gate.sessions() + b.gate.sessions(), 2);
+    assert_eq!(b.closed_reason(2), Some(CloseReason::RefusedMaxPerIp));
+    // A block list loaded once applies to both zones.
+    shared.set_block_list(BlockList::parse("10.0.0.1").expect("parses"));
+    a.gate.apply_shared_block_list(&mut shared);
+    b.gate.apply_shared_block_list(&mut shared);
+    a.drain();
+    b.drain();
+    assert_eq!(a.closed_reason(1), Some(CloseReason::KickedPermBlock));
+    assert_eq!(b.closed_reason(1), Some(CloseReason::KickedPermBlock));
+    // A closed session releases its slot in the shared state.
+    shared.set_block_list(BlockList::new());
+    accept(&mut a, 3, &mut shared);
+    accept(&mut a, 4, &mut shared);
+    assert_eq!(a.gate.sessions(), 2);
+}

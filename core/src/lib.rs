@@ -34,7 +34,7 @@ mod upstream;
 pub use config::{Config, ConfigError, LinkDownPolicy};
 pub use dialect::Dialect;
 pub use event::{Action, ConnId, Event};
-pub use gate::Gate;
+pub use gate::{Gate, SharedLimits};
 pub use limits::{canonical_ip, BlockList, BlockListError};
 pub use link::LinkState;
 pub use stats::{CloseReason, DropReason, Stats};
