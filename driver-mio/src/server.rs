@@ -38,6 +38,11 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Size of the shared read buffer.
 const READ_BUF: usize = 16 * 1024;
+/// Connections the kernel may queue for accept. mio's `TcpListener::bind`
+/// uses std's 128, which a login rush of a few hundred clients overflows:
+/// the kernel then drops their SYNs and they retry only after 1 s, 3 s...
+/// The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 1024;
 /// How often block list files are checked for changes. SIGHUP reloads at
 /// once; the check is how Windows (no SIGHUP) and plain file edits reload.
 const BLOCK_LIST_CHECK: Duration = Duration::from_secs(2);
@@ -242,7 +247,7 @@ impl Server {
                 gate.set_block_list(load_block_list(path)?);
             }
             for addr in &spec.listen {
-                let mut l = TcpListener::bind(*addr).map_err(|e| {
+                let mut l = bind_listener(*addr).map_err(|e| {
                     io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
                 })?;
                 let token = Token(LISTENER_BASE + listeners.len());
@@ -1021,6 +1026,20 @@ impl Server {
     pub fn link_states(&self) -> Vec<LinkState> {
         self.zones.iter().map(|z| z.gate.link_state()).collect()
     }
+}
+
+/// Binds a non-blocking client listener with [`LISTEN_BACKLOG`].
+fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As mio does: rebind at once after a restart (not on Windows, where it
+    // would let another process take the port).
+    #[cfg(not(windows))]
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(LISTEN_BACKLOG)?;
+    sock.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(sock.into()))
 }
 
 fn discard_input(stream: &mut TcpStream, buf: &mut [u8]) {
