@@ -20,6 +20,8 @@ pub mod codec;
 pub mod config;
 pub mod dialect;
 mod event;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod gate;
 mod limits;
 mod link;

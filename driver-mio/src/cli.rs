@@ -288,6 +288,10 @@ pub struct SettingsArgs {
     /// from the clock [default: auto].
     #[arg(long, value_name = "N|auto", help_heading = "Operation")]
     pub seed: Option<String>,
+    /// With `[[zone]]` tables: zones share per-IP limits, blocks and the
+    /// block list [default: false].
+    #[arg(long, value_name = "true|false", help_heading = "Admission")]
+    pub shared_ip_limits: Option<String>,
 }
 
 impl SettingsArgs {
@@ -343,6 +347,7 @@ impl SettingsArgs {
             status_interval,
             drain_timeout,
             seed,
+            shared_ip_limits,
         );
         out
     }

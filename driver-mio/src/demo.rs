@@ -132,6 +132,7 @@ pub fn run(opts: &DemoOptions) -> io::Result<DemoSummary> {
         status_interval: Duration::ZERO,
         seed: opts.seed,
         metrics: None,
+        shared_ip_limits: None,
         handle_signals: false,
     })?;
     let gate = server

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use selgate::cli::{Cli, CodecCommand, Command};
-use selgate::server::{Exit, Server, ServerOptions, ZoneSpec};
+use selgate::server::{Exit, Server, ServerOptions, SharedIpLimits, ZoneSpec};
 use selgate::settings::{LogFormat, Settings};
 use selgate::{codec_cmd, demo, logging, tools};
 
@@ -95,24 +95,31 @@ fn run(settings: Settings) -> ExitCode {
     }
     let seed = settings.seed.unwrap_or_else(clock_seed);
     let opts = ServerOptions {
-        zones: vec![ZoneSpec {
-            name: "main".into(),
-            listen: settings.listen.clone(),
-            upstream: settings.upstream,
-            core: settings.core.clone(),
-            block_list: settings.block_list.clone(),
-        }],
+        zones: settings
+            .zones
+            .iter()
+            .map(|z| ZoneSpec {
+                name: z.name.clone(),
+                listen: z.listen.clone(),
+                upstream: z.upstream,
+                core: z.core.clone(),
+                block_list: z.block_list.clone(),
+            })
+            .collect(),
         status_interval: settings.status_interval,
         seed,
         metrics: settings.metrics,
+        shared_ip_limits: settings.shared_ip_limits.then(|| SharedIpLimits {
+            block_list: settings.block_list.clone(),
+        }),
         handle_signals: true,
     };
     let mut server = match Server::bind(opts) {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    for addr in server.local_addrs() {
-        tracing::info!(%addr, upstream = %settings.upstream, dialect = %settings.core.dialect, "selgate listening");
+    for z in &settings.zones {
+        tracing::info!(zone = %z.name, listen = ?z.listen, upstream = %z.upstream, dialect = %z.core.dialect, "selgate zone");
     }
     match server.run() {
         Ok(Exit::Drained) => ExitCode::SUCCESS,

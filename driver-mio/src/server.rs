@@ -11,12 +11,12 @@ use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use selgate_core::{Action, BlockList, Config, ConnId, Event, Gate, LinkState};
+use selgate_core::{Action, BlockList, Config, ConnId, Event, Gate, LinkState, SharedLimits};
 use slab::Slab;
 
 use crate::status::{StatusLine, ZoneSnapshot};
@@ -73,9 +73,19 @@ pub struct ServerOptions {
     pub seed: u64,
     /// Serve Prometheus metrics here.
     pub metrics: Option<SocketAddr>,
+    /// Zones share per-IP limits, blocks and one block list (this file).
+    pub shared_ip_limits: Option<SharedIpLimits>,
     /// Install SIGINT/SIGTERM/SIGHUP handlers (the binary does; tests and
     /// the demo use a [`ServerHandle`] instead).
     pub handle_signals: bool,
+}
+
+/// Sharing of per-IP state between zones.
+#[derive(Debug, Clone, Default)]
+pub struct SharedIpLimits {
+    /// The block list file shared by every zone (zones' own lists are
+    /// ignored while sharing).
+    pub block_list: Option<PathBuf>,
 }
 
 /// Figures the loop publishes every turn, for other threads.
@@ -171,11 +181,30 @@ struct Upstream {
 struct Zone {
     spec: ZoneSpec,
     gate: Gate,
+    /// Per-IP state shared with the other zones, when configured.
+    shared: Option<Arc<Mutex<SharedLimits>>>,
     /// Modification time of the block list file when it was last loaded.
     block_list_mtime: Option<std::time::SystemTime>,
     upstream: Option<Upstream>,
     paused: bool,
     stopped: bool,
+}
+
+impl Zone {
+    /// Hands one event to the zone's core, with the shared per-IP state
+    /// when the zones share it.
+    fn feed(&mut self, now: Instant, event: Event<'_>) {
+        match &self.shared {
+            Some(shared) => match shared.lock() {
+                Ok(mut limits) => self.gate.handle_shared(now, event, &mut limits),
+                // A panic elsewhere poisoned it; the state itself is sound.
+                Err(poisoned) => self
+                    .gate
+                    .handle_shared(now, event, &mut poisoned.into_inner()),
+            },
+            None => self.gate.handle(now, event),
+        }
+    }
 }
 
 struct Client {
@@ -236,7 +265,27 @@ impl Server {
         let now = Instant::now();
         let mut zones = Vec::new();
         let mut listeners = Vec::new();
+        let shared = match &opts.shared_ip_limits {
+            Some(sharing) => {
+                let mut limits = SharedLimits::new();
+                if let Some(path) = &sharing.block_list {
+                    limits.set_block_list(load_block_list(path)?);
+                }
+                Some(Arc::new(Mutex::new(limits)))
+            }
+            None => None,
+        };
+        let shared_list = opts
+            .shared_ip_limits
+            .as_ref()
+            .and_then(|s| s.block_list.clone());
         for (z, spec) in opts.zones.iter().enumerate() {
+            let mut spec = spec.clone();
+            if shared.is_some() {
+                // One list for all: the zones' own entries would be ignored.
+                spec.block_list = shared_list.clone();
+            }
+            let spec = &spec;
             // Each zone gets its own seed so their id ranges differ.
             let seed = opts.seed.wrapping_add((z as u64).wrapping_mul(0x9E37_79B9));
             let mut gate = Gate::new(spec.core.clone(), now, seed)
@@ -244,7 +293,9 @@ impl Server {
             let mut block_list_mtime = None;
             if let Some(path) = &spec.block_list {
                 block_list_mtime = modified(path);
-                gate.set_block_list(load_block_list(path)?);
+                if shared.is_none() {
+                    gate.set_block_list(load_block_list(path)?);
+                }
             }
             for addr in &spec.listen {
                 let mut l = bind_listener(*addr).map_err(|e| {
@@ -258,6 +309,7 @@ impl Server {
             zones.push(Zone {
                 spec: spec.clone(),
                 gate,
+                shared: shared.clone(),
                 block_list_mtime,
                 upstream: None,
                 paused: false,
@@ -361,7 +413,7 @@ impl Server {
             self.read_upstreams(now);
             for z in 0..self.zones.len() {
                 if self.zones[z].gate.poll_timeout().is_some_and(|t| t <= now) {
-                    self.zones[z].gate.handle(now, Event::Tick);
+                    self.zones[z].feed(now, Event::Tick);
                 }
                 self.drain_zone(z, now);
             }
@@ -498,7 +550,7 @@ impl Server {
         let mut longest = Duration::ZERO;
         for z in 0..self.zones.len() {
             longest = longest.max(self.zones[z].gate.config().shutdown_timeout);
-            self.zones[z].gate.handle(now, Event::Shutdown);
+            self.zones[z].feed(now, Event::Shutdown);
         }
         self.hard_deadline = Some(now + longest + CLOSE_LINGER + Duration::from_secs(1));
         false
@@ -516,14 +568,25 @@ impl Server {
             return;
         };
         zone.block_list_mtime = modified(&path);
-        match load_block_list(&path) {
-            Ok(list) => {
-                tracing::info!(zone = %zone.spec.name, entries = list.len(), "block list reloaded");
-                zone.gate.set_block_list(list);
-            }
+        let list = match load_block_list(&path) {
+            Ok(list) => list,
             Err(e) => {
-                tracing::error!(zone = %zone.spec.name, "block list not reloaded, keeping the old one: {e}")
+                tracing::error!(zone = %zone.spec.name, "block list not reloaded, keeping the old one: {e}");
+                return;
             }
+        };
+        tracing::info!(zone = %zone.spec.name, entries = list.len(), "block list reloaded");
+        let Some(shared) = zone.shared.clone() else {
+            zone.gate.set_block_list(list);
+            return;
+        };
+        // One list for every zone: load it once, then let each zone close
+        // the sessions it now blocks.
+        let mut limits = shared.lock().unwrap_or_else(|p| p.into_inner());
+        limits.set_block_list(list);
+        for other in &mut self.zones {
+            other.block_list_mtime = zone_mtime(&other.spec.block_list);
+            other.gate.apply_shared_block_list(&mut limits);
         }
     }
 
@@ -625,7 +688,7 @@ impl Server {
             dead: false,
             in_ready: false,
         });
-        self.zones[zone].gate.handle(
+        self.zones[zone].feed(
             now,
             Event::ClientAccepted {
                 conn: ConnId(key as u64),
@@ -672,7 +735,7 @@ impl Server {
                 match c.stream.read(&mut self.read_buf) {
                     Ok(0) => {
                         c.dead = true;
-                        self.zones[z].gate.handle(
+                        self.zones[z].feed(
                             now,
                             Event::ClientClosed {
                                 conn: ConnId(key as u64),
@@ -682,7 +745,7 @@ impl Server {
                     }
                     Ok(n) => {
                         total += n;
-                        self.zones[z].gate.handle(
+                        self.zones[z].feed(
                             now,
                             Event::ClientBytes {
                                 conn: ConnId(key as u64),
@@ -699,7 +762,7 @@ impl Server {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => {
                         c.dead = true;
-                        self.zones[z].gate.handle(
+                        self.zones[z].feed(
                             now,
                             Event::ClientClosed {
                                 conn: ConnId(key as u64),
@@ -732,12 +795,12 @@ impl Server {
                 up.connected = true;
                 let _ = up.stream.set_nodelay(true);
                 tracing::info!(zone = %zone.spec.name, upstream = %zone.spec.upstream, "DBServer link up");
-                zone.gate.handle(now, Event::UpstreamConnected);
+                zone.feed(now, Event::UpstreamConnected);
             } else if writable || up.stream.peer_addr().is_err() {
                 let _ = self.poll.registry().deregister(&mut up.stream);
                 zone.upstream = None;
                 tracing::warn!(zone = %zone.spec.name, upstream = %zone.spec.upstream, "DBServer connect failed");
-                zone.gate.handle(now, Event::UpstreamConnectFailed);
+                zone.feed(now, Event::UpstreamConnectFailed);
             }
         }
     }
@@ -755,12 +818,11 @@ impl Server {
                         self.poll.registry().deregister(&mut up.stream).ok();
                         zone.upstream = None;
                         tracing::warn!(zone = %zone.spec.name, "DBServer closed the link");
-                        zone.gate.handle(now, Event::UpstreamClosed);
+                        zone.feed(now, Event::UpstreamClosed);
                     }
                     Ok(n) => {
                         total += n;
-                        zone.gate
-                            .handle(now, Event::UpstreamBytes(&self.read_buf[..n]));
+                        zone.feed(now, Event::UpstreamBytes(&self.read_buf[..n]));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => up.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -768,7 +830,7 @@ impl Server {
                         self.poll.registry().deregister(&mut up.stream).ok();
                         zone.upstream = None;
                         tracing::warn!(zone = %zone.spec.name, "DBServer link failed: {e}");
-                        zone.gate.handle(now, Event::UpstreamClosed);
+                        zone.feed(now, Event::UpstreamClosed);
                     }
                 }
             }
@@ -784,6 +846,10 @@ impl Server {
                     let key = conn.0 as usize;
                     if let Some(c) = self.clients.get_mut(key) {
                         if !c.dead {
+                            // The core counts these bytes as queued until the
+                            // next backlog report, so a report must follow
+                            // even when the write takes them all at once.
+                            c.reported += bytes.len();
                             c.out.push(bytes);
                             self.dirty.push(key);
                         }
@@ -845,7 +911,7 @@ impl Server {
                     Interest::READABLE | Interest::WRITABLE,
                 ) {
                     tracing::warn!("cannot register the DBServer socket: {e}");
-                    self.zones[z].gate.handle(now, Event::UpstreamConnectFailed);
+                    self.zones[z].feed(now, Event::UpstreamConnectFailed);
                     return;
                 }
                 self.zones[z].upstream = Some(Upstream {
@@ -858,7 +924,7 @@ impl Server {
             }
             Err(e) => {
                 tracing::warn!(zone = %self.zones[z].spec.name, %addr, "DBServer connect failed: {e}");
-                self.zones[z].gate.handle(now, Event::UpstreamConnectFailed);
+                self.zones[z].feed(now, Event::UpstreamConnectFailed);
             }
         }
     }
@@ -885,7 +951,7 @@ impl Server {
                         c.out.clear();
                         if c.closing.is_none() {
                             c.dead = true;
-                            self.zones[z].gate.handle(
+                            self.zones[z].feed(
                                 now,
                                 Event::ClientClosed {
                                     conn: ConnId(key as u64),
@@ -904,7 +970,7 @@ impl Server {
                     }
                 } else if !c.dead && c.out.queued() != c.reported {
                     c.reported = c.out.queued();
-                    self.zones[z].gate.handle(
+                    self.zones[z].feed(
                         now,
                         Event::ClientBacklog {
                             conn: ConnId(key as u64),
@@ -928,16 +994,14 @@ impl Server {
                                     let mut up =
                                         self.zones[z].upstream.take().expect("checked above");
                                     let _ = self.poll.registry().deregister(&mut up.stream);
-                                    self.zones[z].gate.handle(now, Event::UpstreamClosed);
+                                    self.zones[z].feed(now, Event::UpstreamClosed);
                                     again = true;
                                     continue;
                                 }
                             }
                             self.stats.upstream_writes += up.out.writes - before;
                             let queued = up.out.queued();
-                            self.zones[z]
-                                .gate
-                                .handle(now, Event::UpstreamBacklog { queued });
+                            self.zones[z].feed(now, Event::UpstreamBacklog { queued });
                             again = true;
                         }
                     }
@@ -995,7 +1059,10 @@ impl Server {
                 upstream_queued: z.gate.upstream_queued()
                     + z.upstream.as_ref().map_or(0, |u| u.out.queued()),
                 client_queued: z.gate.client_queued(),
-                tracked_ips: z.gate.tracked_ips(),
+                tracked_ips: match &z.shared {
+                    Some(shared) => shared.lock().map_or(0, |l| l.tracked_ips()),
+                    None => z.gate.tracked_ips(),
+                },
             })
             .collect()
     }
@@ -1054,6 +1121,10 @@ fn discard_input(stream: &mut TcpStream, buf: &mut [u8]) {
 fn is_fd_exhaustion(e: &io::Error) -> bool {
     // EMFILE = 24, ENFILE = 23 on Linux; WSAEMFILE = 10024 on Windows.
     matches!(e.raw_os_error(), Some(23) | Some(24) | Some(10024))
+}
+
+fn zone_mtime(path: &Option<PathBuf>) -> Option<std::time::SystemTime> {
+    path.as_deref().and_then(modified)
 }
 
 fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {

@@ -10,8 +10,11 @@
 //! `SELGATE_` variables are errors: a typo must not silently leave a limit at
 //! its default.
 //!
-//! A `[[zone]]` table array (several gates in one process) is reserved for
-//! later; a file that has one is refused with a clear message for now.
+//! A `[[zone]]` table array runs several gates (zones) in one process: each
+//! table has a `name` and any per-zone key (listen, upstream, dialect, the
+//! limits, block_list); keys it does not set come from the top level. Keys
+//! that apply to the whole process (metrics, logs, status, seed,
+//! shared_ip_limits) are refused inside a zone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -163,15 +166,44 @@ pub enum SettingsError {
         /// The parser's message (with line and column).
         message: String,
     },
-    /// `[[zone]]` tables are reserved for multi-zone gates.
-    #[error(
-        "file {}: [[zone]] tables (several zones in one process) are not supported yet; \
-         run one selgate per zone",
-        .path.display()
-    )]
-    ZonesNotSupported {
+    /// A `[[zone]]` table that is not a table, or lacks its name.
+    #[error("file {}: {reason}", .path.display())]
+    BadZone {
         /// The file as given.
         path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A process-wide key inside a `[[zone]]` table.
+    #[error("file {}: zone {zone:?} sets {key}, which is process-wide; set it at the top level", .path.display())]
+    ZoneKeyNotAllowed {
+        /// The file as given.
+        path: PathBuf,
+        /// The zone's name.
+        zone: String,
+        /// The key.
+        key: String,
+    },
+    /// Two zones with the same name.
+    #[error("two zones are named {0:?}; zone names label metrics and logs and must differ")]
+    DuplicateZone(String),
+    /// One listen address in two zones.
+    #[error("listen address {addr} is used by zones {first:?} and {second:?}")]
+    ListenInTwoZones {
+        /// The address.
+        addr: SocketAddr,
+        /// The first zone using it.
+        first: String,
+        /// The second zone using it.
+        second: String,
+    },
+    /// A zone's own settings are invalid.
+    #[error("zone {zone:?}: {err}")]
+    InZone {
+        /// The zone's name.
+        zone: String,
+        /// The error.
+        err: Box<SettingsError>,
     },
     /// A classic ini without a `[SelGate]` section.
     #[error("classic ini {}: no [SelGate] section", .path.display())]
@@ -228,6 +260,8 @@ macro_rules! partial_settings {
             $( $(#[$doc])* pub $key: Option<$ty>, )*
             /// Where each given value came from.
             pub origins: BTreeMap<&'static str, Source>,
+            /// `[[zone]]` tables of a settings file, in file order.
+            pub zones: Vec<ZonePartial>,
         }
 
         /// Every settings key (TOML key; the flag is its kebab-case form and
@@ -268,6 +302,7 @@ macro_rules! partial_settings {
                 PartialSettings {
                     $( $key: self.$key.or(lower.$key), )*
                     origins,
+                    zones: if self.zones.is_empty() { lower.zones } else { self.zones },
                 }
             }
         }
@@ -345,6 +380,41 @@ partial_settings! {
     drain_timeout: Duration = parse_duration_text;
     /// Seed; `Some(None)` = derive from the clock.
     seed: Option<u64> = parse_seed;
+    /// Zones share per-IP limits, blocks and the block list.
+    shared_ip_limits: bool = parse_bool;
+}
+
+/// Keys that apply to the whole process and cannot be set per zone.
+pub const PROCESS_WIDE_KEYS: &[&str] = &[
+    "metrics",
+    "log_format",
+    "status_interval",
+    "seed",
+    "shared_ip_limits",
+];
+
+/// One `[[zone]]` table: its name and the settings it gives itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ZonePartial {
+    /// The zone's name (metric label, log field).
+    pub name: String,
+    /// The keys the zone sets; the rest come from the top level.
+    pub settings: PartialSettings,
+}
+
+/// The effective settings of one zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneSettings {
+    /// Name, unique in the process.
+    pub name: String,
+    /// Client listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// The zone's DBServer.
+    pub upstream: SocketAddr,
+    /// The zone's core settings.
+    pub core: Config,
+    /// The zone's block list file (or the shared one).
+    pub block_list: Option<PathBuf>,
 }
 
 /// The flag of a settings key: `idle_timeout` -> `--idle-timeout`.
@@ -382,9 +452,8 @@ impl PartialSettings {
                 key: key.clone(),
             };
             if key == "zone" {
-                return Err(SettingsError::ZonesNotSupported {
-                    path: path.to_path_buf(),
-                });
+                p.zones = parse_zones(value, path)?;
+                continue;
             }
             let raw = toml_to_raw(value).map_err(|reason| SettingsError::InvalidValue {
                 origin: origin.clone(),
@@ -412,6 +481,57 @@ impl PartialSettings {
         // parser with its position rather than here.
         PartialSettings::from_toml_str(&String::from_utf8_lossy(&bytes), path)
     }
+}
+
+/// Reads the `[[zone]]` array of tables.
+fn parse_zones(value: &toml::Value, path: &Path) -> Result<Vec<ZonePartial>, SettingsError> {
+    let bad = |reason: &str| SettingsError::BadZone {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let toml::Value::Array(tables) = value else {
+        return Err(bad("`zone` must be an array of tables: write [[zone]]"));
+    };
+    let mut zones = Vec::new();
+    for table in tables {
+        let toml::Value::Table(table) = table else {
+            return Err(bad("`zone` must be an array of tables: write [[zone]]"));
+        };
+        let name = match table.get("name") {
+            Some(toml::Value::String(n)) if !n.trim().is_empty() => n.trim().to_string(),
+            _ => return Err(bad("every [[zone]] needs a name = \"...\"")),
+        };
+        let mut p = PartialSettings::default();
+        for (key, value) in table {
+            if key == "name" {
+                continue;
+            }
+            if PROCESS_WIDE_KEYS.contains(&key.as_str()) {
+                return Err(SettingsError::ZoneKeyNotAllowed {
+                    path: path.to_path_buf(),
+                    zone: name,
+                    key: key.clone(),
+                });
+            }
+            let origin = Source::File {
+                path: path.to_path_buf(),
+                key: format!("zone.{name}.{key}"),
+            };
+            let raw = toml_to_raw(value).map_err(|reason| SettingsError::InvalidValue {
+                origin: origin.clone(),
+                value: value.to_string(),
+                reason,
+            })?;
+            if !p.set(key, &raw, origin.clone())? {
+                return Err(SettingsError::UnknownKey {
+                    origin,
+                    suggestion: closest(key, KEYS.iter().copied()).map(str::to_string),
+                });
+            }
+        }
+        zones.push(ZonePartial { name, settings: p });
+    }
+    Ok(zones)
 }
 
 /// The environment layer, and the file paths the environment names.
@@ -511,6 +631,13 @@ pub struct Settings {
     /// Things that were accepted but deserve a look (ignored classic ini
     /// keys, ...). The driver logs them at start.
     pub warnings: Vec<String>,
+    /// The zones: one named `main` from the top-level settings, or one per
+    /// `[[zone]]` table, each over the top-level settings.
+    pub zones: Vec<ZoneSettings>,
+    /// Zones share per-IP limits, blocks and the block list. Default: false.
+    pub shared_ip_limits: bool,
+    /// True when the zones came from `[[zone]]` tables.
+    pub zones_configured: bool,
 }
 
 impl Default for Settings {
@@ -526,6 +653,9 @@ impl Default for Settings {
             core: Config::default(),
             origins: BTreeMap::new(),
             warnings: Vec::new(),
+            zones: Vec::new(),
+            shared_ip_limits: false,
+            zones_configured: false,
         }
     }
 }
@@ -558,9 +688,57 @@ impl Settings {
 
     /// Fills the keys `p` lacks with defaults and validates the result.
     pub fn from_partial(
-        p: PartialSettings,
+        mut p: PartialSettings,
         warnings: Vec<String>,
     ) -> Result<Settings, SettingsError> {
+        let zone_parts = std::mem::take(&mut p.zones);
+        let mut settings = Settings::from_flat(p.clone(), warnings)?;
+        if zone_parts.is_empty() {
+            settings.zones = vec![settings.main_zone()];
+            return Ok(settings);
+        }
+        settings.zones_configured = true;
+        let mut names = BTreeSet::new();
+        let mut listeners: BTreeMap<SocketAddr, String> = BTreeMap::new();
+        for zp in zone_parts {
+            if !names.insert(zp.name.clone()) {
+                return Err(SettingsError::DuplicateZone(zp.name));
+            }
+            let merged = zp.settings.over(p.clone());
+            let z =
+                Settings::from_flat(merged, Vec::new()).map_err(|err| SettingsError::InZone {
+                    zone: zp.name.clone(),
+                    err: Box::new(err),
+                })?;
+            for addr in &z.listen {
+                if let Some(first) = listeners.insert(*addr, zp.name.clone()) {
+                    return Err(SettingsError::ListenInTwoZones {
+                        addr: *addr,
+                        first,
+                        second: zp.name,
+                    });
+                }
+            }
+            let mut zone = z.main_zone();
+            zone.name = zp.name;
+            settings.zones.push(zone);
+        }
+        Ok(settings)
+    }
+
+    /// The top-level settings as one zone named `main`.
+    fn main_zone(&self) -> ZoneSettings {
+        ZoneSettings {
+            name: "main".to_string(),
+            listen: self.listen.clone(),
+            upstream: self.upstream,
+            core: self.core.clone(),
+            block_list: self.block_list.clone(),
+        }
+    }
+
+    /// Fills the keys `p` lacks with defaults and validates (no zones).
+    fn from_flat(p: PartialSettings, warnings: Vec<String>) -> Result<Settings, SettingsError> {
         let d = Settings::default();
         let c = d.core.clone();
         let settings = Settings {
@@ -613,6 +791,9 @@ impl Settings {
             },
             origins: p.origins,
             warnings,
+            zones: Vec::new(),
+            shared_ip_limits: p.shared_ip_limits.unwrap_or(d.shared_ip_limits),
+            zones_configured: false,
         };
         settings.validate()?;
         Ok(settings)
@@ -718,6 +899,7 @@ impl Settings {
                 None => s("auto".to_string()),
                 Some(n) => int(n),
             },
+            "shared_ip_limits" => V::Boolean(self.shared_ip_limits),
             _ => return None,
         })
     }
@@ -741,6 +923,23 @@ impl Settings {
                 origin => out.push_str(&format!("  # {origin}")),
             }
             out.push('\n');
+        }
+        if self.zones_configured {
+            for z in &self.zones {
+                out.push_str(&format!("\n[[zone]]\nname = {:?}\n", z.name));
+                let view = Settings {
+                    listen: z.listen.clone(),
+                    upstream: z.upstream,
+                    core: z.core.clone(),
+                    block_list: z.block_list.clone(),
+                    ..Settings::default()
+                };
+                for key in KEYS.iter().filter(|k| !PROCESS_WIDE_KEYS.contains(k)) {
+                    if let Some(value) = view.value(key) {
+                        out.push_str(&format!("{key} = {value}\n"));
+                    }
+                }
+            }
         }
         out
     }
@@ -991,6 +1190,14 @@ fn parse_block_list(s: &str) -> Result<Option<PathBuf>, String> {
     Ok(Some(PathBuf::from(t)))
 }
 
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err("expected true or false".to_string()),
+    }
+}
+
 fn parse_seed(s: &str) -> Result<Option<u64>, String> {
     if s.trim().eq_ignore_ascii_case("auto") {
         return Ok(None);
@@ -1025,10 +1232,72 @@ pub(crate) mod tests {
         Settings::from_partial(f.over(e).over(t), Vec::new()).expect("valid settings")
     }
 
+    fn zones_from(text: &str) -> Result<Settings, SettingsError> {
+        let p = PartialSettings::from_toml_str(text, Path::new("zones.toml"))?;
+        Settings::from_partial(p, Vec::new())
+    }
+
+    #[test]
+    fn zones_inherit_the_top_level_and_override_it() {
+        let s = zones_from(
+            "dialect = \"delphi\"\nmax_sessions_per_ip = 7\n\
+             [[zone]]\nname = \"east\"\nlisten = \"127.0.0.1:7101\"\nupstream = \"127.0.0.1:5101\"\n\
+             [[zone]]\nname = \"west\"\nlisten = [\"127.0.0.1:7102\", \"127.0.0.1:7103\"]\n\
+             upstream = \"127.0.0.1:5102\"\ndialect = \"ndc\"\n",
+        )
+        .expect("valid zones");
+        assert!(s.zones_configured);
+        let names: Vec<_> = s.zones.iter().map(|z| z.name.as_str()).collect();
+        assert_eq!(names, ["east", "west"]);
+        assert_eq!(s.zones[0].core.dialect, Dialect::Delphi);
+        assert_eq!(s.zones[1].core.dialect, Dialect::Ndc);
+        assert_eq!(s.zones[1].core.max_sessions_per_ip, 7);
+        assert_eq!(s.zones[1].listen.len(), 2);
+        assert_eq!(s.zones[0].upstream, "127.0.0.1:5101".parse().expect("addr"));
+        // check-config prints the zones, and reads back the same.
+        let text = s.to_toml();
+        assert!(text.contains("[[zone]]\nname = \"west\""), "{text}");
+        let again = zones_from(&text).expect("round trip");
+        assert_eq!(again.zones, s.zones);
+    }
+
+    #[test]
+    fn bad_zones_are_refused_with_a_reason() {
+        let e = zones_from("[[zone]]\nname = \"a\"\nmetrics = \"127.0.0.1:9100\"\n")
+            .expect_err("process-wide key");
+        assert!(e.to_string().contains("process-wide"), "{e}");
+        let e = zones_from(
+            "[[zone]]\nname = \"a\"\nlisten = \"127.0.0.1:7101\"\n\
+             [[zone]]\nname = \"a\"\nlisten = \"127.0.0.1:7102\"\n",
+        )
+        .expect_err("duplicate name");
+        assert!(matches!(e, SettingsError::DuplicateZone(_)), "{e}");
+        let e = zones_from(
+            "[[zone]]\nname = \"a\"\nlisten = \"127.0.0.1:7101\"\n\
+             [[zone]]\nname = \"b\"\nlisten = \"127.0.0.1:7101\"\n",
+        )
+        .expect_err("shared listener");
+        assert!(matches!(e, SettingsError::ListenInTwoZones { .. }), "{e}");
+        let e = zones_from("[[zone]]\nname = \"a\"\nidle_timeout = \"0s\"\n")
+            .expect_err("invalid zone");
+        assert!(e.to_string().starts_with("zone \"a\""), "{e}");
+        let e = zones_from("[[zone]]\nname = \"a\"\nidel_timeout = \"5s\"\n").expect_err("typo");
+        assert!(e.to_string().contains("zone.a.idel_timeout"), "{e}");
+    }
+
     #[test]
     fn defaults_are_the_documented_ones() {
         let s = Settings::load(&SettingsArgs::default(), NO_ENV).expect("defaults load");
-        assert_eq!(s, Settings::default());
+        assert_eq!(s.zones.len(), 1);
+        assert_eq!(s.zones[0].name, "main");
+        assert_eq!(s.zones[0].core, s.core);
+        assert_eq!(
+            Settings {
+                zones: Vec::new(),
+                ..s.clone()
+            },
+            Settings::default()
+        );
         assert_eq!(s.listen, ["0.0.0.0:7100".parse().expect("addr")]);
         assert_eq!(s.upstream, "127.0.0.1:5100".parse().expect("addr"));
         assert_eq!(s.status_interval, Duration::from_secs(10));
@@ -1142,8 +1411,8 @@ pub(crate) mod tests {
             "[[zone]]\nlisten = \"0.0.0.0:7101\"",
             Path::new("z.toml"),
         )
-        .expect_err("zones later");
-        assert!(err.to_string().contains("[[zone]]"), "{err}");
+        .expect_err("a zone needs a name");
+        assert!(err.to_string().contains("needs a name"), "{err}");
         let err = PartialSettings::from_toml_str("idle_timeout = ", Path::new("bad.toml"))
             .expect_err("syntax");
         assert!(
