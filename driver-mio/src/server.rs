@@ -213,7 +213,8 @@ struct Client {
     out: WriteQueue,
     readable: bool,
     writable: bool,
-    /// Bytes queued at the last backlog report to the core.
+    /// What the core believes is queued: the last backlog report plus the
+    /// bytes it sent since (it counts them as queued until told otherwise).
     reported: usize,
     /// Closed by the core with flush: drain, then close by this instant.
     closing: Option<Instant>,
