@@ -1,0 +1,157 @@
+//! Two zones in one gate process, each with its own reference DBServer:
+//! frames never cross zones, and one zone's DBServer restart does not
+//! disturb the other zone.
+
+use std::net::Ipv4Addr;
+use std::sync::mpsc::channel;
+use std::time::Duration;
+
+use selgate::peer_db::DbServer;
+use selgate::server::{Exit, Server, ServerOptions, ZoneSpec};
+use selgate_core::peers::RefDbConfig;
+use selgate_core::{CloseReason, Config, Dialect};
+use selgate_tests::{assert_bots_ok, loopback0, normal_bot, wait_until, BotThread};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn zone(name: &str, upstream: std::net::SocketAddr, dialect: Dialect) -> ZoneSpec {
+    ZoneSpec {
+        name: name.into(),
+        listen: vec![loopback0()],
+        upstream,
+        core: Config {
+            dialect,
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_millis(400),
+            ..Config::default()
+        },
+        block_list: None,
+    }
+}
+
+#[test]
+fn two_zones_keep_their_frames_and_their_outages_apart() {
+    let db_east = DbServer::start(
+        loopback0(),
+        RefDbConfig {
+            dialect: Dialect::Delphi,
+            ..RefDbConfig::default()
+        },
+        1,
+    )
+    .expect("east DBServer");
+    let db_west = DbServer::start(
+        loopback0(),
+        RefDbConfig {
+            dialect: Dialect::Ndc,
+            ..RefDbConfig::default()
+        },
+        2,
+    )
+    .expect("west DBServer");
+    let east_addr = db_east.addr();
+    let mut server = Server::bind(ServerOptions {
+        zones: vec![
+            zone("east", east_addr, Dialect::Delphi),
+            zone("west", db_west.addr(), Dialect::Ndc),
+        ],
+        status_interval: Duration::ZERO,
+        seed: 9,
+        metrics: None,
+        shared_ip_limits: None,
+        handle_signals: false,
+    })
+    .expect("bind the gate");
+    let addrs = server.local_addrs();
+    let (east, west) = (addrs[0], addrs[1]);
+    let handle = server.handle();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(server.run().map(|e| (e, server.zone_stats())));
+    });
+    assert!(handle.wait_link_up(0, Duration::from_secs(10)), "east link");
+    assert!(handle.wait_link_up(1, Duration::from_secs(10)), "west link");
+
+    // 1. Both zones at once, different accounts (seeds 100 and 200).
+    let a = BotThread::spawn(east, 40, Ipv4Addr::new(127, 3, 0, 1), DEADLINE, |i, now| {
+        normal_bot(100, i, now, DEADLINE)
+    });
+    let b = BotThread::spawn(west, 40, Ipv4Addr::new(127, 4, 0, 1), DEADLINE, |i, now| {
+        normal_bot(200, i, now, DEADLINE)
+    });
+    assert_bots_ok(&a.join(DEADLINE * 2), 40);
+    assert_bots_ok(&b.join(DEADLINE * 2), 40);
+    let (se, sw) = (db_east.stats(), db_west.stats());
+    assert_eq!(
+        se.sessions_opened, 40,
+        "east DBServer saw only east sessions"
+    );
+    assert_eq!(
+        sw.sessions_opened, 40,
+        "west DBServer saw only west sessions"
+    );
+    assert_eq!(se.errors() + sw.errors(), 0);
+    // Each DBServer's character store holds only its own zone's accounts.
+    for (db, own, other) in [(&db_east, 100u64, 200u64), (&db_west, 200, 100)] {
+        let own_acc = selgate_core::peers::BotConfig::numbered(own, 0).account;
+        let other_acc = selgate_core::peers::BotConfig::numbered(other, 0).account;
+        let (has_own, has_other) = db
+            .query(move |db, _| {
+                (
+                    !db.store().characters(own_acc.as_bytes()).is_empty(),
+                    !db.store().characters(other_acc.as_bytes()).is_empty(),
+                )
+            })
+            .expect("query the DBServer");
+        assert!(
+            has_own && !has_other,
+            "a zone's frames reached the other zone"
+        );
+    }
+
+    // 2. East's DBServer dies while west serves bots; west is undisturbed,
+    //    east refuses clients, then reconnects when its DBServer returns.
+    let b = BotThread::spawn(west, 30, Ipv4Addr::new(127, 4, 1, 1), DEADLINE, |i, now| {
+        normal_bot(201, i, now, DEADLINE)
+    });
+    db_east.stop().expect("stop east");
+    assert!(
+        wait_until(Duration::from_secs(5), || !handle.link_up(0)),
+        "east noticed its DBServer is gone"
+    );
+    assert!(handle.link_up(1), "west's link stayed up");
+    assert_bots_ok(&b.join(DEADLINE * 2), 30);
+    let db_east = DbServer::start(
+        east_addr,
+        RefDbConfig {
+            dialect: Dialect::Delphi,
+            ..RefDbConfig::default()
+        },
+        3,
+    )
+    .expect("restart east on its port");
+    assert!(
+        handle.wait_link_up(0, Duration::from_secs(10)),
+        "east came back"
+    );
+    let a = BotThread::spawn(east, 20, Ipv4Addr::new(127, 3, 1, 1), DEADLINE, |i, now| {
+        normal_bot(101, i, now, DEADLINE)
+    });
+    assert_bots_ok(&a.join(DEADLINE * 2), 20);
+
+    handle.stop();
+    let (exit, stats) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the gate stopped")
+        .expect("the gate ran");
+    assert_eq!(exit, Exit::Drained);
+    let (east_stats, west_stats) = (&stats[0].1, &stats[1].1);
+    assert_eq!(stats[0].0, "east");
+    assert_eq!(east_stats.upstream_losses, 1, "east lost its link once");
+    assert_eq!(west_stats.upstream_losses, 0, "west never did");
+    assert_eq!(west_stats.closed(CloseReason::UpstreamLost), 0);
+    assert_eq!(west_stats.accepted, 70);
+    assert_eq!(east_stats.accepted, 60);
+    drop(db_east);
+    drop(db_west);
+}
