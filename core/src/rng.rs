@@ -1,6 +1,7 @@
-//! A small seeded generator (SplitMix64) for session-id offsets and backoff
-//! jitter. The core never draws from the OS: the seed is a constructor
-//! argument, so every run is reproducible.
+//! A small seeded generator (SplitMix64) for session-id offsets, backoff
+//! jitter and the reference peers' deliberate noise. The core never draws
+//! from the OS: the seed is a constructor argument, so every run is
+//! reproducible.
 
 /// SplitMix64: tiny, fast, and good enough for jitter and id offsets (it
 /// is not used for anything that must resist prediction).
@@ -20,10 +21,16 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    /// A value in `0..n` (n > 0); the modulo bias is irrelevant here.
+    /// A value in `0..n` (`0` yields 0); the modulo bias is irrelevant here.
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
+}
+
+/// One mixing round of SplitMix64, for deriving stable tags from a seed.
+#[cfg_attr(not(feature = "peers"), allow(dead_code))]
+pub(crate) fn mix(seed: u64) -> u64 {
+    SplitMix64::new(seed).next_u64()
 }
 
 #[cfg(test)]
@@ -44,5 +51,7 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a[0], c.next_u64());
         assert!(SplitMix64::new(1).below(10) < 10);
+        assert_eq!(SplitMix64::new(3).below(0), 0);
+        assert_ne!(mix(1), mix(2));
     }
 }

@@ -734,17 +734,7 @@ impl Server {
                     break;
                 }
                 match c.stream.read(&mut self.read_buf) {
-                    Ok(0) => {
-                        c.dead = true;
-                        self.zones[z].feed(
-                            now,
-                            Event::ClientClosed {
-                                conn: ConnId(key as u64),
-                            },
-                        );
-                        break;
-                    }
-                    Ok(n) => {
+                    Ok(n) if n > 0 => {
                         total += n;
                         self.zones[z].feed(
                             now,
@@ -761,7 +751,8 @@ impl Server {
                         break;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
+                    // EOF, reset or another error: the client is gone.
+                    Ok(_) | Err(_) => {
                         c.dead = true;
                         self.zones[z].feed(
                             now,
@@ -814,26 +805,24 @@ impl Server {
                 if !up.connected || !up.readable || total >= 4 * READ_CAP_PER_TURN {
                     break;
                 }
-                match up.stream.read(&mut self.read_buf) {
-                    Ok(0) => {
-                        self.poll.registry().deregister(&mut up.stream).ok();
-                        zone.upstream = None;
-                        tracing::warn!(zone = %zone.spec.name, "DBServer closed the link");
-                        zone.feed(now, Event::UpstreamClosed);
-                    }
-                    Ok(n) => {
+                let failure = match up.stream.read(&mut self.read_buf) {
+                    Ok(n) if n > 0 => {
                         total += n;
                         zone.feed(now, Event::UpstreamBytes(&self.read_buf[..n]));
+                        continue;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => up.readable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.poll.registry().deregister(&mut up.stream).ok();
-                        zone.upstream = None;
-                        tracing::warn!(zone = %zone.spec.name, "DBServer link failed: {e}");
-                        zone.feed(now, Event::UpstreamClosed);
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        up.readable = false;
+                        continue;
                     }
-                }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(_) => "closed by the DBServer".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                self.poll.registry().deregister(&mut up.stream).ok();
+                zone.upstream = None;
+                tracing::warn!(zone = %zone.spec.name, "DBServer link lost: {failure}");
+                zone.feed(now, Event::UpstreamClosed);
             }
         }
     }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::deframe::{Deframer, Piece};
-use super::rng::{mix, SplitMix64};
 use crate::codec::{self, ids, HeaderLayout, Message, MsgHeader, MsgName};
+use crate::rng::{mix, SplitMix64};
 
 /// Something that happened to the bot's connection, reported by the driver.
 #[derive(Debug, Clone, Copy)]

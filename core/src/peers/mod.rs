@@ -16,7 +16,6 @@
 pub mod bot;
 mod deframe;
 pub mod refdb;
-mod rng;
 pub mod store;
 
 pub use bot::{

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::deframe::{Deframer, Piece};
-use super::rng::SplitMix64;
 use super::store::CharStore;
 use crate::codec::{self, ids, HeaderLayout, Message, MsgHeader};
 use crate::dialect::{push_decimal, Dialect, GateFrame};
+use crate::rng::SplitMix64;
 
 /// The driver's handle for one gate link (one accepted TCP connection). The
 /// driver chooses it; it must be unique among the links the RefDb knows.
