@@ -1,11 +1,24 @@
 //! selgate-sim: deterministic simulation and capture replay for selgate.
 //!
-//! For now this crate holds the capture layer ([`capture`]): reading pcap/pcapng files
-//! into reassembled, timestamped TCP streams, and writing synthetic TCP conversations
-//! as pcapng. The simulator itself (virtual clock, virtual sockets, seeded runs that
-//! drive the core) arrives later and will feed captured streams into the core at their
-//! captured times and record what it sees with the writer.
+//! * [`capture`]: pcap/pcapng files to reassembled TCP streams, and
+//!   synthetic TCP conversations to pcapng.
+//! * [`sim`]: the simulator: the gate core, the reference DBServer and bots
+//!   on virtual TCP streams with a virtual clock and seeded faults, with
+//!   invariants checked after every step.
+//! * [`scenarios`]: named scenarios (the transcript tests and
+//!   `selgate-sim scenario NAME`).
+//! * [`replay`]: feeding a capture's client and DBServer streams into a
+//!   fresh core at the captured times and comparing its output with what the
+//!   captured gate sent.
+//! * [`transcript`], [`frames`], [`text`]: the stable rendering shared by
+//!   the above.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod frames;
+pub mod replay;
+pub mod scenarios;
+pub mod sim;
+pub mod text;
+pub mod transcript;

@@ -1,0 +1,1244 @@
+//! The deterministic simulator: bots, the gate core and the reference
+//! DBServer connected by virtual TCP streams, on a virtual clock.
+//!
+//! # How a run goes
+//!
+//! The clock jumps straight to the next deadline: the minimum over the
+//! gate's [`Gate::poll_timeout`], the DBServer's, every bot's, every byte in
+//! flight and every scheduled fault. Everything due at that instant is then
+//! handled one item at a time, in a fixed order (gate timer, DBServer timer,
+//! connects, faults, arrivals, then the streams of the link and of each
+//! client in connection order), so a run is a pure function of its
+//! [`SimOptions`] and the bots added (STYLE rules 7 and 11). Each handled
+//! item is one *step*; a run that takes more than
+//! [`SimOptions::step_cap`] steps fails as a livelock.
+//!
+//! The gate is driven exactly as its drain contract asks: one `handle`,
+//! drain every action, report the backlogs the actions changed, then ask
+//! for the deadline. After every such step the invariants are checked (see
+//! [`SimError::Invariant`]):
+//!
+//! * no misrouting: bytes the DBServer sent for session `X` reach only the
+//!   connection whose session is `X`, in order (`routes.rs`);
+//! * open and close frames paired: the reference DBServer recorded no
+//!   pairing violation;
+//! * bounded queues: bytes queued toward a live client stay within
+//!   `client_queue_cap` plus one DBServer frame; toward the DBServer within
+//!   the high watermark while reads run, and within the watermark plus one
+//!   read's worth of frames plus control frames while they are paused;
+//! * the deadline moves: after a step, `poll_timeout()` is later than `now`;
+//! * no action for a connection the gate already closed, and no upstream
+//!   write without a link.
+//!
+//! # Faults
+//!
+//! [`Faults`] sets latency, re-chunking, coalescing reads, reader stalls,
+//! client resets and half-closes, and DBServer link drops with restarts;
+//! all are drawn from the run's seed. [`Sim::restart_db`] and the RefDb's
+//! own knobs ([`Sim::with_db`]) let scenarios cause the rest on purpose.
+
+mod export;
+pub mod faults;
+mod pipe;
+pub mod rng;
+mod routes;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use selgate_core::peers::{
+    Bot, BotAction, BotEvent, DbAction, DbEvent, LinkId, Outcome, RefDb, RefDbConfig,
+};
+use selgate_core::{Action, Config, ConnId, Dialect, Event, Gate, Stats};
+
+use crate::capture::Direction;
+use crate::text::offset;
+use crate::transcript::Transcript;
+pub use faults::Faults;
+use faults::Net;
+use pipe::{Delivery, End, Pipe};
+use rng::SimRng;
+use routes::RouteCheck;
+
+/// The environment variable that picks the seed of a run (printed on
+/// failure so the run can be repeated).
+pub const SEED_ENV: &str = "SELGATE_SEED";
+
+/// The address clients connect to.
+pub const GATE_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7100);
+/// The DBServer's address.
+pub const DB_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5100);
+
+/// The seed from [`SEED_ENV`], or `default` when it is unset. A value that
+/// does not parse as a `u64` (decimal or `0x` hex) is an error, so a typo
+/// does not silently run another seed.
+pub fn seed_from_env(default: u64) -> Result<u64, String> {
+    match std::env::var(SEED_ENV) {
+        Ok(v) => parse_seed(&v).ok_or_else(|| format!("{SEED_ENV}={v:?} is not a u64")),
+        Err(std::env::VarError::NotPresent) => Ok(default),
+        Err(e) => Err(format!("{SEED_ENV}: {e}")),
+    }
+}
+
+/// Parses a seed: decimal, or hex with `0x`.
+pub fn parse_seed(s: &str) -> Option<u64> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Everything that fixes a run.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// The seed of the gate, the DBServer and the faults.
+    pub seed: u64,
+    /// The gate's configuration.
+    pub gate: Config,
+    /// The reference DBServer's configuration.
+    pub db: RefDbConfig,
+    /// The network's faults.
+    pub faults: Faults,
+    /// Most steps before the run fails as a livelock.
+    pub step_cap: u64,
+    /// Most virtual time a run may take.
+    pub time_limit: Duration,
+    /// Record a [`Transcript`].
+    pub transcript: bool,
+    /// Record the traffic for [`Sim::pcapng`].
+    pub pcap: bool,
+}
+
+impl SimOptions {
+    /// Defaults for `dialect` on both sides, a calm network, 1,000,000
+    /// steps and 10 virtual minutes at most, nothing recorded.
+    pub fn new(seed: u64, dialect: Dialect) -> Self {
+        SimOptions {
+            seed,
+            gate: Config {
+                dialect,
+                ..Config::default()
+            },
+            db: RefDbConfig {
+                dialect,
+                ..RefDbConfig::default()
+            },
+            faults: Faults::calm(),
+            step_cap: 1_000_000,
+            time_limit: Duration::from_secs(600),
+            transcript: false,
+            pcap: false,
+        }
+    }
+}
+
+/// Why a run failed. Every message names the seed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    /// The options are unusable (an invalid gate configuration).
+    #[error("seed {seed}: cannot start: {what}")]
+    Setup {
+        /// The run's seed.
+        seed: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// An invariant broke (see the module docs).
+    #[error("seed {seed} ({SEED_ENV}={seed}): invariant broken at {at}: {what}")]
+    Invariant {
+        /// The run's seed.
+        seed: u64,
+        /// Virtual time since the start.
+        at: String,
+        /// What broke.
+        what: String,
+    },
+    /// The step cap was reached: a livelock, or a run too long for its cap.
+    #[error("seed {seed} ({SEED_ENV}={seed}): step cap {cap} reached at {at}")]
+    StepCap {
+        /// The run's seed.
+        seed: u64,
+        /// The cap.
+        cap: u64,
+        /// Virtual time since the start.
+        at: String,
+    },
+    /// The virtual time limit passed before the run finished.
+    #[error("seed {seed} ({SEED_ENV}={seed}): time limit reached at {at}: {waiting}")]
+    TimeLimit {
+        /// The run's seed.
+        seed: u64,
+        /// Virtual time since the start.
+        at: String,
+        /// Who was still busy.
+        waiting: String,
+    },
+    /// Nothing is scheduled, yet the run was asked to go on.
+    #[error("seed {seed} ({SEED_ENV}={seed}): nothing left to do at {at}: {waiting}")]
+    Idle {
+        /// The run's seed.
+        seed: u64,
+        /// Virtual time since the start.
+        at: String,
+        /// Who was still busy.
+        waiting: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ClientFault {
+    Reset,
+    HalfClose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Scheduled {
+    Client(usize, ClientFault),
+    DbDrop,
+}
+
+#[derive(Debug)]
+struct Client {
+    conn: ConnId,
+    peer: SocketAddr,
+    arrive: Instant,
+    bot: Bot,
+    arrived: bool,
+    /// The gate knows the connection (accepted, not closed either way).
+    gate_open: bool,
+    /// The bot's connection is alive on its side (no close seen yet).
+    bot_open: bool,
+    /// The bot's sending side is open (no FIN or RST sent).
+    bot_sending: bool,
+    to_gate: Pipe,
+    to_bot: Pipe,
+    reported_backlog: usize,
+    outcome: Option<Outcome>,
+}
+
+#[derive(Debug)]
+struct Link {
+    to_db: Pipe,
+    to_gate: Pipe,
+    db_open: bool,
+    gate_open: bool,
+    reported_backlog: usize,
+}
+
+/// Counters at the moment client reads were paused, to bound the upstream
+/// queue while they stay paused.
+#[derive(Debug, Clone, Copy)]
+struct PauseMark {
+    live: usize,
+    accepted: u64,
+    closes: u64,
+    keepalives: u64,
+}
+
+/// A simulated gate with its DBServer and clients.
+#[derive(Debug)]
+pub struct Sim {
+    opts: SimOptions,
+    start: Instant,
+    now: Instant,
+    net: Net,
+    gate: Gate,
+    db: RefDb,
+    clients: Vec<Client>,
+    links: BTreeMap<LinkId, Link>,
+    current: Option<LinkId>,
+    next_link: u64,
+    connecting: Option<Instant>,
+    db_down_until: Option<Instant>,
+    reads_paused: Option<PauseMark>,
+    stopped: bool,
+    scheduled: BTreeSet<(Instant, u64, Scheduled)>,
+    sched_seq: u64,
+    backlog_dirty: BTreeSet<usize>,
+    upstream_dirty: bool,
+    routes: RouteCheck,
+    transcript: Option<Transcript>,
+    recorder: Option<export::Recorder>,
+    steps: u64,
+}
+
+fn client_ip(n: usize) -> IpAddr {
+    // Loopback addresses, one per client, so per-IP limits stay out of the
+    // way unless a scenario shares an address on purpose.
+    IpAddr::V4(Ipv4Addr::new(127, 1, (n / 250) as u8, (n % 250) as u8 + 1))
+}
+
+impl Sim {
+    /// A run at virtual time zero. The gate asks for its DBServer link at
+    /// once; timed faults from `opts.faults` are scheduled now.
+    pub fn new(opts: SimOptions) -> Result<Sim, SimError> {
+        // The simulator's clock is virtual: the real clock only gives the
+        // arbitrary zero every virtual time is added to.
+        #[allow(clippy::disallowed_methods)]
+        let start = Instant::now();
+        let gate_seed = SimRng::derive(opts.seed, 1).next_u64();
+        let db_seed = SimRng::derive(opts.seed, 2).next_u64();
+        let gate = Gate::new(opts.gate.clone(), start, gate_seed).map_err(|e| SimError::Setup {
+            seed: opts.seed,
+            what: e.to_string(),
+        })?;
+        let db = RefDb::new(opts.db.clone(), db_seed);
+        let mut net = Net::new(opts.faults.clone(), SimRng::derive(opts.seed, 3));
+        let transcript = opts
+            .transcript
+            .then(|| Transcript::new(start, opts.gate.dialect));
+        let recorder = opts
+            .pcap
+            .then(|| export::Recorder::new(start, *GATE_ADDR.ip(), DB_ADDR));
+        let mut scheduled = BTreeSet::new();
+        let mut sched_seq = 0;
+        for _ in 0..opts.faults.db_drops {
+            let at = start + net.rng.duration(Duration::ZERO, opts.faults.window);
+            scheduled.insert((at, sched_seq, Scheduled::DbDrop));
+            sched_seq += 1;
+        }
+        let mut sim = Sim {
+            opts,
+            start,
+            now: start,
+            net,
+            gate,
+            db,
+            clients: Vec::new(),
+            links: BTreeMap::new(),
+            current: None,
+            next_link: 1,
+            connecting: None,
+            db_down_until: None,
+            reads_paused: None,
+            stopped: false,
+            scheduled,
+            sched_seq,
+            backlog_dirty: BTreeSet::new(),
+            upstream_dirty: false,
+            routes: RouteCheck::default(),
+            transcript,
+            recorder,
+            steps: 0,
+        };
+        // The gate queued its first connect in `new`: carry it out.
+        sim.drain_gate()?;
+        Ok(sim)
+    }
+
+    /// The seed of the run.
+    pub fn seed(&self) -> u64 {
+        self.opts.seed
+    }
+
+    /// The options of the run.
+    pub fn options(&self) -> &SimOptions {
+        &self.opts
+    }
+
+    /// The virtual instant `at` after the start (to build bots with).
+    pub fn instant(&self, at: Duration) -> Instant {
+        self.start + at
+    }
+
+    /// The virtual time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The gate core.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The gate's counters.
+    pub fn gate_stats(&self) -> &Stats {
+        self.gate.stats()
+    }
+
+    /// The reference DBServer.
+    pub fn db(&self) -> &RefDb {
+        &self.db
+    }
+
+    /// Deliveries the misrouting check matched.
+    pub fn routed_frames(&self) -> u64 {
+        self.routes.matched
+    }
+
+    /// The transcript, when recorded.
+    pub fn transcript(&self) -> Option<&Transcript> {
+        self.transcript.as_ref()
+    }
+
+    /// The run so far as a pcapng file, when recorded ([`SimOptions::pcap`]).
+    pub fn pcapng(&self) -> Option<Vec<u8>> {
+        self.recorder.as_ref().map(export::Recorder::to_pcapng)
+    }
+
+    /// Events the pcapng recorder could not write (0 in a sound run).
+    pub fn pcap_errors(&self) -> u64 {
+        self.recorder.as_ref().map_or(0, |r| r.errors)
+    }
+
+    /// Adds a client that connects `at` after the start from its own
+    /// loopback address; `make` builds its bot at its arrival instant.
+    /// Returns its connection handle.
+    pub fn add_client(&mut self, at: Duration, make: impl FnOnce(Instant) -> Bot) -> ConnId {
+        let ip = client_ip(self.clients.len());
+        self.add_client_from(at, ip, make)
+    }
+
+    /// Like [`Sim::add_client`] from a chosen address (to share one IP).
+    pub fn add_client_from(
+        &mut self,
+        at: Duration,
+        ip: IpAddr,
+        make: impl FnOnce(Instant) -> Bot,
+    ) -> ConnId {
+        let n = self.clients.len();
+        let arrive = (self.start + at).max(self.now);
+        let conn = ConnId(n as u64 + 1);
+        let port = 40_000 + (n % 20_000) as u16;
+        let faults = self.net.faults.clone();
+        for (pct, kind) in [
+            (faults.reset_pct, ClientFault::Reset),
+            (faults.half_close_pct, ClientFault::HalfClose),
+        ] {
+            if self.net.rng.chance(pct) {
+                let when = arrive + self.net.rng.duration(Duration::ZERO, faults.window);
+                self.schedule(when, Scheduled::Client(n, kind));
+            }
+        }
+        self.clients.push(Client {
+            conn,
+            peer: SocketAddr::new(ip, port),
+            arrive,
+            bot: make(arrive),
+            arrived: false,
+            gate_open: false,
+            bot_open: false,
+            bot_sending: false,
+            to_gate: Pipe::new(arrive),
+            to_bot: Pipe::new(arrive),
+            reported_backlog: 0,
+            outcome: None,
+        });
+        conn
+    }
+
+    fn schedule(&mut self, at: Instant, what: Scheduled) {
+        self.scheduled.insert((at, self.sched_seq, what));
+        self.sched_seq += 1;
+    }
+
+    /// The bot of a connection.
+    pub fn bot(&self, conn: ConnId) -> Option<&Bot> {
+        self.client(conn).map(|c| &c.bot)
+    }
+
+    /// How a bot's run ended, once it did.
+    pub fn outcome(&self, conn: ConnId) -> Option<&Outcome> {
+        self.client(conn).and_then(|c| c.outcome.as_ref())
+    }
+
+    /// Every connection's outcome, in connection order.
+    pub fn outcomes(&self) -> Vec<(ConnId, Option<Outcome>)> {
+        self.clients
+            .iter()
+            .map(|c| (c.conn, c.outcome.clone()))
+            .collect()
+    }
+
+    fn client(&self, conn: ConnId) -> Option<&Client> {
+        let i = usize::try_from(conn.0).ok()?.checked_sub(1)?;
+        self.clients.get(i)
+    }
+
+    fn index(&self, conn: ConnId) -> Option<usize> {
+        let i = usize::try_from(conn.0).ok()?.checked_sub(1)?;
+        (i < self.clients.len()).then_some(i)
+    }
+
+    /// The gate session id of a connection, while the gate has it.
+    pub fn session_of(&self, conn: ConnId) -> Option<u32> {
+        self.gate.session_id(conn)
+    }
+
+    /// Adds a line to the transcript (what a scenario did, and why).
+    pub fn note(&mut self, who: &str, text: &str) {
+        let now = self.now;
+        if let Some(t) = &mut self.transcript {
+            t.note(now, who, text);
+        }
+    }
+
+    /// Runs `f` on the reference DBServer (a kick, a flood, a knob), then
+    /// carries out what it asked for.
+    pub fn with_db<T>(&mut self, f: impl FnOnce(&mut RefDb, Instant) -> T) -> Result<T, SimError> {
+        let r = f(&mut self.db, self.now);
+        self.drain_db()?;
+        Ok(r)
+    }
+
+    /// The DBServer's link of the moment, if one is open.
+    pub fn db_link(&self) -> Option<LinkId> {
+        self.current
+    }
+
+    /// The DBServer restarts: it drops the gate's link now and refuses
+    /// connects for `down`.
+    pub fn restart_db(&mut self, down: Duration) -> Result<(), SimError> {
+        let until = self.now + down;
+        self.db_down_until = Some(self.db_down_until.map_or(until, |u| u.max(until)));
+        if let Some(link) = self.current {
+            if self.links.get(&link).is_some_and(|l| l.db_open) {
+                self.db.close_link(link);
+            }
+        }
+        self.drain_db()
+    }
+
+    /// Asks the gate to shut down.
+    pub fn shutdown_gate(&mut self) -> Result<(), SimError> {
+        self.gate_event(Event::Shutdown)
+    }
+
+    // ---- running ---------------------------------------------------------
+
+    /// Runs until `at` after the start, handling everything due by then.
+    pub fn run_until_time(&mut self, at: Duration) -> Result<(), SimError> {
+        let target = self.start + at;
+        loop {
+            self.settle()?;
+            match self.next_deadline() {
+                Some(t) if t <= target => self.now = self.now.max(t),
+                _ => {
+                    self.now = self.now.max(target);
+                    return self.settle();
+                }
+            }
+            self.check_time()?;
+        }
+    }
+
+    /// Runs until `stop` holds at a quiet point (everything due handled).
+    pub fn run_until(&mut self, mut stop: impl FnMut(&Sim) -> bool) -> Result<(), SimError> {
+        loop {
+            self.settle()?;
+            if stop(self) {
+                return Ok(());
+            }
+            let Some(next) = self.next_deadline() else {
+                return Err(SimError::Idle {
+                    seed: self.opts.seed,
+                    at: offset(self.elapsed()),
+                    waiting: self.waiting(),
+                });
+            };
+            self.now = self.now.max(next);
+            self.check_time()?;
+        }
+    }
+
+    /// Runs until every client finished and every stream drained.
+    pub fn run_to_end(&mut self) -> Result<(), SimError> {
+        self.run_until(Sim::clients_done)
+    }
+
+    /// True when every client arrived, its bot finished, the gate let go of
+    /// it and nothing is left in flight on its streams.
+    pub fn clients_done(&self) -> bool {
+        self.clients.iter().all(|c| {
+            c.arrived
+                && c.outcome.is_some()
+                && !c.gate_open
+                && c.to_gate.next_due().is_none()
+                && c.to_bot.next_due().is_none()
+        })
+    }
+
+    fn check_time(&self) -> Result<(), SimError> {
+        if self.elapsed() > self.opts.time_limit {
+            return Err(SimError::TimeLimit {
+                seed: self.opts.seed,
+                at: offset(self.elapsed()),
+                waiting: self.waiting(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Who is still busy, for error messages.
+    fn waiting(&self) -> String {
+        let busy: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|c| c.outcome.is_none() || c.gate_open)
+            .take(5)
+            .map(|c| {
+                format!(
+                    "c{} (arrived {}, outcome {:?}, gate open {})",
+                    c.conn.0, c.arrived, c.outcome, c.gate_open
+                )
+            })
+            .collect();
+        format!(
+            "{} busy clients {busy:?}, gate sessions {}, link {:?}",
+            self.clients
+                .iter()
+                .filter(|c| c.outcome.is_none() || c.gate_open)
+                .count(),
+            self.gate.sessions(),
+            self.gate.link_state()
+        )
+    }
+
+    /// The next instant something is due (see the module docs).
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut consider = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        consider(self.gate.poll_timeout());
+        consider(self.db.poll_timeout());
+        consider(self.connecting);
+        consider(self.scheduled.first().map(|s| s.0));
+        for l in self.links.values() {
+            if l.gate_open {
+                consider(l.to_gate.next_due());
+            }
+            if l.db_open {
+                consider(gated(&l.to_db, self.db.reading()));
+            }
+        }
+        for c in &self.clients {
+            if !c.arrived {
+                consider(Some(c.arrive));
+                continue;
+            }
+            if c.gate_open && self.reads_paused.is_none() {
+                consider(c.to_gate.next_due());
+            }
+            if c.bot_open {
+                consider(gated(&c.to_bot, c.bot.reading()));
+            }
+            if c.outcome.is_none() {
+                consider(c.bot.poll_timeout());
+            }
+        }
+        t
+    }
+
+    /// Handles everything due at `now`, one step at a time.
+    fn settle(&mut self) -> Result<(), SimError> {
+        while self.step_once()? {
+            self.steps += 1;
+            if self.steps > self.opts.step_cap {
+                return Err(SimError::StepCap {
+                    seed: self.opts.seed,
+                    cap: self.opts.step_cap,
+                    at: offset(self.elapsed()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles the first item due at `now`; false when none is.
+    fn step_once(&mut self) -> Result<bool, SimError> {
+        let now = self.now;
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(self.gate.poll_timeout()) {
+            self.gate_event(Event::Tick)?;
+            return Ok(true);
+        }
+        if due(self.db.poll_timeout()) {
+            self.db.handle(now, DbEvent::Tick);
+            self.drain_db()?;
+            return Ok(true);
+        }
+        if due(self.connecting) {
+            self.connecting = None;
+            self.finish_connect()?;
+            return Ok(true);
+        }
+        if let Some(&first) = self.scheduled.first() {
+            if first.0 <= now {
+                self.scheduled.remove(&first);
+                self.apply_fault(first.2)?;
+                return Ok(true);
+            }
+        }
+        let link_ids: Vec<LinkId> = self.links.keys().copied().collect();
+        for id in link_ids {
+            if self.step_link(id)? {
+                return Ok(true);
+            }
+        }
+        for i in 0..self.clients.len() {
+            if self.step_client(i)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn step_link(&mut self, id: LinkId) -> Result<bool, SimError> {
+        let now = self.now;
+        let max = self.net.read_size();
+        let reading = self.db.reading();
+        let Some(l) = self.links.get_mut(&id) else {
+            return Ok(false);
+        };
+        if l.gate_open {
+            if let Some(d) = l.to_gate.take(now, max) {
+                if let Some(s) = self.net.stall() {
+                    l.to_gate.stall(now + s);
+                }
+                match d {
+                    Delivery::Data(b) => {
+                        self.routes.observe_db(&b);
+                        if let Some(r) = &mut self.recorder {
+                            r.link_data(now, Direction::ToClient, &b);
+                        }
+                        self.gate_event(Event::UpstreamBytes(&b))?;
+                    }
+                    Delivery::End(_) => {
+                        l.gate_open = false;
+                        if self.current == Some(id) {
+                            self.current = None;
+                        }
+                        if let Some(r) = &mut self.recorder {
+                            r.link_end(now, Direction::ToClient, End::Fin);
+                            r.link_end(now, Direction::ToServer, End::Fin);
+                        }
+                        self.gate_event(Event::UpstreamClosed)?;
+                    }
+                }
+                self.forget_link_if_done(id);
+                return Ok(true);
+            }
+        }
+        let Some(l) = self.links.get_mut(&id) else {
+            return Ok(false);
+        };
+        if l.db_open && gated(&l.to_db, reading).is_some_and(|t| t <= now) {
+            if let Some(d) = l.to_db.take(now, max) {
+                if let Some(s) = self.net.stall() {
+                    l.to_db.stall(now + s);
+                }
+                match d {
+                    Delivery::Data(b) => {
+                        self.db.handle(now, DbEvent::LinkBytes(id, &b));
+                        if l.gate_open {
+                            self.upstream_dirty = true;
+                        }
+                    }
+                    Delivery::End(_) => {
+                        l.db_open = false;
+                        self.db.handle(now, DbEvent::LinkClosed(id));
+                    }
+                }
+                self.drain_db()?;
+                self.report_backlogs()?;
+                self.forget_link_if_done(id);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn forget_link_if_done(&mut self, id: LinkId) {
+        if self
+            .links
+            .get(&id)
+            .is_some_and(|l| !l.gate_open && !l.db_open)
+        {
+            self.links.remove(&id);
+        }
+    }
+
+    fn step_client(&mut self, i: usize) -> Result<bool, SimError> {
+        let now = self.now;
+        let max = self.net.read_size();
+        let paused = self.reads_paused.is_some();
+        let c = &mut self.clients[i];
+        if !c.arrived {
+            if c.arrive <= now {
+                self.arrive(i)?;
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        if c.gate_open && !paused {
+            if let Some(d) = c.to_gate.take(now, max) {
+                if let Some(s) = self.net.stall() {
+                    c.to_gate.stall(now + s);
+                }
+                let conn = c.conn;
+                match d {
+                    Delivery::Data(b) => {
+                        if let Some(r) = &mut self.recorder {
+                            r.client_data(now, conn, Direction::ToServer, &b);
+                        }
+                        self.gate_event(Event::ClientBytes { conn, bytes: &b })?;
+                    }
+                    Delivery::End(end) => {
+                        c.gate_open = false;
+                        // The driver closes its side once the client's is gone.
+                        match end {
+                            End::Fin => c.to_bot.shutdown(now, &mut self.net),
+                            End::Reset => c.to_bot.discard(),
+                        }
+                        if let Some(r) = &mut self.recorder {
+                            r.client_end(now, conn, Direction::ToServer, end);
+                            if end == End::Fin {
+                                r.client_end(now, conn, Direction::ToClient, End::Fin);
+                            }
+                        }
+                        self.routes.closed(conn);
+                        self.gate_event(Event::ClientClosed { conn })?;
+                    }
+                }
+                return Ok(true);
+            }
+        }
+        let c = &mut self.clients[i];
+        if c.bot_open && gated(&c.to_bot, c.bot.reading()).is_some_and(|t| t <= now) {
+            if let Some(d) = c.to_bot.take(now, max) {
+                if let Some(s) = self.net.stall() {
+                    c.to_bot.stall(now + s);
+                }
+                match d {
+                    Delivery::Data(b) => {
+                        self.backlog_dirty.insert(i);
+                        self.bot_event(i, BotEvent::Bytes(&b))?;
+                        self.report_backlogs()?;
+                    }
+                    Delivery::End(end) => {
+                        c.bot_open = false;
+                        let conn = c.conn;
+                        if c.bot_sending {
+                            // The client closes its side in turn.
+                            c.bot_sending = false;
+                            c.to_gate.discard();
+                            if end == End::Fin {
+                                if let Some(r) = &mut self.recorder {
+                                    r.client_end(now, conn, Direction::ToServer, End::Fin);
+                                }
+                            }
+                        }
+                        self.bot_event(i, BotEvent::Closed)?;
+                    }
+                }
+                return Ok(true);
+            }
+        }
+        let c = &mut self.clients[i];
+        if c.outcome.is_none() && c.bot.poll_timeout().is_some_and(|t| t <= now) {
+            self.bot_event(i, BotEvent::Tick)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn arrive(&mut self, i: usize) -> Result<(), SimError> {
+        let now = self.now;
+        let c = &mut self.clients[i];
+        c.arrived = true;
+        c.gate_open = true;
+        c.bot_open = true;
+        c.bot_sending = true;
+        let (conn, peer) = (c.conn, c.peer);
+        let local = SocketAddr::V4(GATE_ADDR);
+        if let Some(r) = &mut self.recorder {
+            r.client_open(now, conn, peer, local);
+        }
+        if let Some(m) = &mut self.reads_paused {
+            m.accepted += 1;
+        }
+        let ev = Event::ClientAccepted { conn, peer, local };
+        if let Some(t) = &mut self.transcript {
+            t.event(now, &ev);
+        }
+        self.gate.handle(now, ev);
+        // Read the id before draining: a refusal closes it in the drain.
+        self.routes.accepted(conn, self.gate.session_id(conn));
+        self.drain_gate()?;
+        self.check_invariants()?;
+        self.bot_event(i, BotEvent::Connected)
+    }
+
+    fn apply_fault(&mut self, what: Scheduled) -> Result<(), SimError> {
+        let now = self.now;
+        match what {
+            Scheduled::DbDrop => {
+                let down = self
+                    .net
+                    .rng
+                    .duration(Duration::ZERO, self.net.faults.db_down_max);
+                self.note(
+                    "sim",
+                    &format!("fault: the DBServer restarts ({down:?} down)"),
+                );
+                self.restart_db(down)
+            }
+            Scheduled::Client(i, kind) => {
+                let c = &mut self.clients[i];
+                if !c.arrived {
+                    return Ok(());
+                }
+                let conn = c.conn;
+                match kind {
+                    ClientFault::Reset if c.bot_open => {
+                        c.bot_open = false;
+                        c.bot_sending = false;
+                        c.to_gate.reset(now, &mut self.net);
+                        c.to_bot.discard();
+                        let name = format!("c{}", conn.0);
+                        self.note(&name, "fault: client resets its connection");
+                        self.bot_event(i, BotEvent::Closed)
+                    }
+                    ClientFault::HalfClose if c.bot_sending => {
+                        c.bot_sending = false;
+                        c.to_gate.shutdown(now, &mut self.net);
+                        let name = format!("c{}", conn.0);
+                        self.note(&name, "fault: client shuts down its sending side");
+                        Ok(())
+                    }
+                    ClientFault::Reset | ClientFault::HalfClose => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn finish_connect(&mut self) -> Result<(), SimError> {
+        let now = self.now;
+        if self.db_down_until.is_some_and(|u| u > now) {
+            return self.gate_event(Event::UpstreamConnectFailed);
+        }
+        let id = LinkId(self.next_link);
+        self.next_link += 1;
+        self.links.insert(
+            id,
+            Link {
+                to_db: Pipe::new(now),
+                to_gate: Pipe::new(now),
+                db_open: true,
+                gate_open: true,
+                reported_backlog: 0,
+            },
+        );
+        self.current = Some(id);
+        self.routes.link_reset();
+        self.db.handle(now, DbEvent::LinkOpened(id));
+        self.drain_db()?;
+        if let Some(r) = &mut self.recorder {
+            r.link_open(now);
+        }
+        self.gate_event(Event::UpstreamConnected)
+    }
+
+    // ---- the parties -----------------------------------------------------
+
+    /// One gate step: record, handle, drain, report backlogs, check.
+    fn gate_event(&mut self, ev: Event<'_>) -> Result<(), SimError> {
+        if let Some(t) = &mut self.transcript {
+            t.event(self.now, &ev);
+        }
+        self.gate.handle(self.now, ev);
+        self.drain_gate()?;
+        self.report_backlogs()?;
+        self.check_invariants()
+    }
+
+    /// Reports the backlogs that changed, as the drain contract asks.
+    fn report_backlogs(&mut self) -> Result<(), SimError> {
+        loop {
+            if std::mem::take(&mut self.upstream_dirty) {
+                let q = self
+                    .current
+                    .and_then(|id| self.links.get_mut(&id))
+                    .filter(|l| l.gate_open)
+                    .and_then(|l| {
+                        let q = l.to_db.queued();
+                        (q != l.reported_backlog).then(|| {
+                            l.reported_backlog = q;
+                            q
+                        })
+                    });
+                if let Some(queued) = q {
+                    self.gate
+                        .handle(self.now, Event::UpstreamBacklog { queued });
+                    self.drain_gate()?;
+                }
+                continue;
+            }
+            let Some(i) = self.backlog_dirty.pop_first() else {
+                return Ok(());
+            };
+            let c = &mut self.clients[i];
+            let q = c.to_bot.queued();
+            if c.gate_open && q != c.reported_backlog {
+                c.reported_backlog = q;
+                let conn = c.conn;
+                self.gate
+                    .handle(self.now, Event::ClientBacklog { conn, queued: q });
+                self.drain_gate()?;
+            }
+        }
+    }
+
+    fn drain_gate(&mut self) -> Result<(), SimError> {
+        while let Some(a) = self.gate.poll_action() {
+            if let Some(t) = &mut self.transcript {
+                t.action(self.now, &a);
+            }
+            self.on_gate_action(a)?;
+        }
+        Ok(())
+    }
+
+    fn invariant(&self, what: String) -> SimError {
+        SimError::Invariant {
+            seed: self.opts.seed,
+            at: offset(self.elapsed()),
+            what,
+        }
+    }
+
+    fn on_gate_action(&mut self, a: Action) -> Result<(), SimError> {
+        let now = self.now;
+        match a {
+            Action::SendToClient { conn, bytes } => {
+                let Some(i) = self.index(conn).filter(|&i| self.clients[i].gate_open) else {
+                    return Err(self.invariant(format!(
+                        "SendToClient for connection {} which the gate does not have",
+                        conn.0
+                    )));
+                };
+                if let Err(e) = self.routes.delivered(conn, &bytes) {
+                    return Err(self.invariant(e));
+                }
+                if let Some(r) = &mut self.recorder {
+                    r.client_data(now, conn, Direction::ToClient, &bytes);
+                }
+                self.clients[i].to_bot.write(now, &bytes, &mut self.net);
+                self.backlog_dirty.insert(i);
+            }
+            Action::SendUpstream(bytes) => {
+                let link = self
+                    .current
+                    .and_then(|id| self.links.get_mut(&id))
+                    .filter(|l| l.gate_open);
+                let Some(l) = link else {
+                    return Err(self.invariant("SendUpstream without a link".to_string()));
+                };
+                if l.db_open {
+                    l.to_db.write(now, &bytes, &mut self.net);
+                }
+                self.upstream_dirty = true;
+                if let Some(r) = &mut self.recorder {
+                    r.link_data(now, Direction::ToServer, &bytes);
+                }
+            }
+            Action::CloseClient { conn, flush, .. } => {
+                let Some(i) = self.index(conn).filter(|&i| self.clients[i].gate_open) else {
+                    return Err(self.invariant(format!(
+                        "CloseClient for connection {} which the gate does not have",
+                        conn.0
+                    )));
+                };
+                let c = &mut self.clients[i];
+                c.gate_open = false;
+                c.to_gate.discard();
+                let end = if flush {
+                    c.to_bot.shutdown(now, &mut self.net);
+                    End::Fin
+                } else {
+                    c.to_bot.reset(now, &mut self.net);
+                    End::Reset
+                };
+                self.routes.closed(conn);
+                if let Some(r) = &mut self.recorder {
+                    r.client_end(now, conn, Direction::ToClient, end);
+                }
+            }
+            Action::ConnectUpstream => {
+                if self.current.is_some() || self.connecting.is_some() {
+                    return Err(self.invariant(
+                        "ConnectUpstream while a link or a connect exists".to_string(),
+                    ));
+                }
+                self.connecting = Some(now + self.net.latency());
+            }
+            Action::CloseUpstream => {
+                self.connecting = None;
+                if let Some(id) = self.current.take() {
+                    if let Some(l) = self.links.get_mut(&id) {
+                        l.gate_open = false;
+                        l.to_gate.discard();
+                        l.to_db.reset(now, &mut self.net);
+                    }
+                    if let Some(r) = &mut self.recorder {
+                        r.link_end(now, Direction::ToServer, End::Reset);
+                    }
+                    self.forget_link_if_done(id);
+                }
+            }
+            Action::PauseClientReads => {
+                let s = self.gate.stats();
+                self.reads_paused = Some(PauseMark {
+                    live: self.gate.sessions(),
+                    accepted: s.accepted,
+                    closes: s.closes.iter().sum(),
+                    keepalives: s.keepalives_sent,
+                });
+            }
+            Action::ResumeClientReads => self.reads_paused = None,
+            Action::Stopped => self.stopped = true,
+        }
+        Ok(())
+    }
+
+    fn drain_db(&mut self) -> Result<(), SimError> {
+        let now = self.now;
+        while let Some(a) = self.db.poll_action() {
+            match a {
+                DbAction::Send { link, bytes } => {
+                    if let Some(l) = self.links.get_mut(&link).filter(|l| l.db_open) {
+                        l.to_gate.write(now, &bytes, &mut self.net);
+                    }
+                }
+                DbAction::Close { link } => {
+                    if let Some(l) = self.links.get_mut(&link) {
+                        l.db_open = false;
+                        l.to_gate.shutdown(now, &mut self.net);
+                        l.to_db.discard();
+                        if l.gate_open {
+                            self.upstream_dirty = true;
+                        }
+                    }
+                    self.note("db", "closes the link");
+                }
+            }
+        }
+        if self.db.stats().violations > 0 {
+            return Err(self.invariant(format!(
+                "the DBServer saw pairing violations: {:?}",
+                self.db.violations().iter().take(3).collect::<Vec<_>>()
+            )));
+        }
+        Ok(())
+    }
+
+    fn bot_event(&mut self, i: usize, ev: BotEvent<'_>) -> Result<(), SimError> {
+        let now = self.now;
+        self.clients[i].bot.handle(now, ev);
+        while let Some(a) = self.clients[i].bot.poll_action() {
+            let c = &mut self.clients[i];
+            match a {
+                BotAction::Send(b) => {
+                    if c.bot_sending {
+                        c.to_gate.write(now, &b, &mut self.net);
+                    }
+                }
+                BotAction::Close => {
+                    if c.bot_sending {
+                        c.bot_sending = false;
+                        c.to_gate.shutdown(now, &mut self.net);
+                    }
+                }
+                BotAction::Done(o) => c.outcome = Some(o),
+            }
+        }
+        Ok(())
+    }
+
+    // ---- invariants ------------------------------------------------------
+
+    fn check_invariants(&self) -> Result<(), SimError> {
+        let now = self.now;
+        if let Some(t) = self.gate.poll_timeout() {
+            if t <= now {
+                return Err(self.invariant(format!(
+                    "the gate's deadline {} is not after now",
+                    offset(t.saturating_duration_since(self.start))
+                )));
+            }
+        }
+        if self.db.stats().violations > 0 {
+            return Err(self.invariant(format!(
+                "the DBServer saw pairing violations: {:?}",
+                self.db.violations().iter().take(3).collect::<Vec<_>>()
+            )));
+        }
+        let cfg = self.gate.config();
+        let client_cap = cfg.client_queue_cap + cfg.max_upstream_frame_len;
+        for c in &self.clients {
+            if c.gate_open && c.to_bot.queued() > client_cap {
+                return Err(self.invariant(format!(
+                    "{} bytes queued toward c{}, over the cap {} plus one frame",
+                    c.to_bot.queued(),
+                    c.conn.0,
+                    cfg.client_queue_cap
+                )));
+            }
+        }
+        let up = self.gate.upstream_queued();
+        let bound = self.upstream_bound();
+        if up > bound {
+            return Err(self.invariant(format!(
+                "{up} bytes queued toward the DBServer, over the bound {bound} (paused: {})",
+                self.reads_paused.is_some()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The most bytes the gate may queue toward the DBServer now. While
+    /// client reads run, the gate pauses them as soon as the queue passes
+    /// the high watermark, so after a step it is within it. While paused,
+    /// it may also hold the frames of the read that crossed it (a frame of
+    /// 3 bytes becomes at most 16 on the link, hence 6x), one open and one
+    /// close per session that existed meanwhile (with what a held session
+    /// kept, under the hold policy) and the keepalives sent.
+    fn upstream_bound(&self) -> usize {
+        let cfg = self.gate.config();
+        let Some(m) = self.reads_paused else {
+            return cfg.upstream_high_watermark;
+        };
+        let s = self.gate.stats();
+        let sessions =
+            m.live as u64 + (s.accepted - m.accepted) + (s.closes.iter().sum::<u64>() - m.closes);
+        let per_session = 128 + 6 * cfg.max_pending_bytes as u64;
+        let bound = cfg.upstream_high_watermark as u64
+            + 6 * self.net.read_size() as u64
+            + per_session * (sessions + 1)
+            + 4 * (s.keepalives_sent - m.keepalives);
+        usize::try_from(bound).unwrap_or(usize::MAX)
+    }
+}
+
+/// When a pipe's next delivery is due, given whether its reader reads: an
+/// end is noticed even by a reader that does not read, data is not.
+fn gated(p: &Pipe, reading: bool) -> Option<Instant> {
+    if reading || p.queued() == 0 {
+        p.next_due()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;

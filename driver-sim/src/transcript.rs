@@ -1,0 +1,368 @@
+//! The transcript: a stable, test-only rendering of what the gate saw and
+//! did (STYLE rule 12), one line per frame or connection event.
+//!
+//! It is recorded at the gate's boundary, from the [`Event`]s handed to the
+//! core and the [`Action`]s drained from it, so the simulator and the
+//! capture replay describe a run the same way. What would make a snapshot
+//! depend on accidents rather than behaviour is left out or normalised:
+//!
+//! * time is shown as `+12ms` from the start of the run;
+//! * client connections are `c1`, `c2`... in order of appearance, session ids
+//!   `s1`, `s2`... (the core's ids start at a seeded random offset);
+//! * streams are shown as frames, not as the reads that carried them, and a
+//!   frame is shown once complete; backlog reports and ticks are not shown;
+//! * messages are decoded to their CM_/SM_ names, payloads escaped and
+//!   capped at [`PAYLOAD_CAP`](crate::text::PAYLOAD_CAP) bytes.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use selgate_core::codec::{HeaderLayout, Message, MsgName};
+use selgate_core::dialect::{parse_id, GateFrame};
+use selgate_core::{Action, ConnId, Dialect, Event};
+
+use crate::frames::{FrameSplitter, Piece};
+use crate::text::{escape, offset, PAYLOAD_CAP};
+
+/// Who a transcript line is about, left of the text.
+const GATE: &str = "gate";
+
+/// A transcript being recorded.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    start: Instant,
+    dialect: Dialect,
+    layout: HeaderLayout,
+    lines: Vec<String>,
+    conns: BTreeMap<ConnId, usize>,
+    sessions: BTreeMap<u32, usize>,
+    client_in: BTreeMap<ConnId, FrameSplitter>,
+    client_out: BTreeMap<ConnId, FrameSplitter>,
+    db_in: FrameSplitter,
+    db_out: FrameSplitter,
+}
+
+impl Transcript {
+    /// An empty transcript of a run that started at `start`, whose gate
+    /// speaks `dialect` to the DBServer.
+    pub fn new(start: Instant, dialect: Dialect) -> Self {
+        Transcript {
+            start,
+            dialect,
+            layout: HeaderLayout::Classic,
+            lines: Vec::new(),
+            conns: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            client_in: BTreeMap::new(),
+            client_out: BTreeMap::new(),
+            db_in: FrameSplitter::link(),
+            db_out: FrameSplitter::link(),
+        }
+    }
+
+    /// The lines so far.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    /// The whole transcript, one line each, ending with a newline.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for l in &self.lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+
+    /// A free-form line: what a scenario or a fault did (`who` is `db`,
+    /// `c3`, `sim`...).
+    pub fn note(&mut self, now: Instant, who: &str, text: &str) {
+        self.line(now, who, text);
+    }
+
+    /// The small number of a connection, for notes about it (`c3`).
+    pub fn conn_name(&mut self, conn: ConnId) -> String {
+        let next = self.conns.len() + 1;
+        format!("c{}", *self.conns.entry(conn).or_insert(next))
+    }
+
+    /// The small number of a session id (`s2`).
+    pub fn session_name(&mut self, id: u32) -> String {
+        let next = self.sessions.len() + 1;
+        format!("s{}", *self.sessions.entry(id).or_insert(next))
+    }
+
+    /// Records an event handed to the gate.
+    pub fn event(&mut self, now: Instant, event: &Event<'_>) {
+        match *event {
+            Event::ClientAccepted { conn, peer, .. } => {
+                let c = self.conn_name(conn);
+                self.client_in.insert(conn, FrameSplitter::client());
+                self.client_out.insert(conn, FrameSplitter::client());
+                self.line(
+                    now,
+                    &format!("{c} -> {GATE}"),
+                    &format!("connect from {peer}"),
+                );
+            }
+            Event::ClientBytes { conn, bytes } => {
+                let c = self.conn_name(conn);
+                let mut pieces = Vec::new();
+                self.client_in
+                    .entry(conn)
+                    .or_insert_with(FrameSplitter::client)
+                    .push(bytes, &mut pieces);
+                for p in pieces {
+                    let text = self.client_piece(&p, true);
+                    self.line(now, &format!("{c} -> {GATE}"), &text);
+                }
+            }
+            Event::ClientClosed { conn } => {
+                let c = self.conn_name(conn);
+                self.client_in.remove(&conn);
+                self.client_out.remove(&conn);
+                self.line(now, &format!("{c} -> {GATE}"), "closed");
+            }
+            Event::UpstreamConnected => {
+                self.db_in = FrameSplitter::link();
+                self.db_out = FrameSplitter::link();
+                self.line(now, &format!("db -> {GATE}"), "connected");
+            }
+            Event::UpstreamConnectFailed => {
+                self.line(now, &format!("db -> {GATE}"), "connect failed");
+            }
+            Event::UpstreamBytes(bytes) => {
+                let mut pieces = Vec::new();
+                self.db_in.push(bytes, &mut pieces);
+                for p in pieces {
+                    let text = self.db_piece(&p);
+                    self.line(now, &format!("db -> {GATE}"), &text);
+                }
+            }
+            Event::UpstreamClosed => self.line(now, &format!("db -> {GATE}"), "closed"),
+            Event::Shutdown => self.line(now, GATE, "shutdown"),
+            // Backlog reports and ticks depend on byte timing, not on the
+            // protocol; their effects (pauses, closes) are shown.
+            Event::ClientBacklog { .. } | Event::UpstreamBacklog { .. } | Event::Tick => {}
+        }
+    }
+
+    /// Records an action drained from the gate.
+    pub fn action(&mut self, now: Instant, action: &Action) {
+        match action {
+            Action::SendToClient { conn, bytes } => {
+                let c = self.conn_name(*conn);
+                let mut pieces = Vec::new();
+                self.client_out
+                    .entry(*conn)
+                    .or_insert_with(FrameSplitter::client)
+                    .push(bytes, &mut pieces);
+                for p in pieces {
+                    let text = self.client_piece(&p, false);
+                    self.line(now, &format!("{GATE} -> {c}"), &text);
+                }
+            }
+            Action::SendUpstream(bytes) => {
+                let mut pieces = Vec::new();
+                self.db_out.push(bytes, &mut pieces);
+                for p in pieces {
+                    let text = self.gate_frame(&p);
+                    self.line(now, &format!("{GATE} -> db"), &text);
+                }
+            }
+            Action::CloseClient {
+                conn,
+                reason,
+                flush,
+            } => {
+                let c = self.conn_name(*conn);
+                self.client_in.remove(conn);
+                self.client_out.remove(conn);
+                let how = if *flush { "close" } else { "abort" };
+                self.line(now, &format!("{GATE} -> {c}"), &format!("{how} ({reason})"));
+            }
+            Action::ConnectUpstream => self.line(now, &format!("{GATE} -> db"), "connect"),
+            Action::CloseUpstream => self.line(now, &format!("{GATE} -> db"), "close link"),
+            Action::PauseClientReads => self.line(now, GATE, "pause client reads"),
+            Action::ResumeClientReads => self.line(now, GATE, "resume client reads"),
+            Action::Stopped => self.line(now, GATE, "stopped"),
+        }
+    }
+
+    fn line(&mut self, now: Instant, who: &str, text: &str) {
+        let at = offset(now.saturating_duration_since(self.start));
+        self.lines.push(format!("{at:>10} {who:<12} {text}"));
+    }
+
+    /// A client-side piece: a decoded message, or the raw bytes. Frames
+    /// from clients carry a check character after `#`; the gate's do not.
+    fn client_piece(&self, piece: &Piece, with_check: bool) -> String {
+        match piece {
+            Piece::Frame(f) => describe_client_frame(f, with_check, self.layout),
+            Piece::Other(b) => format!("bytes {}", escape(b, PAYLOAD_CAP)),
+        }
+    }
+
+    /// A DBServer-to-gate frame (PROTOCOL.md section 3.2).
+    fn db_piece(&mut self, piece: &Piece) -> String {
+        let f = match piece {
+            Piece::Frame(f) => f,
+            Piece::Other(b) => return format!("garbage {}", escape(b, PAYLOAD_CAP)),
+        };
+        let text = &f[1..f.len() - 1];
+        if let Some(ctrl) = text.strip_prefix(b"+") {
+            let arg = ctrl.get(1..).unwrap_or(&[]);
+            let what = match ctrl.first() {
+                Some(b'-') => "kick",
+                Some(b'B') => "kick + temporary block",
+                Some(b'T') => "kick + permanent block",
+                Some(b'M') => return format!("block ip {}", escape(arg, PAYLOAD_CAP)),
+                _ => return "keepalive answer".to_string(),
+            };
+            return match parse_id(arg) {
+                Some(id) => format!("{what} {}", self.session_name(id)),
+                None => format!("{what} {}", escape(arg, PAYLOAD_CAP)),
+            };
+        }
+        let Some(slash) = text.iter().position(|&b| b == b'/') else {
+            return format!("frame {}", escape(f, PAYLOAD_CAP));
+        };
+        let (id_text, bytes) = (&text[..slash], &text[slash + 1..]);
+        let who = match parse_id(id_text) {
+            // Only ids the gate announced get a small number; others (noise
+            // frames for unknown ids) are shown as they came.
+            Some(id) if self.sessions.contains_key(&id) => self.session_name(id),
+            _ => format!("id {}", escape(id_text, 16)),
+        };
+        let mut parts = Vec::new();
+        for p in crate::frames::split_all(b'#', b'!', bytes) {
+            parts.push(match p {
+                Piece::Frame(f) => describe_client_frame(&f, false, self.layout),
+                Piece::Other(b) => format!("bytes {}", escape(&b, PAYLOAD_CAP)),
+            });
+        }
+        if parts.is_empty() {
+            parts.push("(empty)".to_string());
+        }
+        format!("{who} {}", parts.join(" + "))
+    }
+
+    /// A gate-to-DBServer frame in the gate's dialect (section 3.1).
+    fn gate_frame(&mut self, piece: &Piece) -> String {
+        let f = match piece {
+            Piece::Frame(f) => f,
+            Piece::Other(b) => return format!("bytes {}", escape(b, PAYLOAD_CAP)),
+        };
+        let text = &f[1..f.len() - 1];
+        match self.dialect.parse_gate_frame(text) {
+            Ok(GateFrame::Open {
+                id,
+                client_ip,
+                gate_ip,
+            }) => {
+                let s = self.session_name(id);
+                match gate_ip {
+                    Some(g) => format!("open {s} {client_ip} via {g}"),
+                    None => format!("open {s} {client_ip}"),
+                }
+            }
+            Ok(GateFrame::Data { id, frame }) => {
+                let s = self.session_name(id);
+                format!("{s} {}", describe_client_frame(frame, true, self.layout))
+            }
+            Ok(GateFrame::Close { id }) => format!("close {}", self.session_name(id)),
+            Ok(GateFrame::Keepalive) => "keepalive".to_string(),
+            Err(_) => format!("frame {}", escape(f, PAYLOAD_CAP)),
+        }
+    }
+}
+
+/// `#[check]<payload>!` as `CM_QUERYCHR recog=1 "body"`; a frame that does
+/// not decode to a header and a text body is shown raw.
+pub fn describe_client_frame(frame: &[u8], with_check: bool, layout: HeaderLayout) -> String {
+    let skip = if with_check { 2 } else { 1 };
+    let payload = frame
+        .get(skip..frame.len().saturating_sub(1))
+        .unwrap_or(&[]);
+    let is_frame = frame.first() == Some(&b'#') && frame.last() == Some(&b'!');
+    match Message::decode(payload, layout) {
+        // A body that is not text is not a selection-phase message (filler,
+        // noise): the frame itself says more than decoded binary would.
+        Some(m) if is_frame && m.body.iter().all(|b| (0x20..0x7f).contains(b)) => {
+            let mut s = MsgName(m.header.ident).to_string();
+            if m.header.recog != 0 {
+                s.push_str(&format!(" recog={}", m.header.recog));
+            }
+            if !m.body.is_empty() {
+                s.push(' ');
+                s.push_str(&escape(&m.body, PAYLOAD_CAP));
+            }
+            s
+        }
+        _ => format!("frame {}", escape(frame, PAYLOAD_CAP)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selgate_core::codec::{client_frame, ids, MsgHeader};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    #[allow(clippy::disallowed_methods)]
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn lines_name_messages_sessions_and_connections() {
+        let t = t0();
+        let mut tr = Transcript::new(t, Dialect::Wemade);
+        let conn = ConnId(77);
+        let peer: SocketAddr = "127.1.0.1:40001".parse().expect("addr");
+        let local: SocketAddr = "127.0.0.1:7100".parse().expect("addr");
+        tr.event(t, &Event::ClientAccepted { conn, peer, local });
+        let msg = Message::new(MsgHeader::new(ids::CM_QUERYCHR, 0), b"acc/0".to_vec());
+        let f = client_frame(b'1', &msg, HeaderLayout::Classic);
+        tr.event(
+            t + Duration::from_millis(3),
+            &Event::ClientBytes {
+                conn,
+                bytes: &f[..5],
+            },
+        );
+        tr.event(
+            t + Duration::from_millis(4),
+            &Event::ClientBytes {
+                conn,
+                bytes: &f[5..],
+            },
+        );
+        let mut up = b"%O900/127.1.0.1$%A900/".to_vec();
+        up.extend_from_slice(&f);
+        up.extend_from_slice(b"$%--$");
+        tr.action(
+            t + Duration::from_millis(4),
+            &Action::SendUpstream(up.into()),
+        );
+        tr.event(
+            t + Duration::from_millis(5),
+            &Event::UpstreamBytes(b"%900/#<<<<<<<<<<<<<<<<!$%++$\0%+-900$"),
+        );
+        let want = [
+            "      +0ms c1 -> gate   connect from 127.1.0.1:40001",
+            "      +4ms c1 -> gate   CM_QUERYCHR \"acc/0\"",
+            "      +4ms gate -> db   open s1 127.1.0.1",
+            "      +4ms gate -> db   s1 CM_QUERYCHR \"acc/0\"",
+            "      +4ms gate -> db   keepalive",
+            "      +5ms db -> gate   s1 MSG_0",
+            "      +5ms db -> gate   keepalive answer",
+            "      +5ms db -> gate   garbage \"\\0\"",
+            "      +5ms db -> gate   kick s1",
+        ];
+        assert_eq!(tr.lines(), want);
+        assert_eq!(tr.render(), want.join("\n") + "\n");
+    }
+}
