@@ -488,6 +488,13 @@ impl Sim {
         Ok(r)
     }
 
+    /// Bytes the gate wrote toward the DBServer that it has not read yet.
+    pub fn upstream_in_flight(&self) -> usize {
+        self.current
+            .and_then(|id| self.links.get(&id))
+            .map_or(0, |l| l.to_db.queued())
+    }
+
     /// The DBServer's link of the moment, if one is open.
     pub fn db_link(&self) -> Option<LinkId> {
         self.current
