@@ -175,14 +175,11 @@ impl TestGate {
         self.db.as_ref().expect("the DBServer is running")
     }
 
-    /// The DBServer's counters as of its last loop turn.
+    /// The DBServer's counters as published at the end of its last loop
+    /// turn (which may trail what a client just saw by that one turn; use
+    /// [`selgate::peer_db::DbServer::query`] for an exact figure).
     pub fn db_stats(&self) -> DbStats {
         self.db().stats()
-    }
-
-    /// Waits until the DBServer's counters satisfy `f`; false after `timeout`.
-    pub fn wait_db(&self, timeout: Duration, mut f: impl FnMut(&DbStats) -> bool) -> bool {
-        wait_until(timeout, || f(&self.db_stats()))
     }
 
     /// The id the DBServer knows the session of `account` by (after its

@@ -46,7 +46,12 @@ fn dbserver_restart_closes_sessions_refuses_then_reconnects_with_backoff() {
             .unwrap_or_else(|e| panic!("held session {i}: {e}"));
         assert!(closed.bytes == 0, "held session {i} got {closed:?}");
     }
-    assert!(!tg.handle().link_up(0), "the link is still up");
+    // The loop publishes its link state at the end of the turn that closed
+    // the sockets: allow it that moment.
+    assert!(
+        wait_until(Duration::from_secs(1), || !tg.handle().link_up(0)),
+        "the link is still up"
+    );
 
     // New clients are refused at once while the link is down.
     for i in 0..PROBES {
@@ -117,18 +122,31 @@ fn dbserver_restart_closes_sessions_refuses_then_reconnects_with_backoff() {
     eprintln!("DBServer restart: link back {down_for:?} after the kill");
 }
 
-/// Two clients get the same 4 MiB flood from the DBServer, in 8 KiB pieces
-/// (so a client that reads never has much queued): the one that never
-/// reads is closed as slow once the kernel buffers are full and the gate's
-/// queue passes its cap; the one that reads gets every byte, and 50 bots
-/// running at the same time all complete.
+/// Two clients get the same 4 MiB flood from the DBServer, in 8 KiB pieces:
+/// the one that never reads is closed as slow once the kernel buffers are
+/// full and the gate's queue passes its cap; the one that reads gets every
+/// byte, and 50 bots running at the same time all complete.
 #[test]
 fn a_client_that_never_reads_is_closed_as_slow_and_others_are_unaffected() {
     const FLOOD: usize = 4 << 20;
     const PIECE: usize = 8 * 1024;
     const BOTS: usize = 50;
     let seed = 401;
-    let tg = TestGate::start(Config::default(), RefDbConfig::default(), seed);
+    // The gate reads up to 256 KiB from the DBServer in one loop turn and
+    // queues it before writing to any client, so under load (the DBServer's
+    // thread late, several pieces in one turn) a client that reads could
+    // still have more than the default 64 KiB queued for a moment. A cap
+    // above that one-turn burst keeps the reading client safe by design;
+    // the kernels' buffers (about 2.7 MB here) plus the cap stay well below
+    // the flood, so the client that does not read must still be cut off.
+    let tg = TestGate::start(
+        Config {
+            client_queue_cap: 512 * 1024,
+            ..Config::default()
+        },
+        RefDbConfig::default(),
+        seed,
+    );
 
     // A small receive buffer keeps the kernel from absorbing much of the
     // flood on the slow client's side.
@@ -163,11 +181,7 @@ fn a_client_that_never_reads_is_closed_as_slow_and_others_are_unaffected() {
     assert_bots_ok(&report, BOTS);
 
     let (mut fast, fast_got) = reader.join().expect("the reader thread");
-    assert_eq!(fast_got, FLOOD, "the reading client lost part of the flood");
-    assert!(
-        fast.still_open_after(Duration::from_millis(50)),
-        "the reading client was closed"
-    );
+    let fast_open = fast.still_open_after(Duration::from_millis(50));
     drop(fast);
 
     // The gate closed the slow session and told the DBServer so.
@@ -192,6 +206,11 @@ fn a_client_that_never_reads_is_closed_as_slow_and_others_are_unaffected() {
         .sessions(0)
         == 0));
     let f = tg.finish();
+    assert!(
+        fast_got == FLOOD && fast_open,
+        "the reading client got {fast_got} of {FLOOD} bytes, open: {fast_open}; closes {:?}",
+        f.closes()
+    );
     f.assert_clean();
     assert_eq!(f.closed(CloseReason::SlowClient), 1, "{:?}", f.closes());
     assert_eq!(
@@ -242,10 +261,13 @@ fn a_dbserver_that_stops_reading_pauses_client_reads_without_loss() {
         },
         seed,
     );
-    tg.db()
-        .query(|db, _| db.pause_reading())
+    let frames_before = tg
+        .db()
+        .query(|db, _| {
+            db.pause_reading();
+            db.stats().frames
+        })
         .expect("the DBServer answers");
-    let frames_before = tg.db_stats().frames;
 
     let bots = BotThread::spawn(
         tg.addr(),
@@ -285,7 +307,10 @@ fn a_dbserver_that_stops_reading_pauses_client_reads_without_loss() {
     // the gate's 10 s keepalive timeout.
     let paused_at = Instant::now();
     std::thread::sleep(Duration::from_millis(1500));
-    let frames_while_paused = tg.db_stats().frames;
+    let frames_while_paused = tg
+        .db()
+        .query(|db, _| db.stats().frames)
+        .expect("the DBServer answers");
     assert_eq!(
         frames_while_paused, frames_before,
         "the DBServer kept reading while told to stop"
