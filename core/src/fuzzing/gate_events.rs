@@ -557,6 +557,12 @@ impl Driver {
     }
 
     fn step(&mut self, step: &Step) {
+        if self.stopped {
+            // The driver has exited; a late event changes nothing.
+            self.gate.handle(self.now, Event::Tick);
+            assert_eq!(self.gate.poll_action(), None, "action after Stopped");
+            return;
+        }
         match step {
             Step::Accept { slot, ip } => self.accept(usize::from(slot % SLOTS as u8), *ip),
             Step::ClientFrame {
@@ -682,7 +688,9 @@ impl Driver {
                     let c = self.slots[conn.0 as usize]
                         .take()
                         .unwrap_or_else(|| panic!("CloseClient for closed {conn:?} ({reason:?})"));
-                    assert_eq!(flush, !reason.is_hostile(), "flush flag of {reason:?}");
+                    // Refusals have nothing to flush; hostile clients get none.
+                    let flush_expected = !reason.is_hostile() && !reason.is_refusal();
+                    assert_eq!(flush, flush_expected, "flush flag of {reason:?}");
                     assert_eq!(
                         reason.is_refusal(),
                         c.id.is_none(),
@@ -883,9 +891,11 @@ impl Driver {
             queued: 0,
             forwarded: 0,
         });
-        let blocked = self.file_list.contains(ip)
-            || self.perm_blocked.contains(&ip)
-            || self.temp_blocked.get(&ip).is_some_and(|&t| t > self.now);
+        // A shutdown refuses everyone before any block is looked at.
+        let blocked = !self.gate.is_shutting_down()
+            && (self.file_list.contains(ip)
+                || self.perm_blocked.contains(&ip)
+                || self.temp_blocked.get(&ip).is_some_and(|&t| t > self.now));
         let conn = ConnId(slot as u64);
         let closes_before = self.closed_ids.len();
         let refused_blocked = self.gate.stats().closed(CloseReason::RefusedBlocked);
