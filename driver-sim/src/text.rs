@@ -15,6 +15,27 @@ pub fn escape(bytes: &[u8], cap: usize) -> String {
     let shown = &bytes[..bytes.len().min(cap)];
     let mut s = String::with_capacity(shown.len() + 8);
     s.push('"');
+    push_escaped(&mut s, shown);
+    s.push('"');
+    if bytes.len() > shown.len() {
+        let _ = write!(s, "...(+{})", bytes.len() - shown.len());
+    }
+    s
+}
+
+/// Like [`escape`] without the quotes, for text that is clearly delimited
+/// already (a whole `%...$` frame).
+pub fn escape_bare(bytes: &[u8], cap: usize) -> String {
+    let shown = &bytes[..bytes.len().min(cap)];
+    let mut s = String::with_capacity(shown.len() + 8);
+    push_escaped(&mut s, shown);
+    if bytes.len() > shown.len() {
+        let _ = write!(s, "...(+{})", bytes.len() - shown.len());
+    }
+    s
+}
+
+fn push_escaped(s: &mut String, shown: &[u8]) {
     for &b in shown {
         match b {
             b'"' => s.push_str("\\\""),
@@ -29,11 +50,6 @@ pub fn escape(bytes: &[u8], cap: usize) -> String {
             }
         }
     }
-    s.push('"');
-    if bytes.len() > shown.len() {
-        let _ = write!(s, "...(+{})", bytes.len() - shown.len());
-    }
-    s
 }
 
 /// A time since the start of a run as `+12ms`; sub-millisecond parts are
@@ -63,6 +79,7 @@ mod tests {
         );
         assert_eq!(escape(b"abcdef", 3), "\"abc\"...(+3)");
         assert_eq!(escape(b"", 3), "\"\"");
+        assert_eq!(escape_bare(b"%A1/\"$", 100), "%A1/\\\"$");
     }
 
     #[test]

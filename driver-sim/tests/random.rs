@@ -22,7 +22,7 @@ const DEFAULT_SEEDS: u64 = 1024;
 /// Most bots in one run.
 const MAX_BOTS: u64 = 40;
 /// Steps one run may take before it counts as livelocked.
-const STEP_CAP: u64 = 200_000;
+const STEP_CAP: u64 = 1_000_000;
 
 fn seeds() -> Vec<u64> {
     if let Ok(s) = std::env::var(SEED_ENV) {
@@ -126,7 +126,7 @@ fn db_acts(db: &mut RefDb, pick: u64) {
         return;
     };
     match (pick >> 16) % 4 {
-        0 | 1 => db.send_filler(link, id, ((pick >> 24) % (96 * 1024)) as usize + 1),
+        0 | 1 => db.send_filler(link, id, ((pick >> 24) % (24 * 1024)) as usize + 1),
         2 => db.kick(link, id),
         _ => db.send_unknown_id_frames(link),
     }

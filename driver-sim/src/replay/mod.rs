@@ -1,1 +1,532 @@
-//! Capture replay (in progress).
+//! Capture replay: does this gate do what the captured gate did?
+//!
+//! [`replay`] takes a [`Capture`] of a running gate (tcpdump on the gate's
+//! host, clients on `client_port`, the DBServer on `db_port`), feeds the
+//! captured client streams and the DBServer's replies into a fresh core at
+//! the captured times (`drive.rs`), and compares what the core sent with
+//! what the captured gate sent:
+//!
+//! * **toward the DBServer**, per session: the open, data and close frames
+//!   of each session, in order. Session ids are normalised: sessions are
+//!   paired by their open frames (the n-th open for a client IP in the
+//!   capture with the n-th open for that IP in the replay) and both ids are
+//!   shown as `<s1>`, `<s2>`... Frames that name no session are compared
+//!   per link, in order. The order *between* sessions is not compared: it
+//!   is the order in which the captured driver happened to read its
+//!   sockets. Keepalives (`%--$`) are counted, not compared: the core sends
+//!   them on its own clock.
+//! * **toward each client**: the frames, in order, and who closed the
+//!   connection first (the gate, with the core's reason shown, or the
+//!   client).
+//!
+//! Missing segments are reported, never guessed: see `drive.rs` for what a
+//! gap does to the replay, and [`ReplayReport::incomplete`].
+
+mod compare;
+mod drive;
+mod report;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use selgate_core::dialect::GateFrame;
+use selgate_core::{Config, Dialect};
+
+pub use compare::{align, Alignment, Item, Step};
+pub use report::{ReplayReport, Tally, Unit};
+
+use crate::capture::{Capture, Direction, HalfStream, StreamItem, TcpConnection};
+use crate::frames::{FrameSplitter, Piece};
+use crate::text::{escape_bare, offset};
+use drive::{ClientOut, LinkOut, Replayed};
+
+/// How many bytes of a frame a report shows.
+const FRAME_CAP: usize = 96;
+
+/// How to replay a capture.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// The port clients connected to (the gate's listener).
+    pub client_port: u16,
+    /// The DBServer's port.
+    pub db_port: u16,
+    /// The gate's configuration (at least its dialect must match the
+    /// captured gate's).
+    pub config: Config,
+    /// The core's seed (session-id offset and reconnect jitter).
+    pub seed: u64,
+    /// Record the replay's transcript.
+    pub transcript: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            client_port: 7100,
+            db_port: 5100,
+            config: Config::default(),
+            seed: 0,
+            transcript: false,
+        }
+    }
+}
+
+/// A replay that could not run at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// The gate configuration is invalid.
+    #[error("invalid gate configuration: {0}")]
+    Config(#[from] selgate_core::ConfigError),
+}
+
+/// What a captured TCP connection is to the replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A game client connected to the gate.
+    Client,
+    /// The gate's `k`-th link to the DBServer (0-based).
+    Db(usize),
+    /// Neither: not replayed.
+    Ignored,
+}
+
+fn roles(cap: &Capture, opts: &ReplayOptions) -> Vec<Role> {
+    let mut links = 0;
+    cap.connections
+        .iter()
+        .map(|c| {
+            if c.server.port() == opts.db_port {
+                links += 1;
+                Role::Db(links - 1)
+            } else if c.server.port() == opts.client_port {
+                Role::Client
+            } else {
+                Role::Ignored
+            }
+        })
+        .collect()
+}
+
+/// Replays `cap` into a fresh core and compares (see the module docs).
+pub fn replay(cap: &Capture, opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
+    let roles = roles(cap, opts);
+    let out = drive::run(cap, &roles, opts.config.clone(), opts.seed, opts.transcript)?;
+    Ok(build_report(cap, opts, &roles, out))
+}
+
+fn build_report(
+    cap: &Capture,
+    opts: &ReplayOptions,
+    roles: &[Role],
+    out: Replayed,
+) -> ReplayReport {
+    let dialect = opts.config.dialect;
+    let stop = out.stopped_at;
+    let mut report = ReplayReport {
+        format: format!("{:?}", cap.format).to_lowercase(),
+        packets: cap.stats.packets,
+        connections: cap.connections.len(),
+        span: cap.end,
+        dialect,
+        client_port: opts.client_port,
+        db_port: opts.db_port,
+        ..ReplayReport::default()
+    };
+    report.notes = out.notes.clone();
+    // A client whose stream was cut is compared up to the cut, on both
+    // sides of the gate.
+    let mut sessions = SessionBook {
+        cuts: out
+            .clients
+            .values()
+            .filter_map(|c| Some((c.session?, c.cut_at?)))
+            .collect(),
+        ..SessionBook::default()
+    };
+    for (i, (c, role)) in cap.connections.iter().zip(roles).enumerate() {
+        match role {
+            Role::Client => report.clients += 1,
+            Role::Db(_) => report.links += 1,
+            Role::Ignored => {
+                report
+                    .ignored
+                    .push(format!("connection {} {} -> {}", i + 1, c.client, c.server));
+                continue;
+            }
+        }
+        for (dir, h) in [
+            (Direction::ToServer, &c.to_server),
+            (Direction::ToClient, &c.to_client),
+        ] {
+            for (off, len) in h.gaps() {
+                let (from, to) = match dir {
+                    Direction::ToServer => (c.client, c.server),
+                    Direction::ToClient => (c.server, c.client),
+                };
+                report.gaps.push(format!(
+                    "connection {} {from} -> {to}: {len} bytes missing at stream offset {off}",
+                    i + 1
+                ));
+            }
+        }
+        let limit = |t: Option<Duration>| match (t, stop) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match role {
+            Role::Db(k) => {
+                let empty = LinkOut::default();
+                let lo = out.links.get(k).unwrap_or(&empty);
+                let cut = limit(lo.cut_at);
+                let mut exp = link_frames(&c.to_server, cut);
+                exp.retain(|f| cut.is_none_or(|t| f.0 < t));
+                let mut act = write_frames(b'%', b'$', &lo.writes);
+                act.retain(|f| cut.is_none_or(|t| f.0 < t));
+                sessions.add_link(*k, dialect, &exp, &act, &mut report);
+                let link_end = (
+                    expected_end(
+                        c,
+                        Direction::ToServer,
+                        cut,
+                        "link closed by the gate",
+                        "link closed by the DBServer",
+                    ),
+                    actual_link_end(lo, cut),
+                );
+                sessions.link_end(*k, link_end);
+            }
+            Role::Client => {
+                let empty = ClientOut::default();
+                let co = out.clients.get(&i).unwrap_or(&empty);
+                let cut = limit(co.cut_at);
+                let exp: Vec<Item> = client_frames(&c.to_client, cut)
+                    .into_iter()
+                    .filter(|f| cut.is_none_or(|t| f.at < t))
+                    .chain(expected_end(
+                        c,
+                        Direction::ToClient,
+                        cut,
+                        "closed by the gate",
+                        "closed by the client",
+                    ))
+                    .collect();
+                let act: Vec<Item> = write_frames(b'#', b'!', &co.writes)
+                    .into_iter()
+                    .filter(|f| cut.is_none_or(|t| f.0 < t))
+                    .map(|(at, f)| Item::new(at, escape_bare(&f, FRAME_CAP)))
+                    .chain(actual_client_end(co, cut))
+                    .collect();
+                let title = format!("client connection {} ({})", i + 1, c.client);
+                report.push_unit(Unit::new(title, false, exp, act));
+            }
+            Role::Ignored => {}
+        }
+    }
+    sessions.finish(&mut report);
+    report.transcript = out.transcript.map(|t| t.render());
+    report
+}
+
+/// Frames of a captured stream with the time of the item completing each,
+/// up to the first gap.
+fn stream_frames(
+    start: u8,
+    end: u8,
+    h: &HalfStream,
+    cut: Option<Duration>,
+) -> Vec<(Duration, Vec<u8>)> {
+    let mut s = FrameSplitter::new(start, end, usize::MAX);
+    let mut out = Vec::new();
+    for item in &h.items {
+        match item {
+            StreamItem::Data { at, bytes, .. } => {
+                if cut.is_some_and(|c| *at >= c) {
+                    break;
+                }
+                let mut pieces = Vec::new();
+                s.push(bytes, &mut pieces);
+                out.extend(pieces.into_iter().map(|p| (*at, piece_bytes(p))));
+            }
+            StreamItem::Gap { .. } => return out,
+        }
+    }
+    let mut pieces = Vec::new();
+    s.finish(&mut pieces);
+    let at = h.items.last().map_or(Duration::ZERO, StreamItem::at);
+    out.extend(pieces.into_iter().map(|p| (at, piece_bytes(p))));
+    out
+}
+
+fn piece_bytes(p: Piece) -> Vec<u8> {
+    match p {
+        Piece::Frame(f) | Piece::Other(f) => f,
+    }
+}
+
+fn link_frames(h: &HalfStream, cut: Option<Duration>) -> Vec<(Duration, Vec<u8>)> {
+    stream_frames(b'%', b'$', h, cut)
+}
+
+fn client_frames(h: &HalfStream, cut: Option<Duration>) -> Vec<Item> {
+    stream_frames(b'#', b'!', h, cut)
+        .into_iter()
+        .map(|(at, f)| Item::new(at, escape_bare(&f, FRAME_CAP)))
+        .collect()
+}
+
+/// The frames of what the core wrote, each with its write's time.
+fn write_frames(start: u8, end: u8, writes: &[(Duration, Bytes)]) -> Vec<(Duration, Vec<u8>)> {
+    let mut s = FrameSplitter::new(start, end, usize::MAX);
+    let mut out = Vec::new();
+    for (at, b) in writes {
+        let mut pieces = Vec::new();
+        s.push(b, &mut pieces);
+        out.extend(pieces.into_iter().map(|p| (*at, piece_bytes(p))));
+    }
+    let mut pieces = Vec::new();
+    s.finish(&mut pieces);
+    let at = writes.last().map_or(Duration::ZERO, |w| w.0);
+    out.extend(pieces.into_iter().map(|p| (at, piece_bytes(p))));
+    out
+}
+
+/// Who closed a captured connection first: the side that sends in
+/// `gate_dir` is the gate. Ties go to the other side (the gate answers an
+/// end it read).
+fn expected_end(
+    c: &TcpConnection,
+    gate_dir: Direction,
+    cut: Option<Duration>,
+    by_gate: &str,
+    by_peer: &str,
+) -> Option<Item> {
+    let end = |dir: Direction| {
+        let h = c.stream(dir);
+        match (h.fin_at, h.rst_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    };
+    let (gate, peer) = (end(gate_dir), end(gate_dir.reverse()));
+    let item = match (gate, peer) {
+        (Some(g), None) => Item::new(g, format!("<{by_gate}>")),
+        (Some(g), Some(p)) if g < p => Item::new(g, format!("<{by_gate}>")),
+        (_, Some(p)) => Item::new(p, format!("<{by_peer}>")),
+        (None, None) => return None,
+    };
+    cut.is_none_or(|t| item.at < t).then_some(item)
+}
+
+fn actual_link_end(lo: &LinkOut, cut: Option<Duration>) -> Option<Item> {
+    let item = match (lo.gate_closed, lo.db_closed) {
+        (Some(g), _) => Item::new(g, "<link closed by the gate>"),
+        (None, Some(d)) => Item::new(d, "<link closed by the DBServer>"),
+        (None, None) => return None,
+    };
+    cut.is_none_or(|t| item.at < t).then_some(item)
+}
+
+fn actual_client_end(co: &ClientOut, cut: Option<Duration>) -> Option<Item> {
+    let item = match (co.gate_closed, co.client_closed) {
+        (Some((at, reason, flush)), _) => Item {
+            at,
+            text: "<closed by the gate>".to_string(),
+            note: format!("{}: {reason}", if flush { "close" } else { "abort" }),
+        },
+        (None, Some(at)) => Item::new(at, "<closed by the client>"),
+        (None, None) => return None,
+    };
+    cut.is_none_or(|t| item.at < t).then_some(item)
+}
+
+/// Sequences of one side of the link, split per session.
+#[derive(Debug, Default)]
+struct Side {
+    /// Per session, in order of first appearance: the session's id, the
+    /// client IP of its open frame (None when the capture began after it),
+    /// and its frames (id-less text kept for normalising later).
+    sessions: Vec<SessionSeq>,
+    /// Frames that name no session, and unparsable ones.
+    link: Vec<Item>,
+    keepalives: usize,
+    unparsed: usize,
+}
+
+#[derive(Debug)]
+struct SessionSeq {
+    id: u32,
+    ip: Option<IpAddr>,
+    /// (time, text before the id, text after the id)
+    frames: Vec<(Duration, String, String)>,
+}
+
+fn split_link(dialect: Dialect, frames: &[(Duration, Vec<u8>)]) -> Side {
+    let mut side = Side::default();
+    let mut live: BTreeMap<u32, usize> = BTreeMap::new();
+    for (at, f) in frames {
+        let inner = match f.as_slice() {
+            [b'%', inner @ .., b'$'] => inner,
+            _ => {
+                side.link.push(Item::new(*at, escape_bare(f, FRAME_CAP)));
+                continue;
+            }
+        };
+        let parsed = dialect.parse_gate_frame(inner);
+        let (id, ip, closes) = match parsed {
+            Ok(GateFrame::Keepalive) => {
+                side.keepalives += 1;
+                continue;
+            }
+            Ok(GateFrame::Open { id, client_ip, .. }) => (id, Some(client_ip), false),
+            Ok(GateFrame::Data { id, .. }) => (id, None, false),
+            Ok(GateFrame::Close { id }) => (id, None, true),
+            Err(_) => {
+                side.unparsed += 1;
+                side.link.push(Item::new(*at, escape_bare(f, FRAME_CAP)));
+                continue;
+            }
+        };
+        // The id's digits follow the frame letter: split around them.
+        let digits = id.to_string();
+        let before = String::from_utf8_lossy(&f[..2]).into_owned();
+        let after_raw = f.get(2 + digits.len()..).unwrap_or(&[]);
+        let after = escape_bare(after_raw, FRAME_CAP);
+        let idx = match (ip, live.get(&id)) {
+            (Some(_), _) | (None, None) => {
+                side.sessions.push(SessionSeq {
+                    id,
+                    ip,
+                    frames: Vec::new(),
+                });
+                side.sessions.len() - 1
+            }
+            (None, Some(&i)) => i,
+        };
+        live.insert(id, idx);
+        if let Some(s) = side.sessions.get_mut(idx) {
+            s.frames.push((*at, before, after));
+        }
+        if closes {
+            live.remove(&id);
+        }
+    }
+    side
+}
+
+/// Pairs the sessions of both sides and names them `<s1>`, `<s2>`...
+#[derive(Debug, Default)]
+struct SessionBook {
+    /// Core session ids of cut clients, and when they were cut.
+    cuts: BTreeMap<u32, Duration>,
+    next: usize,
+    ends: BTreeMap<usize, (Option<Item>, Option<Item>)>,
+    links: Vec<(usize, Vec<Item>, Vec<Item>)>,
+}
+
+impl SessionBook {
+    fn add_link(
+        &mut self,
+        k: usize,
+        dialect: Dialect,
+        exp: &[(Duration, Vec<u8>)],
+        act: &[(Duration, Vec<u8>)],
+        report: &mut ReplayReport,
+    ) {
+        let (e, a) = (split_link(dialect, exp), split_link(dialect, act));
+        report.keepalives.0 += e.keepalives;
+        report.keepalives.1 += a.keepalives;
+        if e.unparsed > 0 && e.sessions.is_empty() {
+            report.notes.push(format!(
+                "no frame of DBServer link {} parses in the {dialect} dialect: is --dialect right?",
+                k + 1
+            ));
+        }
+        // Pair by (client IP, n-th open of that IP); sessions seen without
+        // their open (the capture began later) pair by order among those.
+        let key = |side: &Side| -> Vec<(Option<IpAddr>, usize)> {
+            let mut seen: BTreeMap<Option<IpAddr>, usize> = BTreeMap::new();
+            side.sessions
+                .iter()
+                .map(|s| {
+                    let n = seen.entry(s.ip).or_insert(0);
+                    *n += 1;
+                    (s.ip, *n)
+                })
+                .collect()
+        };
+        let (ek, ak) = (key(&e), key(&a));
+        let mut a_used = vec![false; a.sessions.len()];
+        for (i, es) in e.sessions.iter().enumerate() {
+            let partner = ak.iter().position(|k| Some(k) == ek.get(i));
+            if let Some(j) = partner {
+                a_used[j] = true;
+            }
+            let a_s = partner.and_then(|j| a.sessions.get(j));
+            self.push_session(k, Some(es), a_s, report);
+        }
+        for (j, s) in a.sessions.iter().enumerate() {
+            if !a_used[j] {
+                self.push_session(k, None, Some(s), report);
+            }
+        }
+        self.links.push((k, e.link, a.link));
+    }
+
+    fn push_session(
+        &mut self,
+        k: usize,
+        e: Option<&SessionSeq>,
+        a: Option<&SessionSeq>,
+        report: &mut ReplayReport,
+    ) {
+        self.next += 1;
+        let label = format!("<s{}>", self.next);
+        let items = |s: Option<&SessionSeq>| -> Vec<Item> {
+            s.map_or_else(Vec::new, |s| {
+                s.frames
+                    .iter()
+                    .map(|(at, before, after)| Item::new(*at, format!("{before}{label}{after}")))
+                    .collect()
+            })
+        };
+        let cut = a.and_then(|a| self.cuts.get(&a.id)).copied();
+        let items = |s: Option<&SessionSeq>| -> Vec<Item> {
+            let mut v = items(s);
+            v.retain(|i| cut.is_none_or(|t| i.at < t));
+            v
+        };
+        let ids = |s: Option<&SessionSeq>| s.map_or("-".to_string(), |s| s.id.to_string());
+        let title = format!(
+            "session {label} on DBServer link {} (captured id {}, replayed id {})",
+            k + 1,
+            ids(e),
+            ids(a)
+        );
+        report.push_unit(Unit::new(title, true, items(e), items(a)));
+    }
+
+    fn link_end(&mut self, k: usize, ends: (Option<Item>, Option<Item>)) {
+        self.ends.insert(k, ends);
+    }
+
+    fn finish(self, report: &mut ReplayReport) {
+        for (k, mut e, mut a) in self.links {
+            if let Some((ee, ae)) = self.ends.get(&k) {
+                e.extend(ee.clone());
+                a.extend(ae.clone());
+            }
+            let title = format!(
+                "DBServer link {} (frames without a session, and its end)",
+                k + 1
+            );
+            report.push_unit(Unit::new(title, true, e, a));
+        }
+    }
+}
+
+/// `offset` for reports (re-exported for the binary's messages).
+pub fn show_time(d: Duration) -> String {
+    offset(d)
+}

@@ -24,8 +24,9 @@ pub struct Faults {
     /// Most bytes one read takes: chunks due together are coalesced into one
     /// read up to this size (a large write may need several reads).
     pub max_read: usize,
-    /// Chance, in percent, that a reader stops reading for a while after a
-    /// read (a stalled process, a full receive window).
+    /// How often readers stop reading for a while (a stalled process, a
+    /// full receive window): 0 never; otherwise a reader stalls on average
+    /// every `10 s / stall_pct`.
     pub stall_pct: u8,
     /// Longest such stall.
     pub stall_max: Duration,
@@ -136,16 +137,19 @@ impl Net {
         self.faults.max_read.max(1)
     }
 
-    /// Whether the reader stalls after a read, and for how long.
+    /// How long a due stall lasts (`None` without stalls).
     pub(crate) fn stall(&mut self) -> Option<Duration> {
-        if self.rng.chance(self.faults.stall_pct) {
-            Some(
-                self.rng
-                    .duration(Duration::from_millis(1), self.faults.stall_max),
-            )
-        } else {
-            None
-        }
+        let max = self.faults.stall_max;
+        (self.faults.stall_pct > 0).then(|| self.rng.duration(Duration::from_millis(1), max))
+    }
+
+    /// Time from now (or from the end of a stall) to a reader's next stall.
+    pub(crate) fn stall_gap(&mut self) -> Option<Duration> {
+        let pct = u32::from(self.faults.stall_pct);
+        (pct > 0).then(|| {
+            let mean = Duration::from_secs(10) / pct;
+            self.rng.duration(Duration::ZERO, mean * 2)
+        })
     }
 }
 
@@ -173,5 +177,6 @@ mod tests {
         assert_eq!(calm.chunks(100), vec![100]);
         assert_eq!(calm.latency(), Duration::from_millis(1));
         assert_eq!(calm.stall(), None);
+        assert_eq!(calm.stall_gap(), None);
     }
 }

@@ -709,9 +709,7 @@ impl Sim {
         };
         if l.gate_open {
             if let Some(d) = l.to_gate.take(now, max) {
-                if let Some(s) = self.net.stall() {
-                    l.to_gate.stall(now + s);
-                }
+                l.to_gate.maybe_stall(now, &mut self.net);
                 match d {
                     Delivery::Data(b) => {
                         self.routes.observe_db(&b);
@@ -741,9 +739,7 @@ impl Sim {
         };
         if l.db_open && gated(&l.to_db, reading).is_some_and(|t| t <= now) {
             if let Some(d) = l.to_db.take(now, max) {
-                if let Some(s) = self.net.stall() {
-                    l.to_db.stall(now + s);
-                }
+                l.to_db.maybe_stall(now, &mut self.net);
                 match d {
                     Delivery::Data(b) => {
                         self.db.handle(now, DbEvent::LinkBytes(id, &b));
@@ -789,9 +785,7 @@ impl Sim {
         }
         if c.gate_open && !paused {
             if let Some(d) = c.to_gate.take(now, max) {
-                if let Some(s) = self.net.stall() {
-                    c.to_gate.stall(now + s);
-                }
+                c.to_gate.maybe_stall(now, &mut self.net);
                 let conn = c.conn;
                 match d {
                     Delivery::Data(b) => {
@@ -823,9 +817,7 @@ impl Sim {
         let c = &mut self.clients[i];
         if c.bot_open && gated(&c.to_bot, c.bot.reading()).is_some_and(|t| t <= now) {
             if let Some(d) = c.to_bot.take(now, max) {
-                if let Some(s) = self.net.stall() {
-                    c.to_bot.stall(now + s);
-                }
+                c.to_bot.maybe_stall(now, &mut self.net);
                 match d {
                     Delivery::Data(b) => {
                         self.backlog_dirty.insert(i);

@@ -41,6 +41,8 @@ pub(crate) struct Pipe {
     queued: usize,
     last_at: Instant,
     stalled_until: Option<Instant>,
+    /// When this reader may stall next (see [`Pipe::maybe_stall`]).
+    next_stall: Option<Instant>,
 }
 
 impl Pipe {
@@ -52,6 +54,7 @@ impl Pipe {
             queued: 0,
             last_at: now,
             stalled_until: None,
+            next_stall: None,
         }
     }
 
@@ -123,6 +126,23 @@ impl Pipe {
     /// The reader stops reading until `until`.
     pub(crate) fn stall(&mut self, until: Instant) {
         self.stalled_until = Some(until);
+    }
+
+    /// After a read: the reader stalls now and then. Stalls are spread in
+    /// time, not drawn per read, so a stream read a byte at a time does
+    /// not stall a thousand times more often than one read whole.
+    pub(crate) fn maybe_stall(&mut self, now: Instant, net: &mut Net) {
+        let Some(next) = self.next_stall else {
+            self.next_stall = net.stall_gap().map(|g| now + g);
+            return;
+        };
+        if now < next {
+            return;
+        }
+        if let Some(d) = net.stall() {
+            self.stall(now + d);
+            self.next_stall = net.stall_gap().map(|g| now + d + g);
+        }
     }
 
     /// When the next delivery is due (the reader's own readiness aside).

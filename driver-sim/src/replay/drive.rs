@@ -1,0 +1,529 @@
+//! Feeding a capture into a fresh gate core: the captured client streams
+//! and the DBServer's replies go in at their captured times, and everything
+//! the core does comes out timestamped for the comparison.
+//!
+//! The replay stands in for the driver and for the network, and has to
+//! decide what the capture cannot say:
+//!
+//! * writes complete at once: after every send the backlog reported is
+//!   zero (a capture shows what was on the wire, not what waited in the
+//!   gate's queues), so backpressure closes and pauses are not replayed;
+//! * the core's timers run at their own deadlines between captured events,
+//!   and up to the end of the capture;
+//! * the captured DBServer link that opens next answers the core's pending
+//!   connect. If the core is still waiting out its reconnect backoff at
+//!   that moment (its jitter differs from the captured gate's), its clock
+//!   is advanced to its reconnect deadline, and a note says so;
+//! * the DBServer addressed the captured gate's session ids, which the core
+//!   does not know: each captured id is mapped to the core's id of the same
+//!   session (the captured gate's n-th open frame for a client IP to the
+//!   core's n-th open for that IP), and the DBServer's frames are rewritten
+//!   with the core's ids before they are fed (`%<id>/...$`, `%+-<id>$`,
+//!   `%+B<id>$`, `%+T<id>$`); ids never opened pass unchanged;
+//! * a gap (bytes the capture missed) in a stream the replay feeds ends
+//!   that stream: a client gap closes the client in the core and its
+//!   comparison stops there; a DBServer gap stops the whole replay there.
+//!   Nothing is guessed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use selgate_core::dialect::{parse_id, push_decimal, GateFrame};
+use selgate_core::{Action, CloseReason, Config, ConnId, Dialect, Event, Gate};
+
+use super::Role;
+use crate::capture::{Capture, Direction, ReplayKind};
+use crate::frames::{FrameSplitter, Piece};
+use crate::text::offset;
+use crate::transcript::Transcript;
+
+/// How far the core's clock may be advanced to reach its reconnect.
+const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(60);
+
+/// What the core sent on one captured DBServer link.
+#[derive(Debug, Default)]
+pub(crate) struct LinkOut {
+    pub(crate) writes: Vec<(Duration, Bytes)>,
+    /// The core closed the link (CloseUpstream) at this time.
+    pub(crate) gate_closed: Option<Duration>,
+    /// The DBServer's close was fed at this time.
+    pub(crate) db_closed: Option<Duration>,
+    /// A gap in the captured gate-to-DBServer stream: compared up to here.
+    pub(crate) cut_at: Option<Duration>,
+}
+
+/// What the core did with one captured client connection.
+#[derive(Debug, Default)]
+pub(crate) struct ClientOut {
+    pub(crate) writes: Vec<(Duration, Bytes)>,
+    /// The core closed it: when, why, and whether it flushed first.
+    pub(crate) gate_closed: Option<(Duration, CloseReason, bool)>,
+    /// The client's close was fed at this time.
+    pub(crate) client_closed: Option<Duration>,
+    /// The core's session id for it.
+    pub(crate) session: Option<u32>,
+    /// A gap in the client's stream: the comparison stops here.
+    pub(crate) cut_at: Option<Duration>,
+}
+
+/// Everything the replayed core did.
+#[derive(Debug, Default)]
+pub(crate) struct Replayed {
+    pub(crate) links: BTreeMap<usize, LinkOut>,
+    pub(crate) clients: BTreeMap<usize, ClientOut>,
+    /// A gap in the DBServer's stream stopped the replay here.
+    pub(crate) stopped_at: Option<Duration>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) transcript: Option<Transcript>,
+}
+
+struct Driver {
+    t0: Instant,
+    gate: Gate,
+    /// The core asked to connect and got no answer yet.
+    want_connect: bool,
+    /// The captured connection index of the link the core has.
+    current: Option<usize>,
+    out: Replayed,
+    /// Follow-up backlog reports, handled after each drain.
+    follow_up: Vec<Event<'static>>,
+    ids: IdMap,
+}
+
+/// Captured session ids to the core's (see the module docs).
+#[derive(Debug)]
+struct IdMap {
+    dialect: Dialect,
+    /// The core's open frames not yet paired, per client IP, in order.
+    core_opens: BTreeMap<IpAddr, VecDeque<u32>>,
+    map: BTreeMap<u32, u32>,
+    core_out: FrameSplitter,
+    captured_out: FrameSplitter,
+    db_in: FrameSplitter,
+}
+
+impl IdMap {
+    fn new(dialect: Dialect) -> Self {
+        IdMap {
+            dialect,
+            core_opens: BTreeMap::new(),
+            map: BTreeMap::new(),
+            core_out: FrameSplitter::link(),
+            captured_out: FrameSplitter::link(),
+            db_in: FrameSplitter::link(),
+        }
+    }
+
+    /// A new link: every stream starts afresh.
+    fn new_link(&mut self) {
+        self.core_out = FrameSplitter::link();
+        self.captured_out = FrameSplitter::link();
+        self.db_in = FrameSplitter::link();
+    }
+
+    fn opens(dialect: Dialect, splitter: &mut FrameSplitter, bytes: &[u8]) -> Vec<(u32, IpAddr)> {
+        let mut pieces = Vec::new();
+        splitter.push(bytes, &mut pieces);
+        pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Frame(f) => match dialect.parse_gate_frame(&f[1..f.len() - 1]) {
+                    Ok(GateFrame::Open { id, client_ip, .. }) => Some((id, client_ip)),
+                    _ => None,
+                },
+                Piece::Other(_) => None,
+            })
+            .collect()
+    }
+
+    /// The core wrote `bytes` toward the DBServer.
+    fn core_wrote(&mut self, bytes: &[u8]) {
+        for (id, ip) in IdMap::opens(self.dialect, &mut self.core_out, bytes) {
+            self.core_opens.entry(ip).or_default().push_back(id);
+        }
+    }
+
+    /// The captured gate wrote `bytes` toward the DBServer.
+    fn captured_wrote(&mut self, bytes: &[u8]) {
+        for (id, ip) in IdMap::opens(self.dialect, &mut self.captured_out, bytes) {
+            if self.map.contains_key(&id) {
+                continue; // a re-announced session keeps its pairing
+            }
+            if let Some(core) = self.core_opens.get_mut(&ip).and_then(VecDeque::pop_front) {
+                self.map.insert(id, core);
+            }
+        }
+    }
+
+    /// The DBServer's `bytes` with captured ids replaced by the core's.
+    /// An unfinished frame is held until its end arrives.
+    fn rewrite(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut pieces = Vec::new();
+        self.db_in.push(bytes, &mut pieces);
+        let mut out = Vec::with_capacity(bytes.len() + 16);
+        for p in pieces {
+            match p {
+                Piece::Frame(f) => self.rewrite_frame(&f, &mut out),
+                Piece::Other(b) => out.extend_from_slice(&b),
+            }
+        }
+        out
+    }
+
+    fn rewrite_frame(&self, f: &[u8], out: &mut Vec<u8>) {
+        let inner = &f[1..f.len() - 1];
+        // Where the id is: after `+-`, `+B`, `+T`, or before the `/`.
+        let (start, end) = match inner {
+            [b'+', b'-' | b'B' | b'T', rest @ ..] => (2, 2 + rest.len()),
+            _ => match inner.iter().position(|&b| b == b'/') {
+                Some(slash) if !inner.starts_with(b"+") => (0, slash),
+                _ => (0, 0),
+            },
+        };
+        let mapped = parse_id(&inner[start..end]).and_then(|id| self.map.get(&id));
+        match mapped {
+            Some(&core) => {
+                out.push(b'%');
+                out.extend_from_slice(&inner[..start]);
+                push_decimal(out, core);
+                out.extend_from_slice(&inner[end..]);
+                out.push(b'$');
+            }
+            None => out.extend_from_slice(f),
+        }
+    }
+}
+
+impl Driver {
+    fn now(&self, at: Duration) -> Instant {
+        self.t0 + at
+    }
+
+    fn since(&self, t: Instant) -> Duration {
+        t.saturating_duration_since(self.t0)
+    }
+
+    fn handle(&mut self, at: Instant, ev: Event<'_>) {
+        if let Some(t) = &mut self.out.transcript {
+            t.event(at, &ev);
+        }
+        self.gate.handle(at, ev);
+        self.drain(at);
+    }
+
+    fn drain(&mut self, at: Instant) {
+        loop {
+            while let Some(a) = self.gate.poll_action() {
+                if let Some(t) = &mut self.out.transcript {
+                    t.action(at, &a);
+                }
+                self.on_action(at, a);
+            }
+            let Some(ev) = self.follow_up.pop() else {
+                return;
+            };
+            self.gate.handle(at, ev);
+        }
+    }
+
+    fn on_action(&mut self, at: Instant, a: Action) {
+        let t = self.since(at);
+        match a {
+            Action::SendToClient { conn, bytes } => {
+                if let Some(c) = client_index(conn) {
+                    self.out
+                        .clients
+                        .entry(c)
+                        .or_default()
+                        .writes
+                        .push((t, bytes));
+                }
+                self.follow_up
+                    .push(Event::ClientBacklog { conn, queued: 0 });
+            }
+            Action::SendUpstream(bytes) => {
+                self.ids.core_wrote(&bytes);
+                if let Some(k) = self.current {
+                    self.out.links.entry(k).or_default().writes.push((t, bytes));
+                }
+                self.follow_up.push(Event::UpstreamBacklog { queued: 0 });
+            }
+            Action::CloseClient {
+                conn,
+                reason,
+                flush,
+            } => {
+                if let Some(c) = client_index(conn) {
+                    let out = self.out.clients.entry(c).or_default();
+                    out.gate_closed.get_or_insert((t, reason, flush));
+                }
+            }
+            Action::ConnectUpstream => self.want_connect = true,
+            Action::CloseUpstream => {
+                self.want_connect = false;
+                if let Some(k) = self.current.take() {
+                    self.out.links.entry(k).or_default().gate_closed = Some(t);
+                }
+            }
+            // Backlogs are always reported as zero, so pauses end at once.
+            Action::PauseClientReads | Action::ResumeClientReads | Action::Stopped => {}
+        }
+    }
+
+    /// Runs the core's timers due by `until`.
+    fn run_timers(&mut self, until: Instant) {
+        while let Some(t) = self.gate.poll_timeout().filter(|&t| t <= until) {
+            self.handle(t, Event::Tick);
+        }
+    }
+
+    fn link_opened(&mut self, k: usize, at: Instant) {
+        if !self.want_connect {
+            // The core waits out its backoff: move it to its next timers
+            // until it asks (bounded), as the captured gate evidently did.
+            let limit = at + MAX_RECONNECT_WAIT;
+            let mut advanced_to = at;
+            while !self.want_connect {
+                match self.gate.poll_timeout().filter(|&t| t <= limit) {
+                    Some(t) => {
+                        advanced_to = t.max(at);
+                        self.handle(advanced_to, Event::Tick);
+                    }
+                    None => break,
+                }
+            }
+            if !self.want_connect {
+                self.out.notes.push(format!(
+                    "DBServer link {} opened at {} but the core did not ask for a link: not used",
+                    k + 1,
+                    offset(self.since(at))
+                ));
+                return;
+            }
+            self.out.notes.push(format!(
+                "DBServer link {} opened at {} before the core's reconnect backoff ended: \
+                 the core's clock was advanced to {}",
+                k + 1,
+                offset(self.since(at)),
+                offset(self.since(advanced_to))
+            ));
+        }
+        self.want_connect = false;
+        self.current = Some(k);
+        self.ids.new_link();
+        self.out.links.entry(k).or_default();
+        self.handle(at, Event::UpstreamConnected);
+    }
+
+    /// The core's clock runs ahead of the capture's after an advance; the
+    /// core clamps earlier times to its own, so events are simply fed at
+    /// their captured times.
+    fn cut_link(&mut self, k: usize, at: Instant) {
+        let t = self.since(at);
+        let out = self.out.links.entry(k).or_default();
+        out.cut_at.get_or_insert(t);
+    }
+}
+
+/// The captured connection index of a core connection handle.
+fn client_index(conn: ConnId) -> Option<usize> {
+    usize::try_from(conn.0).ok()?.checked_sub(1)
+}
+
+/// The core's handle for captured connection `i`.
+fn conn_of(i: usize) -> ConnId {
+    ConnId(i as u64 + 1)
+}
+
+/// Replays `cap` into a core configured with `config`.
+pub(crate) fn run(
+    cap: &Capture,
+    roles: &[Role],
+    config: Config,
+    seed: u64,
+    transcript: bool,
+) -> Result<Replayed, selgate_core::ConfigError> {
+    // The replay's clock is the capture's: the real clock only gives the
+    // arbitrary zero capture times are added to.
+    #[allow(clippy::disallowed_methods)]
+    let t0 = Instant::now();
+    let dialect = config.dialect;
+    let gate = Gate::new(config, t0, seed)?;
+    let mut d = Driver {
+        t0,
+        gate,
+        want_connect: false,
+        current: None,
+        out: Replayed {
+            transcript: transcript.then(|| Transcript::new(t0, dialect)),
+            ..Replayed::default()
+        },
+        follow_up: Vec::new(),
+        ids: IdMap::new(dialect),
+    };
+    d.drain(t0);
+    for ev in cap.timeline() {
+        let at = d.now(ev.at);
+        d.run_timers(at);
+        match roles.get(ev.conn).copied().unwrap_or(Role::Ignored) {
+            Role::Client => feed_client(&mut d, cap, ev.conn, at, ev.kind),
+            Role::Db(k) => {
+                if !feed_db(&mut d, k, ev.conn, at, ev.kind) {
+                    d.out.stopped_at = Some(ev.at);
+                    return Ok(d.out);
+                }
+            }
+            Role::Ignored => {}
+        }
+    }
+    d.run_timers(d.now(cap.end));
+    Ok(d.out)
+}
+
+fn feed_client(d: &mut Driver, cap: &Capture, i: usize, at: Instant, kind: ReplayKind<'_>) {
+    let conn = conn_of(i);
+    let cut = d.out.clients.get(&i).is_some_and(|c| c.cut_at.is_some());
+    match kind {
+        ReplayKind::Open => {
+            let Some(c) = cap.connections.get(i) else {
+                return;
+            };
+            d.out.clients.entry(i).or_default();
+            d.gate.handle(
+                at,
+                Event::ClientAccepted {
+                    conn,
+                    peer: c.client,
+                    local: c.server,
+                },
+            );
+            let id = d.gate.session_id(conn);
+            d.out.clients.entry(i).or_default().session = id;
+            if let Some(t) = &mut d.out.transcript {
+                t.event(
+                    at,
+                    &Event::ClientAccepted {
+                        conn,
+                        peer: c.client,
+                        local: c.server,
+                    },
+                );
+            }
+            d.drain(at);
+        }
+        ReplayKind::Data {
+            dir: Direction::ToServer,
+            bytes,
+        } if !cut => d.handle(at, Event::ClientBytes { conn, bytes }),
+        ReplayKind::Gap {
+            dir: Direction::ToServer,
+            len,
+        } if !cut => {
+            let t = d.since(at);
+            d.out.clients.entry(i).or_default().cut_at = Some(t);
+            d.out.notes.push(format!(
+                "client connection {} lost {len} bytes toward the gate at {}: \
+                 replayed and compared up to there",
+                i + 1,
+                offset(t)
+            ));
+            d.handle(at, Event::ClientClosed { conn });
+        }
+        ReplayKind::Gap {
+            dir: Direction::ToClient,
+            len,
+        } => {
+            let t = d.since(at);
+            let out = d.out.clients.entry(i).or_default();
+            if out.cut_at.is_none() {
+                out.cut_at = Some(t);
+                d.out.notes.push(format!(
+                    "client connection {} lost {len} bytes from the gate at {}: \
+                     compared up to there",
+                    i + 1,
+                    offset(t)
+                ));
+            }
+        }
+        ReplayKind::Fin {
+            dir: Direction::ToServer,
+        }
+        | ReplayKind::Reset {
+            dir: Direction::ToServer,
+        } if !cut => {
+            let t = d.since(at);
+            let out = d.out.clients.entry(i).or_default();
+            if out.gate_closed.is_none() && out.client_closed.is_none() {
+                out.client_closed = Some(t);
+                d.handle(at, Event::ClientClosed { conn });
+            }
+        }
+        // The gate's own output and closes are what is compared, not fed;
+        // a cut stream is not fed any further.
+        ReplayKind::Data { .. }
+        | ReplayKind::Gap { .. }
+        | ReplayKind::Fin { .. }
+        | ReplayKind::Reset { .. } => {}
+    }
+}
+
+/// Feeds one event of DBServer link `k`; false when a gap stops the replay.
+fn feed_db(d: &mut Driver, k: usize, conn: usize, at: Instant, kind: ReplayKind<'_>) -> bool {
+    let is_current = d.current == Some(k);
+    match kind {
+        ReplayKind::Open => d.link_opened(k, at),
+        ReplayKind::Data {
+            dir: Direction::ToClient,
+            bytes,
+        } if is_current => {
+            let bytes = d.ids.rewrite(bytes);
+            if !bytes.is_empty() {
+                d.handle(at, Event::UpstreamBytes(&bytes));
+            }
+        }
+        ReplayKind::Data {
+            dir: Direction::ToServer,
+            bytes,
+        } if is_current => d.ids.captured_wrote(bytes),
+        ReplayKind::Gap {
+            dir: Direction::ToClient,
+            len,
+        } => {
+            d.out.notes.push(format!(
+                "DBServer link {} lost {len} bytes toward the gate at {}: the replay stops there",
+                k + 1,
+                offset(d.since(at))
+            ));
+            return false;
+        }
+        ReplayKind::Gap {
+            dir: Direction::ToServer,
+            len,
+        } => {
+            d.out.notes.push(format!(
+                "DBServer link {} lost {len} bytes from the gate at {} (connection {}): \
+                 frames of that link are compared up to there",
+                k + 1,
+                offset(d.since(at)),
+                conn + 1
+            ));
+            d.out.links.entry(k).or_default();
+            d.cut_link(k, at);
+        }
+        ReplayKind::Fin {
+            dir: Direction::ToClient,
+        }
+        | ReplayKind::Reset {
+            dir: Direction::ToClient,
+        } if is_current => {
+            let t = d.since(at);
+            d.out.links.entry(k).or_default().db_closed = Some(t);
+            d.current = None;
+            d.handle(at, Event::UpstreamClosed);
+        }
+        ReplayKind::Data { .. } | ReplayKind::Fin { .. } | ReplayKind::Reset { .. } => {}
+    }
+    true
+}
