@@ -799,16 +799,20 @@ impl Server {
 
     fn read_upstreams(&mut self, now: Instant) {
         for z in 0..self.zones.len() {
-            let zone = &mut self.zones[z];
             let mut total = 0;
-            while let Some(up) = zone.upstream.as_mut() {
+            while let Some(up) = self.zones[z].upstream.as_mut() {
                 if !up.connected || !up.readable || total >= 4 * READ_CAP_PER_TURN {
                     break;
                 }
                 let failure = match up.stream.read(&mut self.read_buf) {
                     Ok(n) if n > 0 => {
                         total += n;
-                        zone.feed(now, Event::UpstreamBytes(&self.read_buf[..n]));
+                        self.zones[z].feed(now, Event::UpstreamBytes(&self.read_buf[..n]));
+                        // Hand this read to the clients' sockets before the
+                        // next one, so a burst for one client is measured
+                        // against what its socket really could not take.
+                        self.drain_zone(z, now);
+                        self.flush_clients(now);
                         continue;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -820,6 +824,7 @@ impl Server {
                     Err(e) => e.to_string(),
                 };
                 self.poll.registry().deregister(&mut up.stream).ok();
+                let zone = &mut self.zones[z];
                 zone.upstream = None;
                 tracing::warn!(zone = %zone.spec.name, "DBServer link lost: {failure}");
                 zone.feed(now, Event::UpstreamClosed);
@@ -924,52 +929,7 @@ impl Server {
     fn flush_writes(&mut self, now: Instant) {
         // Several passes: a backlog report can produce more actions.
         for _ in 0..4 {
-            let mut again = false;
-            let dirty = std::mem::take(&mut self.dirty);
-            for key in dirty {
-                let Some(c) = self.clients.get_mut(key) else {
-                    continue;
-                };
-                if c.dead || !c.writable || c.out.is_empty() {
-                    continue;
-                }
-                let z = c.zone;
-                match c.out.flush_to(&mut c.stream) {
-                    Ok(Flush::Done) => {}
-                    Ok(Flush::WouldBlock) => c.writable = false,
-                    Err(_) => {
-                        c.out.clear();
-                        if c.closing.is_none() {
-                            c.dead = true;
-                            self.zones[z].feed(
-                                now,
-                                Event::ClientClosed {
-                                    conn: ConnId(key as u64),
-                                },
-                            );
-                            again = true;
-                        }
-                    }
-                }
-                let Some(c) = self.clients.get_mut(key) else {
-                    continue;
-                };
-                if c.closing.is_some() {
-                    if c.out.is_empty() {
-                        c.dead = true;
-                    }
-                } else if !c.dead && c.out.queued() != c.reported {
-                    c.reported = c.out.queued();
-                    self.zones[z].feed(
-                        now,
-                        Event::ClientBacklog {
-                            conn: ConnId(key as u64),
-                            queued: c.reported,
-                        },
-                    );
-                    again = true;
-                }
-            }
+            let mut again = self.flush_clients(now);
             for z in 0..self.zones.len() {
                 if let Some(up) = self.zones[z].upstream.as_mut() {
                     if up.connected && (!up.out.is_empty() || up.writable) {
@@ -1011,6 +971,59 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Writes what is queued for the clients marked dirty and reports
+    /// their backlogs to the core; true when a report was made (the core
+    /// may have more actions).
+    fn flush_clients(&mut self, now: Instant) -> bool {
+        let mut again = false;
+        let dirty = std::mem::take(&mut self.dirty);
+        for key in dirty {
+            let Some(c) = self.clients.get_mut(key) else {
+                continue;
+            };
+            if c.dead || !c.writable || c.out.is_empty() {
+                continue;
+            }
+            let z = c.zone;
+            match c.out.flush_to(&mut c.stream) {
+                Ok(Flush::Done) => {}
+                Ok(Flush::WouldBlock) => c.writable = false,
+                Err(_) => {
+                    c.out.clear();
+                    if c.closing.is_none() {
+                        c.dead = true;
+                        self.zones[z].feed(
+                            now,
+                            Event::ClientClosed {
+                                conn: ConnId(key as u64),
+                            },
+                        );
+                        again = true;
+                    }
+                }
+            }
+            let Some(c) = self.clients.get_mut(key) else {
+                continue;
+            };
+            if c.closing.is_some() {
+                if c.out.is_empty() {
+                    c.dead = true;
+                }
+            } else if !c.dead && c.out.queued() != c.reported {
+                c.reported = c.out.queued();
+                self.zones[z].feed(
+                    now,
+                    Event::ClientBacklog {
+                        conn: ConnId(key as u64),
+                        queued: c.reported,
+                    },
+                );
+                again = true;
+            }
+        }
+        again
     }
 
     fn expire_lingering(&mut self, now: Instant) {

@@ -132,21 +132,12 @@ fn a_client_that_never_reads_is_closed_as_slow_and_others_are_unaffected() {
     const PIECE: usize = 8 * 1024;
     const BOTS: usize = 50;
     let seed = 401;
-    // The gate reads up to 256 KiB from the DBServer in one loop turn and
-    // queues it before writing to any client, so under load (the DBServer's
-    // thread late, several pieces in one turn) a client that reads could
-    // still have more than the default 64 KiB queued for a moment. A cap
-    // above that one-turn burst keeps the reading client safe by design;
-    // the kernels' buffers (about 2.7 MB here) plus the cap stay well below
-    // the flood, so the client that does not read must still be cut off.
-    let tg = TestGate::start(
-        Config {
-            client_queue_cap: 512 * 1024,
-            ..Config::default()
-        },
-        RefDbConfig::default(),
-        seed,
-    );
+    // The default 64 KiB cap: the gate hands every read from the DBServer
+    // to the clients' sockets before the next, so a client that reads never
+    // sees more than one read's worth queued; the kernels' buffers (about
+    // 2.7 MB here) plus the cap stay well below the flood, so the client that
+    // does not read must be cut off.
+    let tg = TestGate::start(Config::default(), RefDbConfig::default(), seed);
 
     // A small receive buffer keeps the kernel from absorbing much of the
     // flood on the slow client's side.
