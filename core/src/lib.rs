@@ -25,6 +25,8 @@ pub mod fuzzing;
 mod gate;
 mod limits;
 mod link;
+#[cfg(feature = "pcapng")]
+pub mod pcapng;
 #[cfg(feature = "peers")]
 pub mod peers;
 mod rng;

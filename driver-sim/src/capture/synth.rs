@@ -1,95 +1,17 @@
-//! Building frames: one TCP segment over IPv4, with correct checksums, in Ethernet or
-//! raw-IP framing.
-//!
-//! Used by the conversation writer, and by tests that need hand-crafted segments
-//! (reordered, duplicated, missing) in a real capture file.
+//! Building frames: one TCP segment over IPv4. The builder lives in
+//! `selgate_core::pcapng` (the gate's recorder uses it too); the tests here
+//! check it against this crate's decoder.
 
-use std::net::SocketAddrV4;
-
-use super::checksum::{internet_checksum, tcp_checksum_v4};
-use super::packet::TcpFlags;
-use super::writer::OutputLink;
-
-/// The fields of one TCP segment to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpPacket<'a> {
-    /// Sender.
-    pub src: SocketAddrV4,
-    /// Receiver.
-    pub dst: SocketAddrV4,
-    /// Sequence number.
-    pub seq: u32,
-    /// Acknowledgment number (written as is; set the ACK flag to make it valid).
-    pub ack: u32,
-    /// Flags.
-    pub flags: TcpFlags,
-    /// Advertised window.
-    pub window: u16,
-    /// An MSS option to include (SYN segments carry one).
-    pub mss: Option<u16>,
-    /// The IPv4 identification field.
-    pub ip_id: u16,
-    /// Payload; at most 65495 bytes so the IPv4 length fits (longer is cut).
-    pub payload: &'a [u8],
-}
-
-/// Largest TCP payload that fits an IPv4 packet with a 20-byte IP header and a TCP
-/// header with one option word.
-pub const MAX_PAYLOAD: usize = 65535 - 20 - 24;
-
-/// Builds the frame for `p` in the given framing.
-pub fn build_frame(link: OutputLink, p: &TcpPacket<'_>) -> Vec<u8> {
-    let payload = p.payload.get(..MAX_PAYLOAD).unwrap_or(p.payload);
-    let tcp_len = if p.mss.is_some() { 24 } else { 20 };
-    let total = 20 + tcp_len + payload.len();
-    let mut f = Vec::with_capacity(14 + total);
-
-    if link == OutputLink::Ethernet {
-        // Locally administered MACs made from the IPs, so hosts are told apart in
-        // Wireshark's Ethernet columns.
-        f.extend([0x02, 0x00]);
-        f.extend(p.dst.ip().octets());
-        f.extend([0x02, 0x00]);
-        f.extend(p.src.ip().octets());
-        f.extend(0x0800u16.to_be_bytes());
-    }
-
-    let ip_start = f.len();
-    // `total` <= 65535 because the payload was capped at MAX_PAYLOAD.
-    let total16 = u16::try_from(total).unwrap_or(u16::MAX);
-    f.extend([0x45, 0x00]);
-    f.extend(total16.to_be_bytes());
-    f.extend(p.ip_id.to_be_bytes());
-    f.extend(0x4000u16.to_be_bytes()); // don't fragment, as Linux sends TCP
-    f.extend([64, 6, 0, 0]); // TTL, protocol TCP, checksum placeholder
-    f.extend(p.src.ip().octets());
-    f.extend(p.dst.ip().octets());
-    let ip_sum = internet_checksum(&[&f[ip_start..]]);
-    f[ip_start + 10..ip_start + 12].copy_from_slice(&ip_sum.to_be_bytes());
-
-    let tcp_start = f.len();
-    f.extend(p.src.port().to_be_bytes());
-    f.extend(p.dst.port().to_be_bytes());
-    f.extend(p.seq.to_be_bytes());
-    f.extend(p.ack.to_be_bytes());
-    f.extend([((tcp_len / 4) as u8) << 4, p.flags.0]);
-    f.extend(p.window.to_be_bytes());
-    f.extend([0, 0, 0, 0]); // checksum placeholder, urgent pointer
-    if let Some(mss) = p.mss {
-        f.extend([2, 4]);
-        f.extend(mss.to_be_bytes());
-    }
-    f.extend(payload);
-    let tcp_sum = tcp_checksum_v4(*p.src.ip(), *p.dst.ip(), &f[tcp_start..]);
-    f[tcp_start + 16..tcp_start + 18].copy_from_slice(&tcp_sum.to_be_bytes());
-    f
-}
+pub use selgate_core::pcapng::{build_frame, TcpPacket, MAX_PAYLOAD};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::checksum::{internet_checksum, tcp_checksum_v4};
     use crate::capture::linktype::LinkType;
     use crate::capture::packet::decode_tcp;
+    use crate::capture::packet::TcpFlags;
+    use crate::capture::writer::OutputLink;
 
     fn packet(payload: &[u8], mss: Option<u16>) -> TcpPacket<'_> {
         TcpPacket {
