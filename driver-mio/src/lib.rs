@@ -9,6 +9,7 @@ pub mod cli;
 pub mod codec_cmd;
 pub mod demo;
 pub mod duration;
+pub mod load;
 pub mod logging;
 pub mod metrics;
 pub mod peer_bots;
