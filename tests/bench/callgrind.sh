@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Instructions per frame through the gate core under callgrind: pushes N
+# and 2N round trips (a client frame up, its DBServer reply down) through a
+# Gate and divides the difference by N, which cancels the set-up cost.
+#
+#   bash tests/bench/callgrind.sh [N] [SESSIONS]
+#
+# Needs valgrind (apt-get install -y valgrind) and a release build of
+# gate-frames (cargo build --release -p selgate-bench).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${1:-100000}
+SESSIONS=${2:-1000}
+BIN=${CARGO_TARGET_DIR:-target}/release/gate-frames
+[[ -x $BIN ]] || cargo build --release -q -p selgate-bench
+instructions() {
+    local out
+    out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" "$1" "$SESSIONS" 2>&1 >/dev/null)
+    # "==123== Collected : 123456789"
+    grep -m1 'Collected' <<<"$out" | awk '{print $NF}'
+}
+one=$(instructions "$N")
+two=$(instructions $((2 * N)))
+per=$(((two - one) / N))
+echo "frames $N"
+echo "sessions $SESSIONS"
+echo "instructions_n $one"
+echo "instructions_2n $two"
+echo "instructions_per_frame $per"
+echo "command valgrind --tool=callgrind gate-frames $N $SESSIONS (and $((2 * N)))"
