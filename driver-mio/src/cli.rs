@@ -299,6 +299,20 @@ pub struct SettingsArgs {
     /// block list [default: false].
     #[arg(long, value_name = "true|false", help_heading = "Admission")]
     pub shared_ip_limits: Option<String>,
+    /// Record the sessions this file names (IPs, CIDRs, `session:<id>`),
+    /// reloaded like the block list, or `none` [default: none].
+    #[arg(long, value_name = "FILE", help_heading = "Recording")]
+    pub record_list: Option<String>,
+    /// Directory of the pcapng recordings [default: recordings].
+    #[arg(long, value_name = "DIR", help_heading = "Recording")]
+    pub record_dir: Option<String>,
+    /// Size at which a recording file is closed and the next started
+    /// [default: 16MiB].
+    #[arg(long, value_name = "SIZE", help_heading = "Recording")]
+    pub record_max_file_size: Option<String>,
+    /// Most recording files kept; the oldest is deleted [default: 8].
+    #[arg(long, value_name = "N", help_heading = "Recording")]
+    pub record_max_files: Option<String>,
 }
 
 impl SettingsArgs {
@@ -355,6 +369,10 @@ impl SettingsArgs {
             drain_timeout,
             seed,
             shared_ip_limits,
+            record_list,
+            record_dir,
+            record_max_file_size,
+            record_max_files,
         );
         out
     }

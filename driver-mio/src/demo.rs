@@ -133,6 +133,7 @@ pub fn run(opts: &DemoOptions) -> io::Result<DemoSummary> {
         seed: opts.seed,
         metrics: None,
         shared_ip_limits: None,
+        record: None,
         handle_signals: false,
     })?;
     let gate = server

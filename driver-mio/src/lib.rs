@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod peer_bots;
 pub mod peer_db;
+pub mod recorder;
 pub mod server;
 pub mod settings;
 pub mod signals;

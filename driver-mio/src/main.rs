@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use selgate::cli::{Cli, CodecCommand, Command};
+use selgate::recorder::RecordSpec;
 use selgate::server::{Exit, Server, ServerOptions, SharedIpLimits, ZoneSpec};
 use selgate::settings::{LogFormat, Settings};
 use selgate::{codec_cmd, demo, load, logging, tools};
@@ -144,6 +145,12 @@ fn run(settings: Settings) -> ExitCode {
         metrics: settings.metrics,
         shared_ip_limits: settings.shared_ip_limits.then(|| SharedIpLimits {
             block_list: settings.block_list.clone(),
+        }),
+        record: settings.record_list.clone().map(|list| RecordSpec {
+            list,
+            dir: settings.record_dir.clone(),
+            max_file_bytes: settings.record_max_file_size as u64,
+            max_files: settings.record_max_files,
         }),
         handle_signals: true,
     };

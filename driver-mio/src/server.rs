@@ -19,6 +19,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use selgate_core::{Action, BlockList, Config, ConnId, Event, Gate, LinkState, SharedLimits};
 use slab::Slab;
 
+use crate::recorder::{RecordSpec, Recorder, Way};
 use crate::status::{StatusLine, ZoneSnapshot};
 use crate::write_queue::{Flush, WriteQueue};
 
@@ -75,6 +76,8 @@ pub struct ServerOptions {
     pub metrics: Option<SocketAddr>,
     /// Zones share per-IP limits, blocks and one block list (this file).
     pub shared_ip_limits: Option<SharedIpLimits>,
+    /// Record the sessions a record list names (off when `None`).
+    pub record: Option<RecordSpec>,
     /// Install SIGINT/SIGTERM/SIGHUP handlers (the binary does; tests and
     /// the demo use a [`ServerHandle`] instead).
     pub handle_signals: bool,
@@ -210,6 +213,8 @@ impl Zone {
 struct Client {
     stream: TcpStream,
     zone: usize,
+    peer: SocketAddr,
+    local: SocketAddr,
     out: WriteQueue,
     readable: bool,
     writable: bool,
@@ -246,6 +251,7 @@ pub struct Server {
     stats: DriverStats,
     hard_deadline: Option<Instant>,
     next_block_list_check: Instant,
+    recorder: Option<Recorder>,
 }
 
 impl std::fmt::Debug for Server {
@@ -328,6 +334,10 @@ impl Server {
             Some(addr) => Some(crate::metrics::Metrics::serve(addr)?),
             None => None,
         };
+        let recorder = match opts.record.clone() {
+            Some(spec) => Some(Recorder::new(spec)?),
+            None => None,
+        };
         let n = listeners.len();
         let n_zones = zones.len();
         Ok(Server {
@@ -355,6 +365,7 @@ impl Server {
             stats: DriverStats::default(),
             hard_deadline: None,
             next_block_list_check: now + BLOCK_LIST_CHECK,
+            recorder,
         })
     }
 
@@ -426,10 +437,12 @@ impl Server {
             self.publish();
             if self.zones.iter().all(|z| z.stopped) && self.clients.is_empty() {
                 self.status.final_line(&self.snapshots());
+                self.finish_recording();
                 return Ok(Exit::Drained);
             }
             if self.hard_deadline.is_some_and(|d| now >= d) {
                 tracing::warn!("drain deadline passed; closing what is left");
+                self.finish_recording();
                 return Ok(Exit::Drained);
             }
         }
@@ -458,7 +471,7 @@ impl Server {
         consider(self.accept_paused_until);
         consider(self.status.next_due());
         consider(self.hard_deadline);
-        if self.zones.iter().any(|z| z.spec.block_list.is_some()) {
+        if self.recorder.is_some() || self.zones.iter().any(|z| z.spec.block_list.is_some()) {
             consider(Some(self.next_block_list_check));
         }
         consider(self.clients.iter().filter_map(|(_, c)| c.closing).min());
@@ -561,6 +574,29 @@ impl Server {
         for z in 0..self.zones.len() {
             self.reload_block_list(z);
         }
+        self.reload_record_list();
+    }
+
+    /// Rereads the record list and starts recording live sessions it now
+    /// names (the same reload paths as the block lists).
+    fn reload_record_list(&mut self) {
+        let Some(r) = self.recorder.as_mut() else {
+            return;
+        };
+        if let Err(e) = r.reload() {
+            tracing::error!("record list not reloaded, keeping the old one: {e}");
+            return;
+        }
+        tracing::info!("record list reloaded");
+        for (key, c) in self.clients.iter() {
+            if c.dead || r.is_recorded(key) {
+                continue;
+            }
+            let id = self.zones[c.zone].gate.session_id(ConnId(key as u64));
+            if id.is_some() && r.matches(c.peer.ip(), id) {
+                r.start_client(key, c.zone, id, c.peer, c.local);
+            }
+        }
     }
 
     fn reload_block_list(&mut self, z: usize) {
@@ -605,6 +641,9 @@ impl Server {
                 self.reload_block_list(z);
                 self.drain_zone(z, now);
             }
+        }
+        if self.recorder.as_ref().is_some_and(|r| r.list_changed()) {
+            self.reload_record_list();
         }
     }
 
@@ -681,6 +720,8 @@ impl Server {
         entry.insert(Client {
             stream,
             zone,
+            peer,
+            local,
             out: WriteQueue::default(),
             readable: false,
             writable: true,
@@ -697,6 +738,12 @@ impl Server {
                 local,
             },
         );
+        if let Some(r) = self.recorder.as_mut() {
+            let id = self.zones[zone].gate.session_id(ConnId(key as u64));
+            if id.is_some() && r.matches(peer.ip(), id) {
+                r.start_client(key, zone, id, peer, local);
+            }
+        }
     }
 
     // ---- reading ---------------------------------------------------------
@@ -736,6 +783,11 @@ impl Server {
                 match c.stream.read(&mut self.read_buf) {
                     Ok(n) if n > 0 => {
                         total += n;
+                        if let Some(r) = self.recorder.as_mut() {
+                            if r.is_recorded(key) {
+                                r.client_bytes(key, Way::In, &self.read_buf[..n]);
+                            }
+                        }
                         self.zones[z].feed(
                             now,
                             Event::ClientBytes {
@@ -786,6 +838,9 @@ impl Server {
             if ok {
                 up.connected = true;
                 let _ = up.stream.set_nodelay(true);
+                if let (Some(r), Ok(local)) = (self.recorder.as_mut(), up.stream.local_addr()) {
+                    r.link_up(z, local, zone.spec.upstream);
+                }
                 tracing::info!(zone = %zone.spec.name, upstream = %zone.spec.upstream, "DBServer link up");
                 zone.feed(now, Event::UpstreamConnected);
             } else if writable || up.stream.peer_addr().is_err() {
@@ -807,6 +862,12 @@ impl Server {
                 let failure = match up.stream.read(&mut self.read_buf) {
                     Ok(n) if n > 0 => {
                         total += n;
+                        if let Some(r) = self.recorder.as_mut() {
+                            if r.zone_active(z) {
+                                let dialect = self.zones[z].spec.core.dialect;
+                                r.link_bytes(z, dialect, Way::In, &self.read_buf[..n]);
+                            }
+                        }
                         self.zones[z].feed(now, Event::UpstreamBytes(&self.read_buf[..n]));
                         // Hand this read to the clients' sockets before the
                         // next one, so a burst for one client is measured
@@ -845,12 +906,22 @@ impl Server {
                             // next backlog report, so a report must follow
                             // even when the write takes them all at once.
                             c.reported += bytes.len();
+                            if let Some(r) = self.recorder.as_mut() {
+                                if r.is_recorded(key) {
+                                    r.client_bytes(key, Way::Out, &bytes);
+                                }
+                            }
                             c.out.push(bytes);
                             self.dirty.push(key);
                         }
                     }
                 }
                 Action::SendUpstream(bytes) => {
+                    if let Some(r) = self.recorder.as_mut() {
+                        if r.zone_active(z) {
+                            r.link_bytes(z, self.zones[z].spec.core.dialect, Way::Out, &bytes);
+                        }
+                    }
                     if let Some(up) = self.zones[z].upstream.as_mut() {
                         up.out.push(bytes);
                     }
@@ -1044,6 +1115,9 @@ impl Server {
             .map(|(k, _)| k)
             .collect();
         for key in dead {
+            if let Some(r) = self.recorder.as_mut() {
+                r.end_client(key);
+            }
             let mut c = self.clients.remove(key);
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
@@ -1083,6 +1157,21 @@ impl Server {
         if let Some(m) = self.metrics.as_mut() {
             m.update(now, &snaps, &self.stats);
         }
+    }
+
+    fn finish_recording(&mut self) {
+        if let Some(r) = self.recorder.as_mut() {
+            let keys: Vec<usize> = self.clients.iter().map(|(k, _)| k).collect();
+            for key in keys {
+                r.end_client(key);
+            }
+            r.flush();
+        }
+    }
+
+    /// The recorder's counters, when recording is configured.
+    pub fn recorder_stats(&self) -> Option<crate::recorder::RecorderStats> {
+        self.recorder.as_ref().map(|r| r.stats().clone())
     }
 
     fn publish(&self) {

@@ -382,6 +382,14 @@ partial_settings! {
     seed: Option<u64> = parse_seed;
     /// Zones share per-IP limits, blocks and the block list.
     shared_ip_limits: bool = parse_bool;
+    /// Record list file (IPs, CIDRs, `session:<id>`); `Some(None)` = off.
+    record_list: Option<PathBuf> = parse_block_list;
+    /// Directory of the recordings.
+    record_dir: PathBuf = parse_dir;
+    /// Size at which a recording file is closed and the next started.
+    record_max_file_size: usize = parse_size_text;
+    /// Most recording files kept.
+    record_max_files: usize = parse_usize;
 }
 
 /// Keys that apply to the whole process and cannot be set per zone.
@@ -391,6 +399,10 @@ pub const PROCESS_WIDE_KEYS: &[&str] = &[
     "status_interval",
     "seed",
     "shared_ip_limits",
+    "record_list",
+    "record_dir",
+    "record_max_file_size",
+    "record_max_files",
 ];
 
 /// One `[[zone]]` table: its name and the settings it gives itself.
@@ -638,6 +650,14 @@ pub struct Settings {
     pub shared_ip_limits: bool,
     /// True when the zones came from `[[zone]]` tables.
     pub zones_configured: bool,
+    /// The record list file; recording is off without one (the default).
+    pub record_list: Option<PathBuf>,
+    /// Directory of the recordings. Default: `recordings`.
+    pub record_dir: PathBuf,
+    /// Size at which a recording file is closed. Default: 16 MiB.
+    pub record_max_file_size: usize,
+    /// Most recording files kept. Default: 8.
+    pub record_max_files: usize,
 }
 
 impl Default for Settings {
@@ -656,6 +676,10 @@ impl Default for Settings {
             zones: Vec::new(),
             shared_ip_limits: false,
             zones_configured: false,
+            record_list: None,
+            record_dir: PathBuf::from("recordings"),
+            record_max_file_size: 16 * 1024 * 1024,
+            record_max_files: 8,
         }
     }
 }
@@ -794,6 +818,10 @@ impl Settings {
             zones: Vec::new(),
             shared_ip_limits: p.shared_ip_limits.unwrap_or(d.shared_ip_limits),
             zones_configured: false,
+            record_list: p.record_list.unwrap_or(d.record_list),
+            record_dir: p.record_dir.unwrap_or(d.record_dir),
+            record_max_file_size: p.record_max_file_size.unwrap_or(d.record_max_file_size),
+            record_max_files: p.record_max_files.unwrap_or(d.record_max_files),
         };
         settings.validate()?;
         Ok(settings)
@@ -900,6 +928,13 @@ impl Settings {
                 Some(n) => int(n),
             },
             "shared_ip_limits" => V::Boolean(self.shared_ip_limits),
+            "record_list" => s(self
+                .record_list
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |p| p.display().to_string())),
+            "record_dir" => s(self.record_dir.display().to_string()),
+            "record_max_file_size" => size(self.record_max_file_size),
+            "record_max_files" => int(self.record_max_files as u64),
             _ => return None,
         })
     }
@@ -1188,6 +1223,14 @@ fn parse_block_list(s: &str) -> Result<Option<PathBuf>, String> {
         return Ok(None);
     }
     Ok(Some(PathBuf::from(t)))
+}
+
+fn parse_dir(s: &str) -> Result<PathBuf, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("expected a directory".into());
+    }
+    Ok(PathBuf::from(t))
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {

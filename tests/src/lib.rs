@@ -133,6 +133,7 @@ impl TestGate {
             seed,
             metrics: None,
             shared_ip_limits: None,
+            record: None,
             handle_signals: false,
         })
         .expect("bind the gate");

@@ -59,6 +59,7 @@ fn two_zones_keep_their_frames_and_their_outages_apart() {
         seed: 9,
         metrics: None,
         shared_ip_limits: None,
+        record: None,
         handle_signals: false,
     })
     .expect("bind the gate");

@@ -1,0 +1,596 @@
+//! Per-IP (or per-session) traffic recording to rotating pcapng files.
+//!
+//! Operators investigating abuse name an IP, a CIDR range or a session id in
+//! the record list file; the gate then records the matching sessions: the
+//! client's TCP stream both ways, and the DBServer-link frames of those
+//! sessions only (no other player's traffic). The files open in Wireshark
+//! and replay through `selgate-sim replay`.
+//!
+//! Recording is off unless a record list is configured, and then costs one
+//! branch per event for sessions that do not match. Files are bounded in
+//! size and number: the oldest is deleted when a new one would exceed
+//! `max_files`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use selgate_core::pcapng::{build_frame, OutputLink, PcapngWriter, TcpFlags, TcpPacket};
+use selgate_core::{BlockList, Dialect};
+
+/// Largest payload per synthesized segment (an Ethernet MSS).
+const MSS: usize = 1460;
+
+/// Where and how much to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSpec {
+    /// The record list file: IPs, CIDR ranges and `session:<id>` lines.
+    pub list: PathBuf,
+    /// Directory of the pcapng files.
+    pub dir: PathBuf,
+    /// A file is closed and a new one started past this size.
+    pub max_file_bytes: u64,
+    /// Most files kept; the oldest is deleted first.
+    pub max_files: usize,
+}
+
+/// What the record list names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordList {
+    ips: BlockList,
+    sessions: BTreeSet<u32>,
+}
+
+impl RecordList {
+    /// Parses one entry per line: an IP, a CIDR range, or `session:<id>`.
+    /// Blank lines and `#` comments are skipped.
+    pub fn parse(text: &str) -> Result<RecordList, String> {
+        let mut ip_lines = String::new();
+        let mut sessions = BTreeSet::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim().trim_start_matches('\u{feff}');
+            let entry = line.split_whitespace().next().unwrap_or("");
+            if let Some(id) = entry.strip_prefix("session:") {
+                let id: u32 = id
+                    .parse()
+                    .map_err(|_| format!("line {}: {entry:?} is not session:<id>", i + 1))?;
+                sessions.insert(id);
+                ip_lines.push('\n');
+            } else {
+                ip_lines.push_str(line);
+                ip_lines.push('\n');
+            }
+        }
+        let ips = BlockList::parse(&ip_lines).map_err(|e| e.to_string())?;
+        Ok(RecordList { ips, sessions })
+    }
+
+    /// True when a session from `ip` with gate id `id` is to be recorded.
+    pub fn matches(&self, ip: IpAddr, id: Option<u32>) -> bool {
+        self.ips.contains(ip) || id.is_some_and(|id| self.sessions.contains(&id))
+    }
+
+    /// True when nothing is named.
+    pub fn is_empty(&self) -> bool {
+        self.ips.is_empty() && self.sessions.is_empty()
+    }
+}
+
+/// Which way a recorded segment goes, seen from the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// Toward the gate (client to gate, or DBServer to gate).
+    In,
+    /// From the gate.
+    Out,
+}
+
+/// One synthesized TCP connection: endpoints and the next sequence numbers.
+#[derive(Debug, Clone)]
+struct Tcp {
+    /// The side that connected (client, or the gate toward the DBServer).
+    active: SocketAddrV4,
+    /// The side that accepted.
+    passive: SocketAddrV4,
+    /// Next sequence number of `active`, then of `passive`.
+    seq: [u32; 2],
+    /// The handshake was written in the current file.
+    opened: bool,
+}
+
+/// Counters of the recorder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecorderStats {
+    /// Sessions recorded since start.
+    pub sessions: u64,
+    /// Bytes written to files.
+    pub bytes: u64,
+    /// Files started.
+    pub files: u64,
+    /// Sessions that matched but could not be recorded (IPv6: the writer
+    /// speaks IPv4 only).
+    pub skipped_ipv6: u64,
+    /// Write errors (the recording stops until the next file).
+    pub errors: u64,
+}
+
+/// The recorder of one gate process.
+#[derive(Debug)]
+pub struct Recorder {
+    spec: RecordSpec,
+    list: RecordList,
+    list_mtime: Option<SystemTime>,
+    out: Option<PcapngWriter<BufWriter<File>>>,
+    file_bytes: u64,
+    kept: VecDeque<PathBuf>,
+    next_file: u64,
+    /// Recorded client connections by the driver's key.
+    clients: BTreeMap<usize, (usize, Option<u32>, Tcp)>,
+    /// Each zone's DBServer link as a connection.
+    links: BTreeMap<usize, Tcp>,
+    /// Recorded session ids per zone (for picking link frames).
+    ids: BTreeMap<usize, BTreeSet<u32>>,
+    ip_id: u16,
+    stats: RecorderStats,
+}
+
+impl Recorder {
+    /// Loads the record list and prepares the directory.
+    pub fn new(spec: RecordSpec) -> io::Result<Recorder> {
+        std::fs::create_dir_all(&spec.dir).map_err(|e| {
+            io::Error::new(e.kind(), format!("record dir {}: {e}", spec.dir.display()))
+        })?;
+        let list = load_list(&spec.list)?;
+        Ok(Recorder {
+            list_mtime: mtime(&spec.list),
+            spec,
+            list,
+            out: None,
+            file_bytes: 0,
+            kept: VecDeque::new(),
+            next_file: 0,
+            clients: BTreeMap::new(),
+            links: BTreeMap::new(),
+            ids: BTreeMap::new(),
+            ip_id: 0,
+            stats: RecorderStats::default(),
+        })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &RecorderStats {
+        &self.stats
+    }
+
+    /// Rereads the record list (SIGHUP, or its file changed). Sessions
+    /// already recorded stay recorded.
+    pub fn reload(&mut self) -> io::Result<()> {
+        self.list_mtime = mtime(&self.spec.list);
+        self.list = load_list(&self.spec.list)?;
+        Ok(())
+    }
+
+    /// True when the list file changed since it was loaded.
+    pub fn list_changed(&self) -> bool {
+        mtime(&self.spec.list) != self.list_mtime
+    }
+
+    /// True when a new session should be recorded.
+    pub fn matches(&self, ip: IpAddr, id: Option<u32>) -> bool {
+        !self.list.is_empty() && self.list.matches(ip, id)
+    }
+
+    /// True when the client with driver key `key` is recorded.
+    pub fn is_recorded(&self, key: usize) -> bool {
+        self.clients.contains_key(&key)
+    }
+
+    /// True when zone `zone` has a recorded session (so its link frames
+    /// must be looked at).
+    pub fn zone_active(&self, zone: usize) -> bool {
+        self.ids.get(&zone).is_some_and(|s| !s.is_empty())
+    }
+
+    /// Starts recording a client session (at accept, or when a reloaded
+    /// list names a live one).
+    pub fn start_client(
+        &mut self,
+        key: usize,
+        zone: usize,
+        id: Option<u32>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) {
+        let (SocketAddr::V4(peer), SocketAddr::V4(local)) = (peer, local) else {
+            self.stats.skipped_ipv6 += 1;
+            return;
+        };
+        self.stats.sessions += 1;
+        let mut tcp = Tcp {
+            active: peer,
+            passive: local,
+            seq: [isn(peer, local), isn(local, peer)],
+            opened: false,
+        };
+        self.ensure_open(&mut tcp);
+        self.clients.insert(key, (zone, id, tcp));
+        if let Some(id) = id {
+            self.ids.entry(zone).or_default().insert(id);
+        }
+    }
+
+    /// Bytes between a recorded client and the gate.
+    pub fn client_bytes(&mut self, key: usize, way: Way, bytes: &[u8]) {
+        let Some((zone, id, mut tcp)) = self.clients.remove(&key) else {
+            return;
+        };
+        self.ensure_open(&mut tcp);
+        self.data(&mut tcp, way == Way::Out, bytes);
+        self.clients.insert(key, (zone, id, tcp));
+    }
+
+    /// A recorded client's connection ended.
+    pub fn end_client(&mut self, key: usize) {
+        let Some((zone, id, mut tcp)) = self.clients.remove(&key) else {
+            return;
+        };
+        if let Some(id) = id {
+            if let Some(ids) = self.ids.get_mut(&zone) {
+                ids.remove(&id);
+            }
+        }
+        if tcp.opened {
+            self.fin(&mut tcp);
+        }
+    }
+
+    /// A zone's DBServer link came up between `local` and `remote`.
+    pub fn link_up(&mut self, zone: usize, local: SocketAddr, remote: SocketAddr) {
+        if let (SocketAddr::V4(local), SocketAddr::V4(remote)) = (local, remote) {
+            if let Some(mut old) = self.links.remove(&zone) {
+                if old.opened {
+                    self.fin(&mut old);
+                }
+            }
+            self.links.insert(
+                zone,
+                Tcp {
+                    active: local,
+                    passive: remote,
+                    seq: [isn(local, remote), isn(remote, local)],
+                    opened: false,
+                },
+            );
+        }
+    }
+
+    /// Bytes on a zone's DBServer link: only the frames of recorded
+    /// sessions are kept. `way` is `Out` for gate-to-DBServer bytes.
+    pub fn link_bytes(&mut self, zone: usize, dialect: Dialect, way: Way, bytes: &[u8]) {
+        let Some(ids) = self.ids.get(&zone) else {
+            return;
+        };
+        let mut kept = Vec::new();
+        for frame in frames(bytes) {
+            let text = &frame[1..frame.len() - 1];
+            let id = match way {
+                Way::Out => gate_frame_id(dialect, text),
+                Way::In => db_frame_id(text),
+            };
+            if id.is_some_and(|id| ids.contains(&id)) {
+                kept.extend_from_slice(frame);
+            }
+        }
+        if kept.is_empty() {
+            return;
+        }
+        let Some(mut tcp) = self.links.remove(&zone) else {
+            return;
+        };
+        self.ensure_open(&mut tcp);
+        self.data(&mut tcp, way == Way::Out, &kept);
+        self.links.insert(zone, tcp);
+    }
+
+    /// Flushes the current file (at shutdown).
+    pub fn flush(&mut self) {
+        if let Some(out) = self.out.take() {
+            if out.into_inner().is_err() {
+                self.stats.errors += 1;
+            }
+        }
+    }
+
+    // ---- segments ----------------------------------------------------------
+
+    fn ensure_open(&mut self, tcp: &mut Tcp) {
+        if self.out.is_none() || self.file_bytes >= self.spec.max_file_bytes {
+            self.rotate();
+        }
+        if tcp.opened {
+            return;
+        }
+        tcp.opened = true;
+        let (a, p) = (tcp.active, tcp.passive);
+        let (sa, sp) = (tcp.seq[0], tcp.seq[1]);
+        self.segment(a, p, sa.wrapping_sub(1), 0, TcpFlags::SYN, &[]);
+        self.segment(
+            p,
+            a,
+            sp.wrapping_sub(1),
+            sa,
+            TcpFlags::SYN | TcpFlags::ACK,
+            &[],
+        );
+        self.segment(a, p, sa, sp, TcpFlags::ACK, &[]);
+    }
+
+    fn data(&mut self, tcp: &mut Tcp, from_passive: bool, bytes: &[u8]) {
+        let (s, r) = if from_passive { (1, 0) } else { (0, 1) };
+        let (src, dst) = if from_passive {
+            (tcp.passive, tcp.active)
+        } else {
+            (tcp.active, tcp.passive)
+        };
+        for chunk in bytes.chunks(MSS) {
+            self.segment(
+                src,
+                dst,
+                tcp.seq[s],
+                tcp.seq[r],
+                TcpFlags::ACK | TcpFlags::PSH,
+                chunk,
+            );
+            tcp.seq[s] = tcp.seq[s].wrapping_add(chunk.len() as u32);
+        }
+        // The receiver's ACK, so Wireshark sees a healthy stream.
+        self.segment(dst, src, tcp.seq[r], tcp.seq[s], TcpFlags::ACK, &[]);
+    }
+
+    fn fin(&mut self, tcp: &mut Tcp) {
+        let (a, p) = (tcp.active, tcp.passive);
+        self.segment(
+            a,
+            p,
+            tcp.seq[0],
+            tcp.seq[1],
+            TcpFlags::FIN | TcpFlags::ACK,
+            &[],
+        );
+        tcp.seq[0] = tcp.seq[0].wrapping_add(1);
+        self.segment(
+            p,
+            a,
+            tcp.seq[1],
+            tcp.seq[0],
+            TcpFlags::FIN | TcpFlags::ACK,
+            &[],
+        );
+        tcp.seq[1] = tcp.seq[1].wrapping_add(1);
+        self.segment(a, p, tcp.seq[0], tcp.seq[1], TcpFlags::ACK, &[]);
+    }
+
+    fn segment(
+        &mut self,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        seq: u32,
+        ack: u32,
+        flags: TcpFlags,
+        payload: &[u8],
+    ) {
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let frame = build_frame(
+            OutputLink::Ethernet,
+            &TcpPacket {
+                src,
+                dst,
+                seq,
+                ack,
+                flags,
+                window: 65535,
+                mss: flags.contains(TcpFlags::SYN).then_some(MSS as u16),
+                ip_id: self.ip_id,
+                payload,
+            },
+        );
+        let ts = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        match out.write_packet(ts, &frame) {
+            Ok(()) => {
+                // Block header and trailer, and padding.
+                let n = 32 + frame.len().div_ceil(4) as u64 * 4;
+                self.file_bytes += n;
+                self.stats.bytes += n;
+            }
+            Err(e) => {
+                self.stats.errors += 1;
+                tracing::error!("recording write failed, closing the file: {e}");
+                self.out = None;
+            }
+        }
+    }
+
+    /// Closes the current file and starts the next, deleting the oldest
+    /// beyond `max_files`.
+    fn rotate(&mut self) {
+        self.flush();
+        let stamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let path = self
+            .spec
+            .dir
+            .join(format!("selgate-{stamp}-{:04}.pcapng", self.next_file));
+        self.next_file += 1;
+        while self.kept.len() >= self.spec.max_files.max(1) {
+            if let Some(old) = self.kept.pop_front() {
+                let _ = std::fs::remove_file(old);
+            }
+        }
+        match File::create(&path)
+            .and_then(|f| PcapngWriter::new(BufWriter::new(f), OutputLink::Ethernet))
+        {
+            Ok(w) => {
+                tracing::info!(file = %path.display(), "recording to a new file");
+                self.out = Some(w);
+                self.file_bytes = 0;
+                self.stats.files += 1;
+                self.kept.push_back(path);
+                // Connections continue in the new file without a handshake.
+            }
+            Err(e) => {
+                self.stats.errors += 1;
+                tracing::error!(file = %path.display(), "cannot start a recording file: {e}");
+            }
+        }
+    }
+}
+
+fn load_list(path: &Path) -> io::Result<RecordList> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("record list {}: {e}", path.display())))?;
+    RecordList::parse(&String::from_utf8_lossy(&bytes)).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("record list {}: {e}", path.display()),
+        )
+    })
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// A stable initial sequence number per direction, so files are repeatable.
+fn isn(a: SocketAddrV4, b: SocketAddrV4) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for byte in a
+        .ip()
+        .octets()
+        .into_iter()
+        .chain(a.port().to_be_bytes())
+        .chain(b.ip().octets())
+        .chain(b.port().to_be_bytes())
+    {
+        h = (h ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The whole `%...$` frames in `bytes` (a SendUpstream or a read of the
+/// DBServer may hold many sessions' frames; partial frames at the edges of
+/// a read are left out, as they belong to the next read's record).
+fn frames(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || loop {
+        let start = rest.iter().position(|&b| b == b'%')?;
+        let after = &rest[start + 1..];
+        let end = after.iter().position(|&b| b == b'$' || b == b'%')?;
+        if after[end] == b'%' {
+            rest = &after[end..];
+            continue;
+        }
+        let frame = &rest[start..start + end + 2];
+        rest = &after[end + 1..];
+        return Some(frame);
+    })
+}
+
+fn gate_frame_id(dialect: Dialect, text: &[u8]) -> Option<u32> {
+    use selgate_core::dialect::GateFrame;
+    match dialect.parse_gate_frame(text).ok()? {
+        GateFrame::Open { id, .. } | GateFrame::Data { id, .. } | GateFrame::Close { id } => {
+            Some(id)
+        }
+        GateFrame::Keepalive => None,
+    }
+}
+
+fn db_frame_id(text: &[u8]) -> Option<u32> {
+    use selgate_core::dialect::parse_id;
+    if let Some(ctrl) = text.strip_prefix(b"+") {
+        return match ctrl.first() {
+            Some(b'-' | b'B' | b'T') => parse_id(&ctrl[1..]),
+            _ => None,
+        };
+    }
+    let slash = text.iter().position(|&b| b == b'/')?;
+    parse_id(&text[..slash])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_names_ips_ranges_and_sessions() {
+        let l = RecordList::parse("# abuse case 12\n10.1.0.0/16\n127.0.0.5\nsession:308\n")
+            .expect("parses");
+        assert!(l.matches("10.1.2.3".parse().expect("ip"), None));
+        assert!(l.matches("127.0.0.5".parse().expect("ip"), None));
+        assert!(l.matches("127.0.0.9".parse().expect("ip"), Some(308)));
+        assert!(!l.matches("127.0.0.9".parse().expect("ip"), Some(309)));
+        assert!(RecordList::parse("session:abc").is_err());
+        assert!(RecordList::parse("").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn frames_are_cut_whole_and_ids_found_both_ways() {
+        let up = b"%O7/1.2.3.4$%A7/#1<<!$%A8/#1<<!$%X7$%--$%A9/#1";
+        let f: Vec<&[u8]> = frames(up).collect();
+        assert_eq!(f.len(), 5);
+        let ids: Vec<Option<u32>> = f
+            .iter()
+            .map(|fr| gate_frame_id(Dialect::Wemade, &fr[1..fr.len() - 1]))
+            .collect();
+        assert_eq!(ids, [Some(7), Some(7), Some(8), Some(7), None]);
+        let down: Vec<Option<u32>> = frames(b"%7/#ab!$%++$%+-7$%+M1.2.3.4$junk%8/#c!$")
+            .map(|fr| db_frame_id(&fr[1..fr.len() - 1]))
+            .collect();
+        assert_eq!(down, [Some(7), None, Some(7), None, Some(8)]);
+    }
+
+    #[test]
+    fn recordings_rotate_and_keep_at_most_max_files() {
+        let dir = std::env::temp_dir().join(format!("selgate-rec-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let list = dir.join("record.txt");
+        std::fs::write(&list, "127.0.0.5\n").expect("write list");
+        let mut r = Recorder::new(RecordSpec {
+            list,
+            dir: dir.join("out"),
+            max_file_bytes: 4096,
+            max_files: 3,
+        })
+        .expect("recorder");
+        let peer: SocketAddr = "127.0.0.5:40000".parse().expect("addr");
+        let local: SocketAddr = "127.0.0.1:7100".parse().expect("addr");
+        assert!(r.matches(peer.ip(), None));
+        r.start_client(1, 0, Some(42), peer, local);
+        for _ in 0..100 {
+            r.client_bytes(1, Way::In, &[b'<'; 200]);
+        }
+        r.end_client(1);
+        r.flush();
+        let files: Vec<_> = std::fs::read_dir(dir.join("out"))
+            .expect("out dir")
+            .filter_map(|e| e.ok())
+            .collect();
+        assert_eq!(files.len(), 3, "kept at most max_files");
+        assert!(r.stats().files > 3, "rotated: {:?}", r.stats());
+        for f in files {
+            let len = f.metadata().expect("meta").len();
+            assert!(len <= 4096 + 2 * 1600, "file of {len} bytes");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
