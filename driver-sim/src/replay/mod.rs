@@ -37,7 +37,7 @@ use selgate_core::{Config, Dialect};
 pub use compare::{align, Alignment, Item, Step};
 pub use report::{ReplayReport, Tally, Unit};
 
-use crate::capture::{Capture, Direction, HalfStream, StreamItem, TcpConnection};
+use crate::capture::{Capture, CaptureFormat, Direction, HalfStream, StreamItem, TcpConnection};
 use crate::frames::{FrameSplitter, Piece};
 use crate::text::{escape_bare, offset};
 use drive::{ClientOut, LinkOut, Replayed};
@@ -125,7 +125,10 @@ fn build_report(
     let dialect = opts.config.dialect;
     let stop = out.stopped_at;
     let mut report = ReplayReport {
-        format: format!("{:?}", cap.format).to_lowercase(),
+        format: match cap.format {
+            CaptureFormat::Pcap { .. } => "pcap".to_string(),
+            CaptureFormat::Pcapng => "pcapng".to_string(),
+        },
         packets: cap.stats.packets,
         connections: cap.connections.len(),
         span: cap.end,
