@@ -33,18 +33,21 @@ impl SourceIps {
             SourceIps::Default => None,
             SourceIps::Fixed(ip) => Some(ip),
             SourceIps::PerBot(base) => {
-                // Stay inside 127.0.0.0/8 and skip .0 and .255 host bytes.
-                let span = 254u32 * 256 * 255;
-                let b = u32::from(base) & 0x00FF_FFFF;
-                let n = (b + i as u32) % span;
-                let third = n % 254 + 1;
-                let second = (n / 254) % 256;
-                let first = (n / 254 / 256) % 255 + 1;
+                // Count in the addresses 127.a.b.c with a in 1..=255 and c
+                // in 1..=254 (no network or broadcast-looking host bytes),
+                // starting at `base`.
+                let [_, a, b, c] = base.octets();
+                let per_a = 256 * 254;
+                let start = (u32::from(a.max(1)) - 1) * per_a
+                    + u32::from(b) * 254
+                    + u32::from(c.clamp(1, 254))
+                    - 1;
+                let n = (start + i as u32) % (255 * per_a);
                 Some(IpAddr::V4(Ipv4Addr::new(
                     127,
-                    first as u8,
-                    second as u8,
-                    third as u8,
+                    (n / per_a + 1) as u8,
+                    (n % per_a / 254) as u8,
+                    (n % 254 + 1) as u8,
                 )))
             }
         }
@@ -345,10 +348,16 @@ mod tests {
 
     #[test]
     fn per_bot_sources_stay_in_loopback_and_differ() {
-        let s = SourceIps::PerBot(Ipv4Addr::new(127, 0, 0, 2));
+        let s = SourceIps::PerBot(Ipv4Addr::new(127, 6, 0, 1));
         let a = s.for_bot(0).expect("some");
         let b = s.for_bot(1).expect("some");
-        assert_ne!(a, b);
+        assert_eq!(a, IpAddr::V4(Ipv4Addr::new(127, 6, 0, 1)));
+        assert_eq!(b, IpAddr::V4(Ipv4Addr::new(127, 6, 0, 2)));
+        assert_eq!(
+            s.for_bot(254),
+            Some(IpAddr::V4(Ipv4Addr::new(127, 6, 1, 1))),
+            "254 hosts per /24, then the next /24"
+        );
         for i in 0..100_000 {
             let IpAddr::V4(v4) = s.for_bot(i).expect("some") else {
                 panic!("v4 expected")

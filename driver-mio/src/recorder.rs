@@ -209,6 +209,12 @@ impl Recorder {
             return;
         };
         self.stats.sessions += 1;
+        // The link's handshake goes first, so a replay sees the DBServer up
+        // before the client arrives, as the gate did.
+        if let Some(mut link) = self.links.remove(&zone) {
+            self.ensure_open(&mut link);
+            self.links.insert(zone, link);
+        }
         let mut tcp = Tcp {
             active: peer,
             passive: local,
@@ -291,7 +297,8 @@ impl Recorder {
             return;
         };
         self.ensure_open(&mut tcp);
-        self.data(&mut tcp, way == Way::Out, &kept);
+        // On the link the gate is the active side: its bytes come from it.
+        self.data(&mut tcp, way == Way::In, &kept);
         self.links.insert(zone, tcp);
     }
 
