@@ -555,9 +555,11 @@ impl Sim {
         }
     }
 
-    /// Runs until every client finished and every stream drained.
+    /// Runs until every client finished ([`Sim::clients_done`]) and the
+    /// DBServer, if it reads, has read everything the gate wrote (the last
+    /// close frames).
     pub fn run_to_end(&mut self) -> Result<(), SimError> {
-        self.run_until(Sim::clients_done)
+        self.run_until(|s| s.clients_done() && (s.upstream_in_flight() == 0 || !s.db.reading()))
     }
 
     /// True when every client arrived, its bot finished, the gate let go of
