@@ -1218,13 +1218,14 @@ impl Sim {
             return cfg.upstream_high_watermark;
         };
         let s = self.gate.stats();
-        let sessions =
-            m.live as u64 + (s.accepted - m.accepted) + (s.closes.iter().sum::<u64>() - m.closes);
+        let sessions = m.live as u64
+            + s.accepted.saturating_sub(m.accepted)
+            + s.closes.iter().sum::<u64>().saturating_sub(m.closes);
         let per_session = 128 + 6 * cfg.max_pending_bytes as u64;
         let bound = cfg.upstream_high_watermark as u64
             + 6 * self.net.read_size() as u64
             + per_session * (sessions + 1)
-            + 4 * (s.keepalives_sent - m.keepalives);
+            + 4 * s.keepalives_sent.saturating_sub(m.keepalives);
         usize::try_from(bound).unwrap_or(usize::MAX)
     }
 }

@@ -197,7 +197,7 @@ impl Pipe {
             }
         }
         let data = single.unwrap_or_else(|| Bytes::from(out));
-        self.queued -= data.len();
+        self.queued = self.queued.saturating_sub(data.len());
         Some(Delivery::Data(data))
     }
 }
