@@ -31,8 +31,13 @@ pub const SCRIPT_HEADER_LEN: usize = 8;
 const SLOTS: usize = 8;
 /// Steps per script; longer inputs are cut (a step cap, STYLE.md rule 11).
 const MAX_STEPS: usize = 400;
-/// Deadlines one clock advance may pass; more means the gate livelocks.
-const MAX_TICKS_PER_ADVANCE: usize = 20_000;
+/// Deadlines one clock advance may pass per 100 ms (six link timers and
+/// eight sessions, each at most a few times); more means the gate livelocks
+/// on deadlines that barely move.
+const MAX_TICKS_PER_100MS: usize = 32;
+/// Deadlines a whole script may tick at; past this budget, clock advances
+/// jump like a stalled driver (one tick at the end). It keeps each run fast.
+const TICK_BUDGET: usize = 3_000;
 
 /// One step of a [`Script`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -488,6 +493,12 @@ struct Driver {
     file_list: BlockList,
     /// The link state and epoch when the first shutdown was asked.
     shutdown: Option<(bool, usize)>,
+    /// Ticks left in the script's budget.
+    ticks_left: usize,
+    /// Connections closed by actions of the drain in progress: the frames
+    /// they sent before the close leave in the same drain's `SendUpstream`,
+    /// which comes after the close actions.
+    just_closed: Vec<Conn>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -550,6 +561,8 @@ impl Driver {
             temp_blocked: BTreeMap::new(),
             file_list: BlockList::new(),
             shutdown: None,
+            ticks_left: TICK_BUDGET,
+            just_closed: Vec::new(),
         };
         d.drain(Cause::Other);
         d.check();
@@ -664,6 +677,7 @@ impl Driver {
 
     /// Carries out every action as the drain contract asks, checking each.
     fn drain(&mut self, cause: Cause) {
+        self.just_closed.clear();
         while let Some(action) = self.gate.poll_action() {
             assert!(!self.stopped, "{action:?} after Stopped");
             match action {
@@ -700,6 +714,7 @@ impl Driver {
                     if let Some(id) = c.id {
                         self.closed_ids.push(id);
                     }
+                    self.just_closed.push(c);
                 }
                 Action::ConnectUpstream => {
                     assert_eq!(self.link, DrvLink::Idle, "connect while a link exists");
@@ -745,7 +760,8 @@ impl Driver {
                     );
                     assert!(epoch.open.insert(id), "double open of {id}");
                     assert!(self.issued.contains(&id), "open for unissued {id}");
-                    let conn = self.slots.iter().flatten().find(|c| c.id == Some(id));
+                    let mut conns = self.slots.iter().flatten().chain(&self.just_closed);
+                    let conn = conns.find(|c| c.id == Some(id));
                     let conn = conn.unwrap_or_else(|| panic!("open for dead session {id}"));
                     assert_eq!(client_ip, conn.ip, "client ip in open frame");
                     let want = self.cfg.gate_ip.unwrap_or(LOCAL.ip());
@@ -775,6 +791,7 @@ impl Driver {
                         .slots
                         .iter_mut()
                         .flatten()
+                        .chain(&mut self.just_closed)
                         .find(|c| c.id == Some(id))
                         .unwrap_or_else(|| panic!("data for dead session {id}"));
                     let expect = reference_client(&c.history, max);
@@ -1177,16 +1194,15 @@ impl Driver {
 
     fn advance(&mut self, by: Duration) {
         let end = self.now + by;
+        let limit = MAX_TICKS_PER_100MS * (1 + by.as_millis() as usize / 100);
         let mut ticks = 0;
         while let Some(t) = self.gate.poll_timeout() {
-            if t > end {
+            if t > end || self.ticks_left == 0 {
                 break;
             }
+            self.ticks_left -= 1;
             ticks += 1;
-            assert!(
-                ticks <= MAX_TICKS_PER_ADVANCE,
-                "livelock: deadlines never end"
-            );
+            assert!(ticks <= limit, "livelock: {ticks} deadlines within {by:?}");
             self.now = t;
             self.handle(Event::Tick, Cause::Other);
             if self.answer_keepalives && self.link == DrvLink::Up {
