@@ -1,0 +1,7 @@
+//! Library code of the selgate fuzz targets that does not belong to the
+//! core: the capture reader checks. The core's targets live in
+//! `selgate_core::fuzzing` (feature `fuzzing`).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod capture;
