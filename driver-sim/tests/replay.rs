@@ -146,3 +146,41 @@ fn the_committed_captures_replay_without_difference() {
         assert!(report.clients > 0 && report.upstream.matched > 0, "{name}");
     }
 }
+
+#[test]
+fn the_binary_exports_a_scenario_and_replays_it() {
+    let dir = std::env::temp_dir().join(format!("selgate-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("flood.pcapng");
+    let path = file.to_str().expect("utf-8 path");
+    let bin = env!("CARGO_BIN_EXE_selgate-sim");
+    let out = Command::new(bin)
+        .args(["scenario", "flood", "--pcap", path])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("--max-frames-per-sec 3"), "{stdout}");
+    let out = Command::new(bin)
+        .args([
+            "replay",
+            path,
+            "--dialect",
+            "ndc",
+            "--max-frames-per-sec",
+            "3",
+            "--transcript",
+        ])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("abort (frame_rate)"), "{stdout}");
+    assert!(stdout.contains("result: CONFORMS"), "{stdout}");
+    let out = Command::new(bin)
+        .args(["scenario", "no-such-scenario"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
