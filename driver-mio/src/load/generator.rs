@@ -918,3 +918,74 @@ pub fn append_record(path: &std::path::Path, report: &LoadReport) -> io::Result<
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     f.write_all(report.to_record().as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> LoadReport {
+        let mut latency = Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("bounds");
+        for ns in [100_000u64, 200_000, 300_000, 4_000_000] {
+            latency.record(ns).expect("in range");
+        }
+        let sample = |cpu_secs, rss_kib| ProcSample { cpu_secs, rss_kib };
+        LoadReport {
+            label: "selgate/100/closed".into(),
+            mode: LoadMode::Closed,
+            sessions: 100,
+            connected: 100,
+            frame_len: 51,
+            reply_len: 50,
+            rate: 0,
+            window: Duration::from_secs(2),
+            round_trips: 200_000,
+            sent: 200_010,
+            bad_replies: 0,
+            disconnects: 0,
+            connect_failures: 0,
+            latency,
+            gate: Some((sample(1.0, 5000), sample(2.0, 6024))),
+            gate_rss_before_kib: Some(5000),
+            reflector: Some((sample(0.0, 0), sample(0.5, 0))),
+            generator: (sample(0.0, 0), sample(1.0, 0)),
+            upstream: Some((200_000.0, 5_000.0)),
+            max_lag: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn figures_derive_from_the_samples() {
+        let r = report();
+        assert_eq!(r.throughput(), 100_000.0);
+        assert_eq!(r.gate_cpu_us_per_rt(), Some(5.0));
+        assert_eq!(r.gate_core_share(), Some(0.5));
+        assert_eq!(r.load_core_share(), 0.75);
+        assert_eq!(r.frames_per_upstream_write(), Some(40.0));
+        assert_eq!(r.rss_per_session_kib(), Some(10.24));
+        assert!(r.problems(1).is_empty());
+        assert_eq!(r.problems(300_000).len(), 1);
+    }
+
+    #[test]
+    fn the_record_holds_the_figures_and_the_cdf() {
+        let text = report().to_record();
+        assert!(text.starts_with("run selgate/100/closed\nmode closed\n"));
+        assert!(text.contains("\nthroughput 100000.0\n"));
+        assert!(text.contains("\ngate_cpu_us_per_rt 5.000\n"));
+        assert!(text.contains("\nframes_per_upstream_write 40.00\n"));
+        assert!(text.contains("\ncdf 1 4001791\n"), "{text}");
+        assert!(text.ends_with("end\n"));
+        let cdf_lines = text.lines().filter(|l| l.starts_with("cdf ")).count();
+        assert_eq!(cdf_lines, 100 + CDF_TAIL.len());
+    }
+
+    #[test]
+    fn a_broken_path_is_a_problem() {
+        let mut r = report();
+        r.round_trips = 0;
+        r.disconnects = 3;
+        r.connected = 97;
+        let p = r.problems(1);
+        assert_eq!(p.len(), 3, "{p:?}");
+    }
+}
