@@ -50,15 +50,16 @@ pub enum Step {
         /// Address number (modulo 6).
         ip: u8,
     },
-    /// The client on `slot` sends one well-formed frame with message id
-    /// number `ident` (a selection-phase id, a fork's id or a raw value)
-    /// and `body` encoded with the codec.
+    /// The client on `slot` sends one well-formed frame: for `ident` below
+    /// 128 a message with id choice `ident` (a selection-phase id, a fork's
+    /// id or a raw value) and `body` encoded with the codec; from 128 on, a
+    /// payload of any length: `body` mapped into the codec alphabet.
     ClientFrame {
         /// Connection slot.
         slot: u8,
         /// Check character number (modulo 9, from `1`).
         check: u8,
-        /// Message id choice.
+        /// Message id choice, or 128 and above for a raw payload.
         ident: u8,
         /// Raw body bytes (encoded before sending).
         body: Vec<u8>,
@@ -584,15 +585,25 @@ impl Driver {
                 ident,
                 body,
             } => {
-                let ident = match ident % 8 {
-                    0..=3 => 100 + u16::from(ident % 4),
-                    4 => 105,
-                    5 => 520,
-                    6 => 50062,
-                    _ => (u16::from(*ident) << 8) | u16::from(check / 9),
+                let check = b'1' + check % 9;
+                let f = if *ident >= 0x80 {
+                    // Any payload length: the body's bytes mapped into the
+                    // alphabet, no header.
+                    let mut f = vec![b'#', check];
+                    f.extend(body.iter().map(|b| 0x3C + b % 64));
+                    f.push(b'!');
+                    f
+                } else {
+                    let ident = match ident % 8 {
+                        0..=3 => 100 + u16::from(ident % 4),
+                        4 => 105,
+                        5 => 520,
+                        6 => 50062,
+                        _ => (u16::from(*ident) << 8) | u16::from(body.len() as u8),
+                    };
+                    let m = Message::new(MsgHeader::new(ident, 0), body.clone());
+                    client_frame(check, &m, self.cfg.header_layout)
                 };
-                let m = Message::new(MsgHeader::new(ident, 0), body.clone());
-                let f = client_frame(b'1' + check % 9, &m, self.cfg.header_layout);
                 self.client_bytes(usize::from(slot % SLOTS as u8), &f);
             }
             Step::ClientRaw { slot, bytes } => {
