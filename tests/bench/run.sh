@@ -3,7 +3,7 @@
 # with the same load, in one run, and regenerates BENCHMARKS.md and the
 # figures in tests/bench/figures/.
 #
-#   bash tests/bench/run.sh            # the full run (about 8 minutes)
+#   bash tests/bench/run.sh            # the full run (about 9 minutes)
 #   bash tests/bench/run.sh --smoke    # every path once with a tiny load (CI)
 #
 # Three paths, each with the same load generator and the same reflector:
@@ -241,6 +241,35 @@ if [[ $SMOKE == 1 ]]; then
     exit 0
 fi
 
+# Syscalls per round trip (strace -c), apart from the timed runs because
+# tracing slows the traced process down. No warm-up, so the round trips of
+# the run are the round trips the trace saw (give or take the sessions'
+# last in-flight requests and closes).
+mkdir -p "$WORK/strace"
+: >"$WORK/strace/records.txt"
+if command -v strace >/dev/null 2>&1 || apt-get install -y -q strace >/dev/null 2>&1; then
+    for path in haproxy selgate; do
+        for mode in closed open; do
+            start_path "$path"
+            strace -c -f -o "$WORK/strace/$path-$mode.txt" -p "$GATE_PID" 2>/dev/null &
+            STRACE_PID=$!
+            sleep 0.5
+            log "$path: 1000 sessions, $mode, under strace -c"
+            extra=()
+            [[ $path == selgate ]] && extra+=(--gate-metrics "$METRICS")
+            "${PIN_LOAD[@]}" "$BIN" load --target "$TARGET" --sessions 1000 --mode "$mode" \
+                --rate "$RATE" --payload "$PAYLOAD" --duration 3 --warmup 0 "${extra[@]}" \
+                --label "$path/1000/$mode" --out "$WORK/strace/records.txt" \
+                >>"$WORK/load.log" 2>&1 || log "strace run $path $mode failed (ignored)"
+            kill -INT "$STRACE_PID" 2>/dev/null || true
+            wait "$STRACE_PID" 2>/dev/null || true
+            stop_path
+        done
+    done
+else
+    log "strace unavailable: no syscalls-per-round-trip figure"
+fi
+
 if command -v valgrind >/dev/null 2>&1 || apt-get install -y -q valgrind >/dev/null 2>&1; then
     bash tests/bench/callgrind.sh >"$WORK/callgrind.txt"
 else
@@ -248,10 +277,13 @@ else
     : >"$WORK/callgrind.txt"
 fi
 
+rm -rf tests/bench/strace
+cp -r "$WORK/strace" tests/bench/strace
 cp "$RESULTS" tests/bench/results.txt
 cp "$WORK/machine.txt" tests/bench/machine.txt
 cp "$WORK/callgrind.txt" tests/bench/callgrind.txt
 "$TARGET_DIR/release/bench-report" --results tests/bench/results.txt \
     --machine tests/bench/machine.txt --callgrind tests/bench/callgrind.txt \
+    --strace tests/bench/strace \
     --figures tests/bench/figures --markdown BENCHMARKS.md
 log "wrote BENCHMARKS.md and tests/bench/figures/ (raw figures in tests/bench/results.txt)"

@@ -43,14 +43,15 @@ struct Args {
     results: PathBuf,
     machine: PathBuf,
     callgrind: Option<PathBuf>,
+    strace: Option<PathBuf>,
     figures: PathBuf,
     markdown: PathBuf,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let (mut results, mut machine, mut callgrind, mut figures, mut markdown) =
-        (None, None, None, None, None);
+    let (mut results, mut machine, mut callgrind, mut strace, mut figures, mut markdown) =
+        (None, None, None, None, None, None);
     while let Some(flag) = it.next() {
         let value = it
             .next()
@@ -60,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
             "--results" => results = Some(value),
             "--machine" => machine = Some(value),
             "--callgrind" => callgrind = Some(value),
+            "--strace" => strace = Some(value),
             "--figures" => figures = Some(value),
             "--markdown" => markdown = Some(value),
             _ => return Err(format!("unknown flag {flag}")),
@@ -70,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         results: need(results, "--results")?,
         machine: need(machine, "--machine")?,
         callgrind,
+        strace,
         figures: need(figures, "--figures")?,
         markdown: need(markdown, "--markdown")?,
     })
@@ -170,7 +173,10 @@ fn report(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", args.figures.display()))?;
     let figs = figures(&data, &args.figures)?;
     let md_dir = args.markdown.parent().unwrap_or(Path::new("."));
-    let generated = markdown(&data, &machine, &callgrind, &figs, md_dir);
+    let mut generated = markdown(&data, &machine, &callgrind, &figs, md_dir);
+    if let Some(dir) = &args.strace {
+        generated.push_str(&syscall_table(dir));
+    }
     let old = std::fs::read_to_string(&args.markdown).unwrap_or_default();
     let new = match (old.find(BEGIN), old.find(END)) {
         (Some(a), Some(b)) if a < b => {
@@ -199,8 +205,8 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 fn mode_table(d: &Data, mode: &str) -> String {
     let mut s = String::from(
-        "| sessions | path | round trips/s | vs direct | gate CPU µs/round trip | vs HAProxy | gate core | load core | p50 µs | p99 µs | p99.9 µs |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| sessions | path | round trips/s | vs direct | gate CPU µs/round trip | vs HAProxy | gate core | load core | p50 µs | p99 µs | p99.9 µs | p99 over direct µs |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for &n in &d.sessions {
         let direct = d.get("direct", n, mode);
@@ -211,9 +217,13 @@ fn mode_table(d: &Data, mode: &str) -> String {
             };
             let tput = r.num("throughput");
             let cpu = r.num("gate_cpu_us_per_rt");
+            let added = match (r.num("p99_us"), direct.and_then(|x| x.num("p99_us"))) {
+                (Some(a), Some(b)) if path != "direct" => format!("{:+.0}", a - b),
+                _ => "–".into(),
+            };
             let _ = writeln!(
                 s,
-                "| {n} | {path} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {n} | {path} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {added} |",
                 fmt_opt(tput, 0),
                 fmt_opt(ratio(tput, direct.and_then(|x| x.num("throughput"))), 3),
                 fmt_opt(cpu, 2),
@@ -454,6 +464,79 @@ fn pathdiff(target: &Path, base: &Path) -> String {
     t.strip_prefix(&*b)
         .map(|r| r.trim_start_matches('/').to_string())
         .unwrap_or_else(|| t.into_owned())
+}
+
+// ---- syscalls (strace -c) ----------------------------------------------------
+
+/// Calls and errors per syscall name from a `strace -c` summary.
+fn parse_strace(text: &str) -> BTreeMap<String, (f64, f64)> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let t: Vec<&str> = line.split_whitespace().collect();
+        // "% time seconds usecs/call calls [errors] syscall"
+        if !(5..=6).contains(&t.len()) || t[0].parse::<f64>().is_err() {
+            continue;
+        }
+        let Some(name) = t.last() else { continue };
+        let calls = t[3].parse::<f64>().unwrap_or(0.0);
+        let errors = if t.len() == 6 {
+            t[4].parse::<f64>().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        out.insert((*name).to_string(), (calls, errors));
+    }
+    out
+}
+
+fn syscall_table(dir: &Path) -> String {
+    let Ok(records) = std::fs::read_to_string(dir.join("records.txt")) else {
+        return String::new();
+    };
+    let Ok(runs) = parse_runs(&records) else {
+        return String::new();
+    };
+    let mut s = String::from(
+        "\n### Syscalls per round trip (strace -c, 1,000 sessions, 3 s, not timed)\n\n\
+         | path | load | reads | of which EAGAIN | writes | epoll_wait | total |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for r in &runs {
+        let Ok(text) = std::fs::read_to_string(dir.join(format!("{}-{}.txt", r.path, r.mode)))
+        else {
+            continue;
+        };
+        let calls = parse_strace(&text);
+        let rts = r.num("round_trips").unwrap_or(0.0);
+        if rts <= 0.0 {
+            continue;
+        }
+        let sum = |names: &[&str], errors: bool| -> f64 {
+            names
+                .iter()
+                .filter_map(|n| calls.get(*n))
+                .map(|&(c, e)| if errors { e } else { c })
+                .sum::<f64>()
+                / rts
+        };
+        let reads = ["read", "recvfrom", "recvmsg", "readv"];
+        let writes = ["write", "writev", "sendto", "sendmsg"];
+        let polls = ["epoll_wait", "epoll_pwait", "epoll_pwait2"];
+        let (rd, eagain, wr, ep) = (
+            sum(&reads, false),
+            sum(&reads, true),
+            sum(&writes, false),
+            sum(&polls, false),
+        );
+        let _ = writeln!(
+            s,
+            "| {} | {} loop | {rd:.2} | {eagain:.2} | {wr:.2} | {ep:.2} | {:.2} |",
+            r.path,
+            r.mode,
+            rd + wr + ep
+        );
+    }
+    s
 }
 
 // ---- figures ----------------------------------------------------------------
@@ -728,6 +811,20 @@ mod tests {
         assert_eq!(t[2].0, Some(true), "{t:?}"); // 990 / 1000 >= 0.95
         assert_eq!(t[4].0, Some(true), "{t:?}"); // 0.5 KiB
         assert!(mode_table(&d, "closed").contains("| 100 | selgate | 990 | 0.990 | 4.00 | 0.40 |"));
+        assert!(mode_table(&d, "closed").ends_with("| – | – | – | – |\n"));
+    }
+
+    #[test]
+    fn strace_summaries_parse() {
+        let text = "% time     seconds  usecs/call     calls    errors syscall\n\
+            ------ ----------- ----------- --------- --------- ----------------\n \
+             62.52    0.602848           6     87345           writev\n \
+             20.35    0.196233           1    171813     85745 recvfrom\n\
+            ------ ----------- ----------- --------- --------- ----------------\n\
+            100.00    0.964270           3    271933     85745 total\n";
+        let c = parse_strace(text);
+        assert_eq!(c.get("writev"), Some(&(87345.0, 0.0)));
+        assert_eq!(c.get("recvfrom"), Some(&(171813.0, 85745.0)));
     }
 
     #[test]
