@@ -315,6 +315,9 @@ struct Session {
     readable: bool,
     writable: bool,
     dead: bool,
+    /// A readiness event reported the far end's FIN or an error: read to
+    /// the end, so that the close is seen.
+    hup: bool,
     /// Idle mode: the one round trip is done.
     answered: bool,
 }
@@ -472,6 +475,7 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
                         readable: false,
                         writable: false,
                         dead: false,
+                        hup: false,
                         answered: false,
                     });
                     connecting += 1;
@@ -702,6 +706,7 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
             }
             if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                 s.readable = true;
+                s.hup |= ev.is_read_closed() || ev.is_error();
                 ready.push(i);
             }
             if ev.is_writable() && !s.writable {
@@ -823,7 +828,7 @@ fn read_session(s: &mut Session, buf: &mut [u8], run: &mut Run, now: Instant) ->
             Ok(n) => {
                 total += n;
                 replies += take_replies(s, &buf[..n], run, now);
-                if n < buf.len() {
+                if cfg!(target_os = "linux") && n < buf.len() && !s.hup {
                     // Edge-triggered: a short read emptied the socket and
                     // later data raises a new event, so skip the read that
                     // would only say WouldBlock (one syscall less per round

@@ -85,6 +85,9 @@ struct Conn {
     readable: bool,
     writable: bool,
     dead: bool,
+    /// A readiness event reported the peer's FIN or an error: read to the
+    /// end (a short read then does not mean that nothing is left).
+    hup: bool,
 }
 
 /// Runs the reflector until a signal or `max_secs`.
@@ -161,6 +164,7 @@ pub fn run(args: &ReflectorArgs) -> io::Result<ReflectorStats> {
                     if let Some(c) = conns.get_mut(key) {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             c.readable = true;
+                            c.hup |= ev.is_read_closed() || ev.is_error();
                             ready.push(key);
                         }
                         if ev.is_writable() {
@@ -293,6 +297,7 @@ fn accept_all(
                     readable: true,
                     writable: true,
                     dead: false,
+                    hup: false,
                 });
                 ready.push(key);
             }
@@ -324,7 +329,7 @@ fn read_conn(c: &mut Conn, buf: &mut [u8], dialect: Dialect, stats: &mut Reflect
                     c.dead = true;
                     return;
                 }
-                if n < buf.len() {
+                if cfg!(target_os = "linux") && n < buf.len() && !c.hup {
                     // A short read emptied the socket; with edge-triggered
                     // readiness any later data raises a new event, so the
                     // extra read that would return WouldBlock is skipped
