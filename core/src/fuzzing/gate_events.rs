@@ -485,8 +485,8 @@ struct Driver {
     /// Ids closed so far, in order.
     closed_ids: Vec<u32>,
     accepted: u64,
-    /// Accept and link-loss instants, for the timer heap bound.
-    accepts_at: Vec<Instant>,
+    /// Session-close and link-loss instants, for the timer heap bound.
+    closes_at: Vec<Instant>,
     losses_at: Vec<Instant>,
     /// Blocks the DBServer ordered, and the operator's list.
     perm_blocked: BTreeSet<IpAddr>,
@@ -556,7 +556,7 @@ impl Driver {
             issued: BTreeSet::new(),
             closed_ids: Vec::new(),
             accepted: 0,
-            accepts_at: Vec::new(),
+            closes_at: Vec::new(),
             losses_at: Vec::new(),
             perm_blocked: BTreeSet::new(),
             temp_blocked: BTreeMap::new(),
@@ -724,6 +724,7 @@ impl Driver {
                     );
                     if let Some(id) = c.id {
                         self.closed_ids.push(id);
+                        self.closes_at.push(self.now);
                     }
                     self.just_closed.push(c);
                 }
@@ -886,16 +887,17 @@ impl Driver {
             assert!(c.queued <= self.cfg.client_queue_cap, "slow client kept");
         }
 
-        // The timer heap: one entry per accept or per session at a link loss,
-        // each gone once its instant passed.
+        // The timer heap: each session has one live entry, plus a stale one
+        // per link loss under the hold policy; an entry falls due at most
+        // `window` after it was pushed, so only sessions live or closed
+        // within the window can still have entries.
         let window = self.cfg.first_frame_timeout.max(self.cfg.idle_timeout)
             + match self.cfg.link_down_policy {
                 LinkDownPolicy::Hold { max } => max,
                 LinkDownPolicy::Close => Duration::ZERO,
             };
         let recent = |v: &Vec<Instant>| v.iter().filter(|&&t| t + window >= self.now).count();
-        let bound =
-            recent(&self.accepts_at) + recent(&self.losses_at) * self.cfg.max_sessions + live.len();
+        let bound = (live.len() + recent(&self.closes_at)) * (1 + recent(&self.losses_at));
         assert!(
             g.timer_entries() <= bound,
             "timer heap {} above {bound}",
@@ -972,7 +974,6 @@ impl Driver {
         c.id = Some(id);
         self.last_id[slot] = Some(id);
         self.accepted += 1;
-        self.accepts_at.push(self.now);
         assert_eq!(
             self.gate.link_state(),
             LinkState::Up,
@@ -1039,6 +1040,7 @@ impl Driver {
             Some(c) => {
                 if let Some(id) = c.id {
                     self.closed_ids.push(id);
+                    self.closes_at.push(self.now);
                 }
                 self.handle(Event::ClientClosed { conn }, Cause::Other);
                 assert_eq!(self.gate.session_id(conn), None, "closed client kept");
