@@ -373,6 +373,17 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
             "--payload must be at most 700 bytes (the gate's default frame cap is 1 KiB)",
         ));
     }
+    if let Some(limit) = super::procstat::open_files_limit() {
+        // One descriptor per session, plus the poll, stdio and a few spare.
+        if args.sessions as u64 + 32 > limit {
+            return Err(invalid(&format!(
+                "{} sessions need {} file descriptors but this process may open {limit}; \
+                 raise `ulimit -n` or run fewer sessions",
+                args.sessions,
+                args.sessions + 32
+            )));
+        }
+    }
     let body: Vec<u8> = (0..args.payload)
         .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789"[i % 36])
         .collect();

@@ -73,6 +73,22 @@ fn parse_status_rss(text: &str) -> Option<u64> {
         .ok()
 }
 
+/// This process's soft limit of open files (`/proc/self/limits`), or
+/// `None` when it cannot be read or is unlimited.
+pub fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files_limit(&text)
+}
+
+fn parse_open_files_limit(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Fetches `/metrics` from a Prometheus endpoint with a plain HTTP/1.0
 /// request (the body is small; no client library needed).
 pub fn scrape_metrics(addr: SocketAddr) -> io::Result<String> {
@@ -137,6 +153,17 @@ mod tests {
         let status = "Name:\tselgate\nVmPeak:\t  9000 kB\nVmRSS:\t  4321 kB\nThreads:\t2\n";
         assert_eq!(parse_status_rss(status), Some(4321));
         assert_eq!(parse_status_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn the_open_files_limit_is_the_soft_one() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+            Max processes             95000                95000                processes\n\
+            Max open files            20000                20000                files\n";
+        assert_eq!(parse_open_files_limit(limits), Some(20000));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_files_limit(unlimited), None);
     }
 
     #[test]
