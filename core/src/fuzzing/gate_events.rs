@@ -19,7 +19,7 @@ use crate::event::{Action, ConnId, Event};
 use crate::gate::Gate;
 use crate::limits::{canonical_ip, BlockList};
 use crate::link::LinkState;
-use crate::stats::CloseReason;
+use crate::stats::{CloseReason, DropReason};
 
 use super::{assert_valid_client_frame, reference_client, Reader};
 
@@ -496,6 +496,8 @@ struct Driver {
     shutdown: Option<(bool, usize)>,
     /// Ticks left in the script's budget.
     ticks_left: usize,
+    /// Raw DBServer bytes may have ordered permanent blocks.
+    raw_controls: bool,
     /// Connections closed by actions of the drain in progress: the frames
     /// they sent before the close leave in the same drain's `SendUpstream`,
     /// which comes after the close actions.
@@ -563,6 +565,7 @@ impl Driver {
             file_list: BlockList::new(),
             shutdown: None,
             ticks_left: TICK_BUDGET,
+            raw_controls: false,
             just_closed: Vec::new(),
         };
         d.drain(Cause::Other);
@@ -628,6 +631,9 @@ impl Driver {
             }
             Step::LinkRaw { bytes } => {
                 if self.link == DrvLink::Up || self.unruly {
+                    if bytes.windows(2).any(|w| w == b"+M" || w == b"+T") {
+                        self.raw_controls = true;
+                    }
                     self.handle(Event::UpstreamBytes(bytes), Cause::Other);
                 }
             }
@@ -1164,12 +1170,26 @@ impl Driver {
         let fits = frame.len() - 2 <= self.cfg.max_upstream_frame_len;
         let victim = self.live_slot(&arg);
         let victim_ip = victim.and_then(|s| self.slots[s].as_ref().map(|c| c.ip));
+        let bad_before = self.gate.stats().dropped(DropReason::BadControl);
         self.handle(Event::UpstreamBytes(&frame), Cause::Other);
         if !(up && fits) {
             return;
         }
-        let perm_room =
-            |set: &BTreeSet<IpAddr>, ip: &IpAddr, cap: usize| set.contains(ip) || set.len() < cap;
+        // A permanent block takes effect unless the bounded set is full
+        // (then the frame counts as a bad control). Blocks from raw bytes
+        // make the driver unsure of the set's size; the counter decides.
+        let refused = self.gate.stats().dropped(DropReason::BadControl) > bad_before;
+        let cap = self.cfg.max_tracked_ips;
+        let sure = !self.raw_controls;
+        let block = |set: &mut BTreeSet<IpAddr>, ip: IpAddr| {
+            let room = set.contains(&ip) || set.len() < cap;
+            if sure {
+                assert_eq!(room, !refused, "permanent block of {ip} (room: {room})");
+            }
+            if !refused {
+                set.insert(ip);
+            }
+        };
         match letter {
             b'-' | b'B' | b'T' => {
                 if let (Some(slot), Some(ip)) = (victim, victim_ip) {
@@ -1180,19 +1200,15 @@ impl Driver {
                         let until = self.now + self.cfg.temp_block_duration;
                         let t = self.temp_blocked.entry(ip).or_insert(until);
                         *t = (*t).max(until);
-                    } else if letter == b'T'
-                        && perm_room(&self.perm_blocked, &ip, self.cfg.max_tracked_ips)
-                    {
-                        self.perm_blocked.insert(ip);
+                    } else if letter == b'T' {
+                        block(&mut self.perm_blocked, ip);
                     }
                 }
             }
             b'M' => {
                 if let Ok(ip) = std::str::from_utf8(&arg).unwrap_or("").parse::<IpAddr>() {
                     let ip = canonical_ip(ip);
-                    if perm_room(&self.perm_blocked, &ip, self.cfg.max_tracked_ips) {
-                        self.perm_blocked.insert(ip);
-                    }
+                    block(&mut self.perm_blocked, ip);
                     let kept = self
                         .slots
                         .iter()
