@@ -68,13 +68,14 @@ run_one() {
         echo "ok   $t: ${execs:-?} executions; ${done_line:-no final stats}"
     else
         echo "FAIL $t (exit $rc); log: fuzz/$log"
-        grep -E 'panicked at|^(thread|SUMMARY|ERROR)|Test unit written to' "$log" | head -n 12 || true
+        grep -E -A1 'panicked at' "$log" | head -n 4 || true
+        grep -E '^(SUMMARY|ERROR)|Test unit written to' "$log" | head -n 6 || true
         local artifact
         artifact=$(grep -oE 'Test unit written to [^ ]+' "$log" | tail -n 1 | awk '{print $5}' || true)
         if [ -n "$artifact" ]; then
             echo "artifact: $artifact"
-            echo "reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run $t $artifact"
-            echo "minimise:  RUSTC_BOOTSTRAP=1 cargo fuzz tmin $t $artifact"
+            echo "reproduce: (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer $sanitizer $t $artifact)"
+            echo "minimise:  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz tmin --sanitizer $sanitizer $t $artifact)"
             echo "then add it to fuzz/regressions/$t/ (see FUZZING.md)"
         else
             tail -n 30 "$log"
