@@ -493,3 +493,25 @@ fn seeds_pass() {
         fuzzing::gate_events(&d);
     }
 }
+
+/// Crash triage for `gate_events`: prints the input named by `FUZZ_INPUT` as
+/// its configuration and steps, then runs it (FUZZING.md):
+/// `FUZZ_INPUT=fuzz/artifacts/gate_events/crash-... cargo test -p selgate-core
+/// --features fuzzing --test fuzz_corpus explain -- --ignored --nocapture`.
+#[test]
+#[ignore = "reads the input named by FUZZ_INPUT"]
+fn explain_gate_events_input() {
+    let Some(path) = std::env::var_os("FUZZ_INPUT") else {
+        eprintln!("set FUZZ_INPUT to a gate_events input file");
+        return;
+    };
+    // cargo runs tests in core/; a relative path is from the repository root.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    let data = fs::read(&path).expect("readable FUZZ_INPUT");
+    let script = Script::parse(&data);
+    println!("header {:02x?}\n{:#?}", script.header, script.config());
+    for (n, step) in script.steps.iter().enumerate() {
+        println!("{n:3}: {step:?}");
+    }
+    fuzzing::gate_events(&data);
+}
