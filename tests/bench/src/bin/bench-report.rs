@@ -173,10 +173,12 @@ fn report(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", args.figures.display()))?;
     let figs = figures(&data, &args.figures)?;
     let md_dir = args.markdown.parent().unwrap_or(Path::new("."));
-    let mut generated = markdown(&data, &machine, &callgrind, &figs, md_dir);
-    if let Some(dir) = &args.strace {
-        generated.push_str(&syscall_table(dir));
-    }
+    let syscalls = args
+        .strace
+        .as_deref()
+        .map(syscall_table)
+        .unwrap_or_default();
+    let generated = markdown(&data, &machine, &callgrind, &syscalls, &figs, md_dir);
     let old = std::fs::read_to_string(&args.markdown).unwrap_or_default();
     let new = match (old.find(BEGIN), old.find(END)) {
         (Some(a), Some(b)) if a < b => {
@@ -332,6 +334,7 @@ fn markdown(
     d: &Data,
     machine: &BTreeMap<String, String>,
     callgrind: &BTreeMap<String, String>,
+    syscalls: &str,
     figs: &[PathBuf],
     md_dir: &Path,
 ) -> String {
@@ -444,6 +447,7 @@ fn markdown(
             callgrind.get("frames").map_or("?", String::as_str),
         );
     }
+    s.push_str(syscalls);
     let _ = writeln!(s, "\n### Figures\n");
     for f in figs {
         let rel = pathdiff(f, md_dir);
