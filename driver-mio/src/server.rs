@@ -835,14 +835,7 @@ impl Server {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     // EOF, reset or another error: the client is gone.
                     Ok(_) | Err(_) => {
-                        c.dead = true;
-                        self.doomed.push(key);
-                        self.zones[z].feed(
-                            now,
-                            Event::ClientClosed {
-                                conn: ConnId(key as u64),
-                            },
-                        );
+                        self.client_gone(key, z, now);
                         break;
                     }
                 }
@@ -1099,14 +1092,7 @@ impl Server {
                 Err(_) => {
                     c.out.clear();
                     if c.closing.is_none() {
-                        c.dead = true;
-                        self.doomed.push(key);
-                        self.zones[z].feed(
-                            now,
-                            Event::ClientClosed {
-                                conn: ConnId(key as u64),
-                            },
-                        );
+                        self.client_gone(key, z, now);
                         again = true;
                     }
                 }
@@ -1132,6 +1118,21 @@ impl Server {
             }
         }
         again
+    }
+
+    /// The client's socket ended (EOF, reset, a failed write): tell its
+    /// zone and remove it at the end of the turn.
+    fn client_gone(&mut self, key: usize, z: usize, now: Instant) {
+        if let Some(c) = self.clients.get_mut(key) {
+            c.dead = true;
+            self.doomed.push(key);
+        }
+        self.zones[z].feed(
+            now,
+            Event::ClientClosed {
+                conn: ConnId(key as u64),
+            },
+        );
     }
 
     fn expire_lingering(&mut self, now: Instant) {
