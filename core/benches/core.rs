@@ -224,6 +224,7 @@ fn session_table_benches(c: &mut Criterion) {
             })
         });
     }
+    g.throughput(Throughput::Elements(1000));
     g.bench_function("accept 1000 sessions into an empty gate", |b| {
         b.iter_batched(
             || gate_with_sessions(t, 0),

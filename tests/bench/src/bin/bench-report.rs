@@ -507,7 +507,7 @@ fn syscall_table(dir: &Path) -> String {
         return String::new();
     };
     let mut s = String::from(
-        "\n### Syscalls per round trip (strace -c, 1,000 sessions, 3 s, not timed)\n\n\
+        "\n### Syscalls per round trip (strace -c, 1,000 sessions, closed loop, 3 s, not timed)\n\n\
          | path | load | reads | of which EAGAIN | writes | epoll_wait | total |\n\
          |---|---|---:|---:|---:|---:|---:|\n",
     );
