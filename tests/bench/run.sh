@@ -3,7 +3,7 @@
 # with the same load, in one run, and regenerates BENCHMARKS.md and the
 # figures in tests/bench/figures/.
 #
-#   bash tests/bench/run.sh            # the full run (about 9 minutes)
+#   bash tests/bench/run.sh            # the full run (about 5 minutes after the build)
 #   bash tests/bench/run.sh --smoke    # every path once with a tiny load (CI)
 #
 # Three paths, each with the same load generator and the same reflector:
