@@ -6,7 +6,7 @@
 //! invariants after every step; after each run every session must be closed
 //! and the DBServer must have seen no protocol error.
 //!
-//! `SELGATE_SIM_SEEDS=N` runs seeds 0..N (default 256); `SELGATE_SEED=S`
+//! `SELGATE_SIM_SEEDS=N` runs seeds 0..N (default 1024); `SELGATE_SEED=S`
 //! runs seed S alone, to repeat a failure. The failing seed is printed.
 
 use std::time::{Duration, Instant};
