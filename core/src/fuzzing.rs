@@ -505,7 +505,7 @@ mod tests {
             client_deframer(data);
             db_parser(data);
             codec(data);
-            gate_events(data);
+            gate_events(crate::test_util::t0(), data);
         }
     }
 }
