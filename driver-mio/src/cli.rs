@@ -83,6 +83,11 @@ pub struct RefdbArgs {
     /// Seed of the DBServer's choices.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
+    /// Answer SM_QUERYCHR_FAIL to every CM_QUERYCHR whose account starts
+    /// with PREFIX, as for a certification LoginSrv does not know (the
+    /// attackers of the siege benchmark use such accounts).
+    #[arg(long, value_name = "PREFIX")]
+    pub refuse_accounts_with_prefix: Option<String>,
 }
 
 /// `selgate bots`

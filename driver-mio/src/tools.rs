@@ -20,6 +20,7 @@ pub fn refdb(args: &RefdbArgs) -> io::Result<()> {
         RefDbConfig {
             dialect: args.dialect,
             game_gate: args.game_gate.clone(),
+            refused_account_prefix: args.refuse_accounts_with_prefix.clone(),
             ..RefDbConfig::default()
         },
         args.seed,
@@ -33,10 +34,11 @@ pub fn refdb(args: &RefdbArgs) -> io::Result<()> {
         std::thread::sleep(Duration::from_secs(5));
         let s = db.stats();
         println!(
-            "refdb: sessions opened={} closed={} replies={} errors={}",
+            "refdb: sessions opened={} closed={} replies={} refused={} errors={}",
             s.sessions_opened,
             s.sessions_closed,
             s.total_replies(),
+            s.refused_certifications,
             s.errors()
         );
     }

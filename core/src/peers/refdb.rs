@@ -102,6 +102,13 @@ pub struct RefDbConfig {
     /// Largest frame [`RefDb::send_filler`] writes; keep it under the gate's
     /// `max_upstream_frame_len`. Default: 4 KiB.
     pub filler_frame_len: usize,
+    /// A CM_QUERYCHR whose account starts with this prefix is answered
+    /// SM_QUERYCHR_FAIL, as the real DBServer answers a certification
+    /// LoginSrv does not know, and counted in
+    /// [`DbStats::refused_certifications`]. Attack benchmarks give their
+    /// attackers such accounts: a real attacker holds no certification.
+    /// Default: none (every account is known).
+    pub refused_account_prefix: Option<String>,
 }
 
 impl Default for RefDbConfig {
@@ -119,6 +126,7 @@ impl Default for RefDbConfig {
             garbage_between_frames: false,
             unknown_id_frames: false,
             filler_frame_len: 4096,
+            refused_account_prefix: None,
         }
     }
 }
@@ -150,6 +158,10 @@ pub struct DbStats {
     pub replies: BTreeMap<u16, u64>,
     /// Requests refused for coming faster than the rate limits.
     pub rate_limited: u64,
+    /// CM_QUERYCHR refused because the account starts with
+    /// [`RefDbConfig::refused_account_prefix`] (not an error: the DBServer
+    /// did what it was told).
+    pub refused_certifications: u64,
     /// Control frames sent: kicks and blocks.
     pub controls_sent: u64,
     /// Deliberate frames for unknown ids sent.
@@ -912,7 +924,17 @@ fn answer(
             stats.bad_requests += 1;
             return reply_msg(ids::SM_QUERYCHR_FAIL, 0, b"");
         }
+        // The lookup was made, so the rate limit counts it; but the session
+        // gets no account, so nothing else is allowed after it.
         sess.last_query = Some(now);
+        let refused = cfg
+            .refused_account_prefix
+            .as_deref()
+            .is_some_and(|p| account.starts_with(p.as_bytes()));
+        if refused {
+            stats.refused_certifications += 1;
+            return reply_msg(ids::SM_QUERYCHR_FAIL, 0, b"");
+        }
         sess.account = Some(account.to_vec());
         let (count, body) = store.list_body(account);
         return reply_msg(ids::SM_QUERYCHR, count, &body);
@@ -1157,6 +1179,42 @@ mod tests {
         assert_eq!(db.stats().bad_requests, 1);
         feed(&mut db, t0(), &req(d, 1, ids::CM_SELCHR, "acc/hero1"));
         assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_OUTOFCONNECTION);
+    }
+
+    #[test]
+    fn accounts_with_the_refused_prefix_get_a_failed_query() {
+        let d = Dialect::Wemade;
+        let mut db = db(d);
+        let t = t0();
+        db.config_mut().refused_account_prefix = Some("siege".to_string());
+        feed(&mut db, t, &open(d, 1));
+        feed(&mut db, t, &open(d, 2));
+        feed(&mut db, t, &req(d, 1, ids::CM_QUERYCHR, "siege17/1"));
+        let (id, m) = one_reply(&mut db);
+        assert_eq!((id, m.header.ident), (1, ids::SM_QUERYCHR_FAIL));
+        assert_eq!(db.session(L, 1).and_then(|s| s.account.clone()), None);
+        // A refused query is not a successful one.
+        feed(
+            &mut db,
+            t + ms(10),
+            &req(d, 1, ids::CM_SELCHR, "siege17/hero"),
+        );
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_OUTOFCONNECTION);
+        // Only the prefix is refused, not an account that merely holds it.
+        feed(&mut db, t, &req(d, 2, ids::CM_QUERYCHR, "player-siege/1"));
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_QUERYCHR);
+        let st = db.stats();
+        assert_eq!((st.refused_certifications, st.rate_limited), (1, 0));
+        assert_eq!(st.errors(), 0, "{st:?}");
+        // Without the knob the same account is known.
+        db.config_mut().refused_account_prefix = None;
+        feed(
+            &mut db,
+            t + ms(300),
+            &req(d, 1, ids::CM_QUERYCHR, "siege17/1"),
+        );
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_QUERYCHR);
+        assert_eq!(db.stats().refused_certifications, 1);
     }
 
     #[test]
