@@ -5,8 +5,10 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::codec::HeaderLayout;
+use crate::block_list::BlockList;
+use crate::codec::{ids, HeaderLayout};
 use crate::dialect::Dialect;
+use crate::proxy::ProxyProtocol;
 
 /// What happens to live sessions when the DBServer link goes down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -80,9 +82,34 @@ pub struct Config {
     pub rate_block_duration: Duration,
     /// How long `%+B` blocks an IP. Default: 10 min.
     pub temp_block_duration: Duration,
-    /// Most IPs tracked at once (rate windows and temporary blocks).
-    /// Default: 65 536.
+    /// Most client prefixes tracked at once (rate windows, temporary
+    /// blocks, sessions per prefix). When full, the least recently seen
+    /// entry holding no session and no block is recycled. Default: 65 536.
     pub max_tracked_ips: usize,
+    /// Per-IP rules count IPv4 clients by this prefix length. Default: 32
+    /// (one address).
+    pub ipv4_prefix_len: u8,
+    /// Per-IP rules count IPv6 clients by this prefix length. Default: 64
+    /// (one subscriber's network).
+    pub ipv6_prefix_len: u8,
+    /// When `max_sessions` is reached, a newcomer evicts the oldest
+    /// connection that has not yet sent a complete, valid frame. Default:
+    /// true.
+    pub evict_unproven: bool,
+    /// When `max_sessions` is reached and no unproven connection is left,
+    /// a newcomer evicts the oldest session older than this that the
+    /// DBServer never answered with one of `vouch_messages`. Default: 10 s;
+    /// `None` turns this second tier off.
+    pub unvouched_grace: Option<Duration>,
+    /// DBServer message ids that vouch for a session (its certification was
+    /// accepted). Default: SM_QUERYCHR (520).
+    pub vouch_messages: BTreeSet<u16>,
+    /// The PROXY protocol header expected before client bytes on this
+    /// gate's listeners. Default: off.
+    pub proxy_protocol: ProxyProtocol,
+    /// Sources allowed to send a PROXY header (the proxies' addresses and
+    /// ranges). Required when `proxy_protocol` is on. Default: empty.
+    pub proxy_trusted: BlockList,
 
     /// Bytes queued toward one client before it is closed as slow.
     /// Default: 64 KiB.
@@ -126,6 +153,13 @@ impl Default for Config {
             rate_block_duration: Duration::from_secs(60),
             temp_block_duration: Duration::from_secs(600),
             max_tracked_ips: 65_536,
+            ipv4_prefix_len: 32,
+            ipv6_prefix_len: 64,
+            evict_unproven: true,
+            unvouched_grace: Some(Duration::from_secs(10)),
+            vouch_messages: BTreeSet::from([ids::SM_QUERYCHR]),
+            proxy_protocol: ProxyProtocol::Off,
+            proxy_trusted: BlockList::new(),
             client_queue_cap: 64 * 1024,
             upstream_high_watermark: 1024 * 1024,
             upstream_low_watermark: 256 * 1024,
@@ -187,6 +221,22 @@ pub enum ConfigError {
     /// More sessions than session ids could ever be live.
     #[error("max_sessions ({0}) is larger than the id space allows")]
     TooManySessions(usize),
+    /// A prefix length outside its family's range.
+    #[error("{name} must be from 1 to {max}, got {len}")]
+    PrefixOutOfRange {
+        /// The setting's name.
+        name: &'static str,
+        /// The longest prefix of the family.
+        max: u8,
+        /// The value given.
+        len: u8,
+    },
+    /// The second eviction tier needs something that vouches.
+    #[error("unvouched_grace is on but vouch_messages is empty: every session would be evictable")]
+    NothingVouches,
+    /// A PROXY listener must know whom to believe.
+    #[error("proxy_protocol is on but proxy_trusted is empty: name the proxies' addresses")]
+    ProxyWithoutTrusted,
 }
 
 impl Config {
@@ -264,6 +314,29 @@ impl Config {
                 high: self.upstream_high_watermark,
             });
         }
+        if !(1..=32).contains(&self.ipv4_prefix_len) {
+            return Err(ConfigError::PrefixOutOfRange {
+                name: "ipv4_prefix_len",
+                max: 32,
+                len: self.ipv4_prefix_len,
+            });
+        }
+        if !(1..=128).contains(&self.ipv6_prefix_len) {
+            return Err(ConfigError::PrefixOutOfRange {
+                name: "ipv6_prefix_len",
+                max: 128,
+                len: self.ipv6_prefix_len,
+            });
+        }
+        if self.unvouched_grace.is_some_and(|g| g.is_zero()) {
+            return Err(ConfigError::ZeroDuration("unvouched_grace"));
+        }
+        if self.unvouched_grace.is_some() && self.vouch_messages.is_empty() {
+            return Err(ConfigError::NothingVouches);
+        }
+        if self.proxy_protocol != ProxyProtocol::Off && self.proxy_trusted.is_empty() {
+            return Err(ConfigError::ProxyWithoutTrusted);
+        }
         // Half the id space keeps "not reused until 2^31 sessions" meaningful.
         if self.max_sessions > (i32::MAX as usize) / 2 {
             return Err(ConfigError::TooManySessions(self.max_sessions));
@@ -328,5 +401,26 @@ mod tests {
             bad.validate(),
             Err(ConfigError::PendingBelowFrame { .. })
         ));
+        let bad = Config {
+            ipv6_prefix_len: 129,
+            ..Config::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(ConfigError::PrefixOutOfRange {
+                name: "ipv6_prefix_len",
+                ..
+            })
+        ));
+        let bad = Config {
+            proxy_protocol: ProxyProtocol::V2,
+            ..Config::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::ProxyWithoutTrusted));
+        let bad = Config {
+            vouch_messages: BTreeSet::new(),
+            ..Config::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::NothingVouches));
     }
 }

@@ -8,14 +8,16 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::block_list::{canonical_ip, BlockList};
 use crate::client::Deframed;
 use crate::codec::peek_ident;
 use crate::config::{Config, ConfigError, LinkDownPolicy};
 use crate::event::{Action, ConnId, Event};
-use crate::limits::{canonical_ip, BlockList, IpLimits};
+use crate::limits::{ip_key, IpLimits};
 use crate::link::{Link, LinkState};
+use crate::proxy::{read_header, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
 use crate::rng::SplitMix64;
-use crate::session::{Session, SessionTable, MAX_ID};
+use crate::session::{Session, SessionTable, Stage, MAX_ID};
 use crate::stats::{CloseReason, DropReason, Stats};
 use crate::timers::{LinkTimer, Timers};
 use crate::upstream::{classify, DbFrame};
@@ -225,7 +227,9 @@ impl Gate {
         let doomed: Vec<u32> = self
             .sessions
             .iter()
-            .filter(|s| self.limits.is_blocked(s.peer_ip, now))
+            .filter(|s| {
+                s.stage == Stage::Admitted && self.limits.is_blocked(s.peer_ip, now, &self.cfg)
+            })
             .map(|s| s.id)
             .collect();
         for id in doomed {
@@ -264,9 +268,17 @@ impl Gate {
         &self.cfg
     }
 
-    /// Live sessions.
+    /// Live sessions, PROXY connections still awaiting their header
+    /// included (each holds a socket, so each counts toward
+    /// `max_sessions`).
     pub fn sessions(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Live connections that have not yet sent a complete, valid frame: the
+    /// ones a newcomer may evict when `max_sessions` is reached.
+    pub fn unproven_sessions(&self) -> usize {
+        self.sessions.unproven_count()
     }
 
     /// The DBServer link's state.
@@ -328,30 +340,56 @@ impl Gate {
             self.refuse(conn, CloseReason::RefusedShuttingDown);
             return;
         }
-        let ip = canonical_ip(peer.ip());
-        let link_up = self.link.state == LinkState::Up;
-        let full = self.sessions.len() >= self.cfg.max_sessions;
-        let admitted = self.limits.admit(ip, now, &self.cfg, || {
-            if !link_up {
-                Some(CloseReason::RefusedUpstreamDown)
-            } else if full {
-                Some(CloseReason::RefusedMaxSessions)
-            } else {
-                None
-            }
-        });
-        if let Err(reason) = admitted {
-            self.refuse(conn, reason);
+        let proxied = self.cfg.proxy_protocol != ProxyProtocol::Off;
+        if proxied && !self.cfg.proxy_trusted.contains(peer.ip()) {
+            self.refuse(conn, CloseReason::RefusedProxyUntrusted);
             return;
         }
-        let id = self.sessions.allocate_id();
+        let ip = canonical_ip(peer.ip());
         let gate_ip = self.cfg.gate_ip.unwrap_or_else(|| canonical_ip(local.ip()));
-        self.cfg
-            .dialect
-            .write_open(&mut self.upstream_out, id, ip, gate_ip);
+        let full = self.sessions.len() >= self.cfg.max_sessions;
+        let victim = if full {
+            self.eviction_candidate(now)
+        } else {
+            None
+        };
+        let gate_refusal = if self.link.state != LinkState::Up {
+            Some(CloseReason::RefusedUpstreamDown)
+        } else if full && victim.is_none() {
+            Some(CloseReason::RefusedMaxSessions)
+        } else {
+            None
+        };
+        let stage = if proxied {
+            // The socket's peer is the proxy: the per-IP rules wait for the
+            // client's real address in the header.
+            if let Some(reason) = gate_refusal {
+                self.refuse(conn, reason);
+                return;
+            }
+            Stage::AwaitingProxy(Vec::new())
+        } else {
+            match self.limits.admit(ip, now, &self.cfg, || gate_refusal) {
+                Ok(admitted) => {
+                    self.stats.ip_entries_recycled += u64::from(admitted.recycled);
+                    Stage::Admitted
+                }
+                Err(reason) => {
+                    self.refuse(conn, reason);
+                    return;
+                }
+            }
+        };
+        if let Some((id, reason)) = victim {
+            self.close_session(id, reason, true);
+        }
+        let id = self.sessions.allocate_id();
+        let seq = self.sessions.next_seq();
         let session = Session {
             id,
             conn,
+            seq,
+            stage,
             peer_ip: ip,
             gate_ip,
             deframer: Default::default(),
@@ -361,15 +399,111 @@ impl Gate {
             rate_window_start: now,
             rate_count: 0,
             client_backlog: 0,
-            announced: true,
+            announced: false,
             held: Vec::new(),
             hold_until: None,
+            proven: false,
+            vouched: false,
         };
+        let admitted = session.stage == Stage::Admitted;
         self.timers.push_session(session.timer_at, id);
         self.sessions.insert(session);
-        self.stats.accepted += 1;
+        if admitted {
+            self.announce(id);
+        }
         if self.timers.get(LinkTimer::IpSweep).is_none() {
             self.timers.set(LinkTimer::IpSweep, now + IP_SWEEP_INTERVAL);
+        }
+    }
+
+    /// Sends the open frame of an admitted session and counts it.
+    fn announce(&mut self, id: u32) {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        self.cfg
+            .dialect
+            .write_open(&mut self.upstream_out, id, s.peer_ip, s.gate_ip);
+        s.announced = true;
+        self.stats.accepted += 1;
+    }
+
+    /// Whom a newcomer may replace once `max_sessions` is reached: the
+    /// oldest connection that never sent a valid frame, else the oldest
+    /// session past `unvouched_grace` the DBServer never vouched for.
+    /// Proven, vouched sessions are never evicted (docs/PROTOCOL.md §8).
+    fn eviction_candidate(&self, now: Instant) -> Option<(u32, CloseReason)> {
+        if !self.cfg.evict_unproven {
+            return None;
+        }
+        if let Some(id) = self.sessions.oldest_unproven() {
+            return Some((id, CloseReason::EvictedUnproven));
+        }
+        let grace = self.cfg.unvouched_grace?;
+        let s = self.sessions.oldest_unvouched()?;
+        (s.accepted_at + grace <= now).then_some((s.id, CloseReason::EvictedUnvouched))
+    }
+
+    /// Bytes of a PROXY connection before its header is complete. The
+    /// header is read from at most [`MAX_HEADER_LEN`] bytes; what follows
+    /// it goes to the client deframer.
+    fn on_proxy_bytes(&mut self, now: Instant, id: u32, conn: ConnId, bytes: &[u8]) {
+        let mode = self.cfg.proxy_protocol;
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        let Stage::AwaitingProxy(held) = &mut s.stage else {
+            return;
+        };
+        let before = held.len();
+        let verdict = if before == 0 {
+            read_header(bytes, mode)
+        } else {
+            let room = MAX_HEADER_LEN.saturating_sub(before).min(bytes.len());
+            held.extend_from_slice(&bytes[..room]);
+            read_header(held, mode)
+        };
+        let (source, len) = match verdict {
+            ProxyVerdict::Incomplete => {
+                if before + bytes.len() >= MAX_HEADER_LEN {
+                    // Unreachable with the reader's own bounds; kept so a
+                    // header can never make the gate hold more.
+                    self.close_session(id, CloseReason::ProxyMalformed, true);
+                } else if before == 0 {
+                    held.extend_from_slice(bytes);
+                }
+                return;
+            }
+            ProxyVerdict::Missing => {
+                return self.close_session(id, CloseReason::ProxyMissing, true)
+            }
+            ProxyVerdict::Malformed => {
+                return self.close_session(id, CloseReason::ProxyMalformed, true)
+            }
+            ProxyVerdict::Local { .. } => {
+                self.stats.proxy_headers += 1;
+                return self.close_session(id, CloseReason::ProxyLocal, true);
+            }
+            ProxyVerdict::Proxied { source, len } => (source, len),
+        };
+        self.stats.proxy_headers += 1;
+        let ip = source.ip();
+        let link_up = self.link.state == LinkState::Up;
+        let admitted = self.limits.admit(ip, now, &self.cfg, || {
+            (!link_up).then_some(CloseReason::RefusedUpstreamDown)
+        });
+        match admitted {
+            Ok(a) => self.stats.ip_entries_recycled += u64::from(a.recycled),
+            Err(reason) => return self.close_session(id, reason, true),
+        }
+        if let Some(s) = self.sessions.get_mut(id) {
+            s.stage = Stage::Admitted;
+            s.peer_ip = ip;
+        }
+        self.announce(id);
+        let rest = &bytes[(len - before).min(bytes.len())..];
+        if !rest.is_empty() {
+            self.on_client_bytes(now, conn, rest);
         }
     }
 
@@ -392,6 +526,13 @@ impl Gate {
             self.stats.stale_events += 1;
             return;
         };
+        if self
+            .sessions
+            .get(id)
+            .is_some_and(|s| s.stage != Stage::Admitted)
+        {
+            return self.on_proxy_bytes(now, id, conn, bytes);
+        }
         let cfg = &self.cfg;
         let out = &mut self.upstream_out;
         let stats = &mut self.stats;
@@ -431,6 +572,10 @@ impl Gate {
             true
         });
         let pending = s.pending();
+        let proven_now = !s.proven && s.last_frame.is_some();
+        if proven_now {
+            self.sessions.mark_proven(id);
+        }
         match result {
             Deframed::Ok { acks } => self.stats.client_acks += u64::from(acks),
             Deframed::Violation(r) => violation = violation.or(Some(r)),
@@ -449,7 +594,9 @@ impl Gate {
         let Some(s) = self.sessions.remove(id) else {
             return;
         };
-        self.limits.release(s.peer_ip);
+        if s.stage == Stage::Admitted {
+            self.limits.release(s.peer_ip, self.now, &self.cfg);
+        }
         if s.announced && self.link.state == LinkState::Up {
             self.cfg.dialect.write_close(&mut self.upstream_out, id);
         }
@@ -516,7 +663,7 @@ impl Gate {
         let out = &mut self.upstream_out;
         let stats = &mut self.stats;
         for s in self.sessions.iter_mut() {
-            if s.announced {
+            if s.announced || s.stage != Stage::Admitted {
                 continue;
             }
             dialect.write_open(out, s.id, s.peer_ip, s.gate_ip);
@@ -601,7 +748,10 @@ impl Gate {
                 let doomed: Vec<u32> = self
                     .sessions
                     .iter()
-                    .filter(|s| s.peer_ip == ip)
+                    .filter(|s| {
+                        s.stage == Stage::Admitted
+                            && ip_key(s.peer_ip, &self.cfg) == ip_key(ip, &self.cfg)
+                    })
                     .map(|s| s.id)
                     .collect();
                 for id in doomed {
@@ -617,8 +767,15 @@ impl Gate {
     }
 
     fn deliver(&mut self, id: u32, bytes: &[u8]) {
-        let Some(s) = self.sessions.get_mut(id) else {
-            let reason = if self.sessions.was_issued(id) {
+        let Some(s) = self
+            .sessions
+            .get_mut(id)
+            .filter(|s| s.stage == Stage::Admitted)
+        else {
+            // A connection still awaiting its PROXY header was never
+            // announced: the DBServer cannot know its id.
+            let awaiting = self.sessions.get(id).is_some();
+            let reason = if self.sessions.was_issued(id) && !awaiting {
                 DropReason::ClosedSession
             } else {
                 DropReason::UnknownSession
@@ -629,6 +786,12 @@ impl Gate {
         s.client_backlog += bytes.len();
         let conn = s.conn;
         let slow = s.client_backlog > self.cfg.client_queue_cap;
+        let vouches = !s.vouched
+            && self.cfg.unvouched_grace.is_some()
+            && vouching_ident(bytes).is_some_and(|m| self.cfg.vouch_messages.contains(&m));
+        if vouches && self.sessions.mark_vouched(id) {
+            self.stats.sessions_vouched += 1;
+        }
         self.stats.frames_down += 1;
         self.stats.bytes_down += bytes.len() as u64;
         self.actions.push_back(Action::SendToClient {
@@ -642,14 +805,25 @@ impl Gate {
 
     fn kick(&mut self, id: u32, reason: CloseReason) {
         self.stats.kicks += 1;
-        let Some(ip) = self.sessions.get(id).map(|s| s.peer_ip) else {
+        let Some(ip) = self
+            .sessions
+            .get(id)
+            .filter(|s| s.stage == Stage::Admitted)
+            .map(|s| s.peer_ip)
+        else {
             self.drop_frame(DropReason::ControlForDeadSession);
             return;
         };
         match reason {
             CloseReason::KickedTempBlock => {
                 let until = self.now + self.cfg.temp_block_duration;
-                self.limits.block_temporarily(ip, until, &self.cfg);
+                if !self
+                    .limits
+                    .block_temporarily(ip, self.now, until, &self.cfg)
+                    && !self.limits.block_permanently(ip, &self.cfg)
+                {
+                    self.drop_frame(DropReason::BadControl);
+                }
             }
             CloseReason::KickedPermBlock if !self.limits.block_permanently(ip, &self.cfg) => {
                 self.drop_frame(DropReason::BadControl);
@@ -734,6 +908,8 @@ impl Gate {
             }
             let reason = if s.hold_until.is_some_and(|h| h <= now) {
                 CloseReason::HoldExpired
+            } else if s.stage != Stage::Admitted {
+                CloseReason::ProxyMissing
             } else if s.last_frame.is_none() {
                 CloseReason::FirstFrameTimeout
             } else {
@@ -780,6 +956,19 @@ impl Gate {
         self.actions.push_back(Action::Stopped);
     }
 
+    /// The per-IP table's own invariants (bound, indexes), for the fuzz
+    /// model and the properties.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn check_limits(&self) -> Result<(), String> {
+        self.limits.check(&self.cfg)
+    }
+
+    /// True when every per-IP entry holds a live session or an active block.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn ip_table_pinned(&self) -> bool {
+        self.limits.all_pinned(self.now)
+    }
+
     /// Test and simulator helper: the live session ids and their client IPs.
     pub fn live_sessions(&self) -> Vec<(ConnId, u32, IpAddr)> {
         self.sessions
@@ -787,4 +976,10 @@ impl Gate {
             .map(|s| (s.conn, s.id, s.peer_ip))
             .collect()
     }
+}
+
+/// The message id of a frame the DBServer sends a client (`#` + encoded
+/// header + body + `!`, no check character), if it has one.
+fn vouching_ident(frame: &[u8]) -> Option<u16> {
+    peek_ident(frame.strip_prefix(b"#")?)
 }

@@ -4,11 +4,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::block_list::BlockList;
 use crate::codec::{client_frame, ids, HeaderLayout, Message, MsgHeader};
 use crate::config::{Config, LinkDownPolicy};
 use crate::dialect::Dialect;
 use crate::event::{ConnId, Event};
-use crate::limits::BlockList;
 use crate::link::LinkState;
 use crate::stats::{CloseReason, DropReason};
 use crate::test_harness::{addr, Harness};
@@ -370,11 +370,157 @@ fn sessions_are_capped_in_total_and_per_ip() {
     h.accept(3, "127.0.0.2");
     assert_eq!(h.closed_reason(3), Some(CloseReason::RefusedMaxPerIp));
     h.accept(4, "127.0.0.3");
+    // Proven sessions are not evicted to make room.
+    for conn in [1, 2, 4] {
+        h.client(conn, QUERY);
+    }
     h.accept(5, "127.0.0.4");
     assert_eq!(h.closed_reason(5), Some(CloseReason::RefusedMaxSessions));
     h.handle(Event::ClientClosed { conn: ConnId(1) });
     h.accept(6, "127.0.0.2");
     assert_eq!(h.gate.sessions(), 3);
+}
+
+/// A DBServer reply to `id` carrying message `ident`.
+fn reply(id: u32, ident: u16) -> Vec<u8> {
+    let frame = crate::codec::server_frame(
+        &Message {
+            header: MsgHeader {
+                ident,
+                ..MsgHeader::default()
+            },
+            body: Vec::new(),
+        },
+        HeaderLayout::Classic,
+    );
+    let mut f = format!("%{id}/").into_bytes();
+    f.extend_from_slice(&frame);
+    f.push(b'$');
+    f
+}
+
+#[test]
+fn a_full_gate_evicts_the_oldest_unproven_connection_for_a_newcomer() {
+    let mut h = Harness::up(Config {
+        max_sessions: 3,
+        ..Config::default()
+    });
+    h.accept(1, "10.0.0.1");
+    h.accept(2, "10.0.0.2");
+    h.accept(3, "10.0.0.3");
+    h.client(1, QUERY);
+    // A partial frame (slowloris) is still unproven.
+    h.client(2, b"#1<<<<");
+    let evicted = h.id_of(2);
+    h.take_upstream();
+    h.accept(4, "10.0.0.4");
+    assert_eq!(h.closed_reason(2), Some(CloseReason::EvictedUnproven));
+    assert_eq!(h.closed_reason(4), None, "the newcomer is admitted");
+    // The DBServer hears the close of the evicted session and the open.
+    let up = h.take_upstream();
+    assert!(up.starts_with(&format!("%X{evicted}$%O")), "{up}");
+    h.accept(5, "10.0.0.5");
+    assert_eq!(h.closed_reason(3), Some(CloseReason::EvictedUnproven));
+    assert_eq!(h.gate.stats().closed(CloseReason::EvictedUnproven), 2);
+    assert_eq!(h.gate.sessions(), 3);
+    assert_eq!(h.closed_reason(1), None, "proven sessions stay");
+    assert_eq!(h.gate.unproven_sessions(), 2);
+}
+
+#[test]
+fn eviction_can_be_turned_off() {
+    let mut h = Harness::up(Config {
+        max_sessions: 1,
+        evict_unproven: false,
+        ..Config::default()
+    });
+    h.accept(1, "10.0.0.1");
+    h.accept(2, "10.0.0.2");
+    assert_eq!(h.closed_reason(2), Some(CloseReason::RefusedMaxSessions));
+    assert_eq!(h.closed_reason(1), None);
+}
+
+#[test]
+fn sessions_the_dbserver_never_vouched_for_are_evictable_after_the_grace() {
+    let mut h = Harness::up(Config {
+        max_sessions: 2,
+        unvouched_grace: Some(secs(5)),
+        ..Config::default()
+    });
+    h.accept(1, "10.0.0.1");
+    h.accept(2, "10.0.0.2");
+    h.client(1, QUERY);
+    h.client(2, QUERY);
+    // Session 1's certification is accepted; session 2's is not.
+    h.db(&reply(h.id_of(1), ids::SM_QUERYCHR));
+    h.db(&reply(h.id_of(2), ids::SM_QUERYCHR_FAIL));
+    assert_eq!(h.gate.stats().sessions_vouched, 1);
+    h.accept(3, "10.0.0.3");
+    assert_eq!(
+        h.closed_reason(3),
+        Some(CloseReason::RefusedMaxSessions),
+        "within the grace, nobody is evicted"
+    );
+    h.advance(secs(5));
+    h.accept(4, "10.0.0.4");
+    assert_eq!(h.closed_reason(2), Some(CloseReason::EvictedUnvouched));
+    assert_eq!(
+        h.closed_reason(1),
+        None,
+        "a vouched session is never evicted"
+    );
+    assert_eq!(h.closed_reason(4), None);
+    // With the tier off, the same sessions are kept.
+    let mut h = Harness::up(Config {
+        max_sessions: 1,
+        unvouched_grace: None,
+        ..Config::default()
+    });
+    h.accept(1, "10.0.0.1");
+    h.client(1, QUERY);
+    h.advance(secs(30));
+    h.client(1, QUERY);
+    h.accept(2, "10.0.0.2");
+    assert_eq!(h.closed_reason(2), Some(CloseReason::RefusedMaxSessions));
+}
+
+#[test]
+fn an_address_spray_never_fills_the_per_ip_table_for_players() {
+    let mut h = Harness::up(Config {
+        max_tracked_ips: 64,
+        ..Config::default()
+    });
+    // 1,000 sprayed addresses, each connecting and leaving at once.
+    for n in 0..1000u64 {
+        h.accept(
+            n,
+            &format!("10.{}.{}.{}", n / 65536, (n / 256) % 256, n % 256),
+        );
+        h.handle(Event::ClientClosed { conn: ConnId(n) });
+    }
+    assert_eq!(h.gate.stats().closed(CloseReason::RefusedIpTableFull), 0);
+    assert!(h.gate.stats().ip_entries_recycled >= 1000 - 64);
+    assert!(h.gate.tracked_ips() <= 64);
+    h.accept(5000, "192.0.2.1");
+    assert_eq!(h.closed_reason(5000), None, "a player gets in");
+}
+
+#[test]
+fn an_ipv6_prefix_is_capped_like_one_address_while_the_dbserver_sees_each() {
+    let mut h = Harness::up(Config {
+        max_sessions_per_ip: 2,
+        dialect: Dialect::Delphi,
+        ..Config::default()
+    });
+    h.accept(1, "fd00:5e1::1");
+    h.accept(2, "fd00:5e1::2");
+    h.accept(3, "fd00:5e1::3");
+    assert_eq!(h.closed_reason(3), Some(CloseReason::RefusedMaxPerIp));
+    let up = h.take_upstream();
+    assert!(up.contains("/fd00:5e1::1/"), "{up}");
+    assert!(up.contains("/fd00:5e1::2/"), "{up}");
+    h.accept(4, "fd00:5e1:0:1::3");
+    assert_eq!(h.closed_reason(4), None, "another /64");
 }
 
 #[test]

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod block_list;
 mod client;
 pub mod codec;
 pub mod config;
@@ -29,18 +30,20 @@ mod link;
 pub mod pcapng;
 #[cfg(feature = "peers")]
 pub mod peers;
+mod proxy;
 mod rng;
 mod session;
 mod stats;
 mod timers;
 mod upstream;
 
+pub use block_list::{canonical_ip, BlockList, BlockListError};
 pub use config::{Config, ConfigError, LinkDownPolicy};
 pub use dialect::Dialect;
 pub use event::{Action, ConnId, Event};
 pub use gate::{Gate, SharedLimits};
-pub use limits::{canonical_ip, BlockList, BlockListError};
 pub use link::LinkState;
+pub use proxy::{ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
 pub use stats::{CloseReason, DropReason, Stats};
 
 #[cfg(test)]

@@ -1,158 +1,52 @@
-//! Per-IP admission: block lists (exact IPs and CIDR ranges), connect-rate
-//! windows with temporary blocks, blocks ordered by the DBServer, and the
-//! per-IP session count. The driver loads the block list file; the core
-//! enforces it. Per-IP state is bounded and expires.
+//! Per-IP admission: connect-rate windows with temporary blocks, blocks
+//! ordered by the DBServer, and the per-IP session count, over a bounded
+//! table that never locks everyone out (docs/PROTOCOL.md §8).
+//!
+//! Every rule keys a client by its *prefix*: IPv4 by `ipv4_prefix_len`
+//! (default 32, one address) and IPv6 by `ipv6_prefix_len` (default /64,
+//! what one subscriber is handed), so one host with a /64 cannot step around
+//! the limits. The full address still goes into `%O`, logs and recordings.
+//!
+//! The table holds at most `max_tracked_ips` entries. When it is full, a new
+//! prefix takes over the least recently seen entry that holds no live
+//! session and no active block; a newcomer is refused only when every entry
+//! is pinned by one of those, so a botnet's spray of fresh addresses cannot
+//! refuse the players that come after it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::block_list::{mask128, mask32, BlockList};
 use crate::config::Config;
 use crate::stats::CloseReason;
-
-/// Maps IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) to IPv4, so a dual-stack
-/// listener cannot be used to dodge IPv4 limits and blocks.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
-    }
-}
-
-/// One line of a block list that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("block list line {line}: {text:?} is not an IP address or CIDR range")]
-pub struct BlockListError {
-    /// 1-based line number.
-    pub line: usize,
-    /// The offending text.
-    pub text: String,
-}
-
-/// A set of blocked IPs and CIDR ranges, as loaded from a file.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BlockList {
-    exact: BTreeSet<IpAddr>,
-    v4: Vec<(u32, u8)>,
-    v6: Vec<(u128, u8)>,
-}
-
-impl BlockList {
-    /// An empty list.
-    pub fn new() -> Self {
-        BlockList::default()
-    }
-
-    /// Parses one entry a line: an IP (`10.1.2.3`, `::1`) or a CIDR range
-    /// (`10.0.0.0/8`). Blank lines and lines starting with `#` or `;` are
-    /// skipped, as are trailing comments after whitespace; CRLF is fine
-    /// (classic `BlockIPList.txt` files come from Windows).
-    pub fn parse(text: &str) -> Result<Self, BlockListError> {
-        let mut list = BlockList::new();
-        for (i, raw) in text.lines().enumerate() {
-            let line = raw.trim().trim_start_matches('\u{feff}');
-            let entry = line.split_whitespace().next().unwrap_or("");
-            if entry.is_empty() || entry.starts_with('#') || entry.starts_with(';') {
-                continue;
-            }
-            list.insert_str(entry).map_err(|()| BlockListError {
-                line: i + 1,
-                text: entry.to_string(),
-            })?;
-        }
-        Ok(list)
-    }
-
-    fn insert_str(&mut self, entry: &str) -> Result<(), ()> {
-        match entry.split_once('/') {
-            None => {
-                let ip: IpAddr = entry.parse().map_err(|_| ())?;
-                self.insert(ip);
-            }
-            Some((addr, prefix)) => {
-                let ip: IpAddr = addr.parse().map_err(|_| ())?;
-                let prefix: u8 = prefix.parse().map_err(|_| ())?;
-                self.insert_range(ip, prefix)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Blocks one address.
-    pub fn insert(&mut self, ip: IpAddr) {
-        self.exact.insert(canonical_ip(ip));
-    }
-
-    /// Blocks a CIDR range; `Err` when the prefix is too long for the family.
-    #[allow(clippy::result_unit_err)]
-    pub fn insert_range(&mut self, ip: IpAddr, prefix: u8) -> Result<(), ()> {
-        match canonical_ip(ip) {
-            IpAddr::V4(v4) if prefix <= 32 => {
-                self.v4.push((u32::from(v4) & mask32(prefix), prefix));
-                Ok(())
-            }
-            IpAddr::V6(v6) if prefix <= 128 => {
-                self.v6.push((u128::from(v6) & mask128(prefix), prefix));
-                Ok(())
-            }
-            _ => Err(()),
-        }
-    }
-
-    /// True when `ip` is listed or inside a listed range.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical_ip(ip);
-        if self.exact.contains(&ip) {
-            return true;
-        }
-        match ip {
-            IpAddr::V4(v4) => {
-                let a = u32::from(v4);
-                self.v4.iter().any(|&(net, p)| a & mask32(p) == net)
-            }
-            IpAddr::V6(v6) => {
-                let a = u128::from(v6);
-                self.v6.iter().any(|&(net, p)| a & mask128(p) == net)
-            }
-        }
-    }
-
-    /// Number of entries (addresses plus ranges).
-    pub fn len(&self) -> usize {
-        self.exact.len() + self.v4.len() + self.v6.len()
-    }
-
-    /// True when nothing is blocked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-fn mask32(prefix: u8) -> u32 {
-    if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix))
-    }
-}
-
-fn mask128(prefix: u8) -> u128 {
-    if prefix == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(prefix))
-    }
-}
 
 const WINDOW_SHORT: Duration = Duration::from_secs(1);
 const WINDOW_LONG: Duration = Duration::from_secs(10);
 /// How many entries one sweep looks at, so a sweep never stalls the loop.
 const SWEEP_SLICE: usize = 512;
 
-/// What the gate remembers about one client IP.
+/// The key every per-IP rule counts `ip` under: the address cut to the
+/// configured prefix of its family.
+pub(crate) fn ip_key(ip: IpAddr, cfg: &Config) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & mask32(cfg.ipv4_prefix_len)).into()),
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & mask128(cfg.ipv6_prefix_len)).into()),
+    }
+}
+
+/// Which index of [`IpLimits`] an entry is listed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// Live sessions hold it: never recycled.
+    Sessions,
+    /// No session, a block until this instant: recycled only once it ends.
+    Blocked(Instant),
+    /// No session and no block, last seen at this instant: recyclable.
+    Idle(Instant),
+}
+
+/// What the gate remembers about one client prefix.
 #[derive(Clone, Debug)]
 struct IpEntry {
     sessions: u32,
@@ -161,6 +55,9 @@ struct IpEntry {
     long_start: Instant,
     long_count: u32,
     blocked_until: Option<Instant>,
+    /// The last connect or session end; orders recycling and expiry.
+    last_seen: Instant,
+    slot: Slot,
 }
 
 impl IpEntry {
@@ -172,34 +69,57 @@ impl IpEntry {
             long_start: now,
             long_count: 0,
             blocked_until: None,
+            last_seen: now,
+            slot: Slot::Idle(now),
         }
     }
 
-    fn expired(&self, now: Instant) -> bool {
-        self.sessions == 0
-            && now.saturating_duration_since(self.long_start) >= WINDOW_LONG
-            && self.blocked_until.is_none_or(|t| t <= now)
+    /// Where the entry belongs now. A block that has ended reads as idle.
+    fn slot_at(&self, now: Instant) -> Slot {
+        if self.sessions > 0 {
+            Slot::Sessions
+        } else {
+            match self.blocked_until {
+                Some(t) if t > now => Slot::Blocked(t),
+                _ => Slot::Idle(self.last_seen),
+            }
+        }
     }
 }
 
+/// The outcome of a successful [`IpLimits::admit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Admitted {
+    /// The table was full and an idle entry was recycled for this prefix.
+    pub(crate) recycled: bool,
+}
+
 /// Per-IP admission state.
+///
+/// Entries are indexed twice besides the map: idle ones by last sighting
+/// (the recycling order, and the expiry order of the sweep) and blocked ones
+/// by the end of their block, so both recycling and sweeping take the
+/// oldest first without scanning the table.
 #[derive(Debug)]
 pub(crate) struct IpLimits {
     entries: BTreeMap<IpAddr, IpEntry>,
+    idle: BTreeSet<(Instant, IpAddr)>,
+    blocked: BTreeSet<(Instant, IpAddr)>,
     file_list: BlockList,
-    /// Permanent blocks ordered by the DBServer (`%+T`, `%+M`); they survive
-    /// block-list reloads, which only replace the file's list.
+    /// Permanent blocks ordered by the DBServer (`%+T`, `%+M`), by prefix
+    /// key; they survive block-list reloads, which only replace the file's
+    /// list.
     ordered: BTreeSet<IpAddr>,
-    sweep_from: Option<IpAddr>,
 }
 
 impl IpLimits {
     pub(crate) fn new() -> Self {
         IpLimits {
             entries: BTreeMap::new(),
+            idle: BTreeSet::new(),
+            blocked: BTreeSet::new(),
             file_list: BlockList::new(),
             ordered: BTreeSet::new(),
-            sweep_from: None,
         }
     }
 
@@ -207,127 +127,141 @@ impl IpLimits {
         self.file_list = list;
     }
 
-    pub(crate) fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
+    /// True when `ip` (a full address) is refused by the file's list, a
+    /// DBServer's permanent block or a live temporary block of its prefix.
+    pub(crate) fn is_blocked(&self, ip: IpAddr, now: Instant, cfg: &Config) -> bool {
+        let key = ip_key(ip, cfg);
         self.file_list.contains(ip)
-            || self.ordered.contains(&ip)
+            || self.ordered.contains(&key)
             || self
                 .entries
-                .get(&ip)
+                .get(&key)
                 .and_then(|e| e.blocked_until)
                 .is_some_and(|t| t > now)
     }
 
     /// Counts a connect attempt and decides whether it may become a
-    /// session. `link_up` and `sessions_full` are the gate-wide checks,
-    /// taken after the per-IP rate is counted so that a flood is counted
-    /// (and blocked) even while the link is down.
+    /// session. `gate_check` holds the gate-wide checks (link up, room for
+    /// a session), taken after the per-IP rate is counted so that a flood
+    /// is counted (and blocked) even while the link is down.
     pub(crate) fn admit(
         &mut self,
         ip: IpAddr,
         now: Instant,
         cfg: &Config,
         gate_check: impl FnOnce() -> Option<CloseReason>,
-    ) -> Result<(), CloseReason> {
-        if self.file_list.contains(ip) || self.ordered.contains(&ip) {
+    ) -> Result<Admitted, CloseReason> {
+        let key = ip_key(ip, cfg);
+        if self.file_list.contains(ip) || self.ordered.contains(&key) {
             return Err(CloseReason::RefusedBlocked);
         }
-        if !self.entries.contains_key(&ip) {
+        let mut recycled = false;
+        if !self.entries.contains_key(&key) {
             if self.entries.len() >= cfg.max_tracked_ips {
-                self.sweep(now, usize::MAX);
+                if !self.recycle_one(now) {
+                    return Err(CloseReason::RefusedIpTableFull);
+                }
+                recycled = true;
             }
-            if self.entries.len() >= cfg.max_tracked_ips {
-                return Err(CloseReason::RefusedIpTableFull);
+            self.insert(key, IpEntry::new(now));
+        }
+        let result = self.update(key, now, |e| {
+            if e.blocked_until.is_some_and(|t| t > now) {
+                return Err(CloseReason::RefusedBlocked);
             }
-            self.entries.insert(ip, IpEntry::new(now));
+            e.last_seen = now;
+            if now.saturating_duration_since(e.short_start) >= WINDOW_SHORT {
+                e.short_start = now;
+                e.short_count = 0;
+            }
+            if now.saturating_duration_since(e.long_start) >= WINDOW_LONG {
+                e.long_start = now;
+                e.long_count = 0;
+            }
+            e.short_count += 1;
+            e.long_count += 1;
+            if e.short_count > cfg.max_connects_per_ip_1s
+                || e.long_count > cfg.max_connects_per_ip_10s
+            {
+                e.blocked_until = Some(now + cfg.rate_block_duration);
+                return Err(CloseReason::RefusedRateLimited);
+            }
+            if let Some(reason) = gate_check() {
+                return Err(reason);
+            }
+            if e.sessions as usize >= cfg.max_sessions_per_ip {
+                return Err(CloseReason::RefusedMaxPerIp);
+            }
+            e.sessions += 1;
+            Ok(())
+        });
+        match result {
+            Some(Ok(())) => Ok(Admitted { recycled }),
+            Some(Err(reason)) => Err(reason),
+            None => Err(CloseReason::RefusedIpTableFull),
         }
-        let Some(e) = self.entries.get_mut(&ip) else {
-            return Err(CloseReason::RefusedIpTableFull);
-        };
-        if e.blocked_until.is_some_and(|t| t > now) {
-            return Err(CloseReason::RefusedBlocked);
-        }
-        if now.saturating_duration_since(e.short_start) >= WINDOW_SHORT {
-            e.short_start = now;
-            e.short_count = 0;
-        }
-        if now.saturating_duration_since(e.long_start) >= WINDOW_LONG {
-            e.long_start = now;
-            e.long_count = 0;
-        }
-        e.short_count += 1;
-        e.long_count += 1;
-        if e.short_count > cfg.max_connects_per_ip_1s || e.long_count > cfg.max_connects_per_ip_10s
-        {
-            e.blocked_until = Some(now + cfg.rate_block_duration);
-            return Err(CloseReason::RefusedRateLimited);
-        }
-        if let Some(reason) = gate_check() {
-            return Err(reason);
-        }
-        if e.sessions as usize >= cfg.max_sessions_per_ip {
-            return Err(CloseReason::RefusedMaxPerIp);
-        }
-        e.sessions += 1;
-        Ok(())
     }
 
     /// A session from `ip` ended.
-    pub(crate) fn release(&mut self, ip: IpAddr) {
-        if let Some(e) = self.entries.get_mut(&ip) {
+    pub(crate) fn release(&mut self, ip: IpAddr, now: Instant, cfg: &Config) {
+        self.update(ip_key(ip, cfg), now, |e| {
             e.sessions = e.sessions.saturating_sub(1);
-        }
+            e.last_seen = now;
+        });
     }
 
-    /// `%+B`: block for a while.
-    pub(crate) fn block_temporarily(&mut self, ip: IpAddr, until: Instant, cfg: &Config) {
-        if let Some(e) = self.entries.get_mut(&ip) {
+    /// `%+B`: block the prefix of `ip` until `until`. Returns false when the
+    /// table had no room even after recycling; the caller then blocks it
+    /// for good, the safe side.
+    pub(crate) fn block_temporarily(
+        &mut self,
+        ip: IpAddr,
+        now: Instant,
+        until: Instant,
+        cfg: &Config,
+    ) -> bool {
+        let key = ip_key(ip, cfg);
+        if !self.entries.contains_key(&key) {
+            if self.entries.len() >= cfg.max_tracked_ips && !self.recycle_one(now) {
+                return false;
+            }
+            self.insert(key, IpEntry::new(now));
+        }
+        self.update(key, now, |e| {
             e.blocked_until = Some(e.blocked_until.map_or(until, |t| t.max(until)));
-        } else if self.entries.len() < cfg.max_tracked_ips {
-            let mut e = IpEntry::new(until);
-            e.blocked_until = Some(until);
-            self.entries.insert(ip, e);
-        } else {
-            // The table is full: a permanent block is the safe side.
-            self.block_permanently(ip, cfg);
-        }
-    }
-
-    /// `%+T` and `%+M`: block until the gate restarts. Bounded like the
-    /// rest of the per-IP state; returns false when the set is full.
-    pub(crate) fn block_permanently(&mut self, ip: IpAddr, cfg: &Config) -> bool {
-        if self.ordered.len() >= cfg.max_tracked_ips && !self.ordered.contains(&ip) {
-            return false;
-        }
-        self.ordered.insert(ip);
+        });
         true
     }
 
-    /// Forgets expired entries, looking at most at `budget` of them from
-    /// where the last sweep stopped. Returns true while entries remain.
+    /// `%+T` and `%+M`: block the prefix of `ip` until the gate restarts.
+    /// Bounded like the rest of the per-IP state; returns false when the set
+    /// is full.
+    pub(crate) fn block_permanently(&mut self, ip: IpAddr, cfg: &Config) -> bool {
+        let key = ip_key(ip, cfg);
+        if self.ordered.len() >= cfg.max_tracked_ips && !self.ordered.contains(&key) {
+            return false;
+        }
+        self.ordered.insert(key);
+        true
+    }
+
+    /// Forgets entries that hold nothing and were last seen a full long
+    /// window ago, oldest first, at most `budget` of them. Returns true
+    /// while entries remain.
     pub(crate) fn sweep(&mut self, now: Instant, budget: usize) -> bool {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let start = match self.sweep_from {
-            Some(ip) => Excluded(ip),
-            None => Unbounded,
-        };
-        let mut dead = Vec::new();
-        let mut last = None;
-        let mut seen = 0;
-        for (ip, e) in self.entries.range((start, Unbounded)) {
-            if seen == budget {
+        self.end_blocks(now);
+        let mut removed = 0;
+        while removed < budget {
+            let Some(&(seen, key)) = self.idle.first() else {
+                break;
+            };
+            if now.saturating_duration_since(seen) < WINDOW_LONG {
                 break;
             }
-            seen += 1;
-            last = Some(*ip);
-            if e.expired(now) {
-                dead.push(*ip);
-            }
+            self.idle.remove(&(seen, key));
+            self.entries.remove(&key);
+            removed += 1;
         }
-        for ip in dead {
-            self.entries.remove(&ip);
-        }
-        // Wrap around when the slice reached the end of the map.
-        self.sweep_from = if seen < budget { None } else { last };
         !self.entries.is_empty()
     }
 
@@ -336,13 +270,130 @@ impl IpLimits {
         self.sweep(now, SWEEP_SLICE)
     }
 
+    /// Prefixes with per-IP state.
     pub(crate) fn tracked(&self) -> usize {
         self.entries.len()
     }
 
+    /// Makes room for one entry: takes the least recently seen entry that
+    /// holds no session and no block. False when every entry is pinned.
+    fn recycle_one(&mut self, now: Instant) -> bool {
+        self.end_blocks(now);
+        let Some((_, key)) = self.idle.pop_first() else {
+            return false;
+        };
+        self.entries.remove(&key);
+        true
+    }
+
+    /// Moves entries whose block has ended into the idle index.
+    fn end_blocks(&mut self, now: Instant) {
+        while let Some(&(until, key)) = self.blocked.first() {
+            if until > now {
+                break;
+            }
+            self.update(key, now, |_| ());
+        }
+    }
+
+    fn insert(&mut self, key: IpAddr, e: IpEntry) {
+        self.index(key, e.slot);
+        self.entries.insert(key, e);
+    }
+
+    /// Runs `f` on the entry of `key` and files the entry under the index
+    /// its new state belongs to. `None` when there is no such entry.
+    fn update<T>(
+        &mut self,
+        key: IpAddr,
+        now: Instant,
+        f: impl FnOnce(&mut IpEntry) -> T,
+    ) -> Option<T> {
+        let e = self.entries.get_mut(&key)?;
+        let before = e.slot;
+        let out = f(e);
+        let after = e.slot_at(now);
+        e.slot = after;
+        if before != after {
+            self.unindex(key, before);
+            self.index(key, after);
+        }
+        Some(out)
+    }
+
+    fn index(&mut self, key: IpAddr, slot: Slot) {
+        match slot {
+            Slot::Sessions => {}
+            Slot::Blocked(t) => {
+                self.blocked.insert((t, key));
+            }
+            Slot::Idle(t) => {
+                self.idle.insert((t, key));
+            }
+        }
+    }
+
+    fn unindex(&mut self, key: IpAddr, slot: Slot) {
+        match slot {
+            Slot::Sessions => {}
+            Slot::Blocked(t) => {
+                self.blocked.remove(&(t, key));
+            }
+            Slot::Idle(t) => {
+                self.idle.remove(&(t, key));
+            }
+        }
+    }
+
+    /// Checks the table's own invariants: the bound, and every entry filed
+    /// in exactly the index its state says.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn check(&self, cfg: &Config) -> Result<(), String> {
+        if self.entries.len() > cfg.max_tracked_ips {
+            return Err(format!(
+                "{} entries over the bound {}",
+                self.entries.len(),
+                cfg.max_tracked_ips
+            ));
+        }
+        let mut idle = 0;
+        let mut blocked = 0;
+        for (key, e) in &self.entries {
+            let listed = match e.slot {
+                Slot::Sessions => e.sessions > 0,
+                Slot::Blocked(t) => {
+                    blocked += 1;
+                    e.sessions == 0
+                        && e.blocked_until == Some(t)
+                        && self.blocked.contains(&(t, *key))
+                }
+                Slot::Idle(t) => {
+                    idle += 1;
+                    e.sessions == 0 && t == e.last_seen && self.idle.contains(&(t, *key))
+                }
+            };
+            if !listed {
+                return Err(format!("entry {key} filed wrongly: {e:?}"));
+            }
+        }
+        if idle != self.idle.len() || blocked != self.blocked.len() {
+            return Err("an index lists an entry the table does not hold".into());
+        }
+        Ok(())
+    }
+
+    /// True when every entry holds a live session or a block active at
+    /// `now`: the one state in which a new prefix may be refused.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn all_pinned(&self, now: Instant) -> bool {
+        self.entries
+            .values()
+            .all(|e| e.sessions > 0 || e.blocked_until.is_some_and(|t| t > now))
+    }
+
     #[cfg(test)]
-    pub(crate) fn sessions_of(&self, ip: IpAddr) -> u32 {
-        self.entries.get(&ip).map_or(0, |e| e.sessions)
+    pub(crate) fn sessions_of(&self, ip: IpAddr, cfg: &Config) -> u32 {
+        self.entries.get(&ip_key(ip, cfg)).map_or(0, |e| e.sessions)
     }
 }
 
@@ -351,33 +402,10 @@ mod tests {
     use super::*;
     use crate::test_util::t0;
 
+    const ADMITTED: Admitted = Admitted { recycled: false };
+
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("test address")
-    }
-
-    #[test]
-    fn block_lists_match_exact_addresses_and_ranges() {
-        let l = BlockList::parse(
-            "\u{feff}# comment\r\n10.0.0.0/8\r\n192.168.1.7 spammer\r\n; other\r\n\r\n2001:db8::/32\n",
-        )
-        .expect("parses");
-        assert_eq!(l.len(), 3);
-        assert!(l.contains(ip("10.200.3.4")));
-        assert!(l.contains(ip("192.168.1.7")));
-        assert!(l.contains(ip("::ffff:192.168.1.7")));
-        assert!(!l.contains(ip("192.168.1.8")));
-        assert!(l.contains(ip("2001:db8::5")));
-        assert!(!l.contains(ip("2001:db9::5")));
-        assert!(BlockList::parse("0.0.0.0/0")
-            .expect("ok")
-            .contains(ip("1.2.3.4")));
-    }
-
-    #[test]
-    fn bad_block_list_lines_are_reported_with_their_number() {
-        let e = BlockList::parse("1.2.3.4\nnot-an-ip\n").expect_err("must fail");
-        assert_eq!(e.line, 2);
-        assert!(BlockList::parse("10.0.0.0/33").is_err());
     }
 
     #[test]
@@ -390,7 +418,7 @@ mod tests {
         let now = t0();
         let a = ip("127.0.0.2");
         for _ in 0..3 {
-            assert_eq!(l.admit(a, now, &cfg, || None), Ok(()));
+            assert_eq!(l.admit(a, now, &cfg, || None), Ok(ADMITTED));
         }
         assert_eq!(
             l.admit(a, now, &cfg, || None),
@@ -403,9 +431,9 @@ mod tests {
             Err(CloseReason::RefusedBlocked)
         );
         let after = now + cfg.rate_block_duration + Duration::from_secs(1);
-        assert_eq!(l.admit(a, after, &cfg, || None), Ok(()));
+        assert_eq!(l.admit(a, after, &cfg, || None), Ok(ADMITTED));
         // Another IP is unaffected.
-        assert_eq!(l.admit(ip("127.0.0.3"), now, &cfg, || None), Ok(()));
+        assert_eq!(l.admit(ip("127.0.0.3"), now, &cfg, || None), Ok(ADMITTED));
     }
 
     #[test]
@@ -421,7 +449,7 @@ mod tests {
         let now = t0();
         for i in 0..5 {
             let t = now + Duration::from_millis(1500 * i);
-            assert_eq!(l.admit(a, t, &cfg, || None), Ok(()));
+            assert_eq!(l.admit(a, t, &cfg, || None), Ok(ADMITTED));
         }
         assert_eq!(
             l.admit(a, now + Duration::from_millis(7600), &cfg, || None),
@@ -444,8 +472,8 @@ mod tests {
             l.admit(a, now, &cfg, || None),
             Err(CloseReason::RefusedMaxPerIp)
         );
-        l.release(a);
-        assert_eq!(l.sessions_of(a), 1);
+        l.release(a, now, &cfg);
+        assert_eq!(l.sessions_of(a, &cfg), 1);
         assert!(l.admit(a, now, &cfg, || None).is_ok());
     }
 
@@ -456,11 +484,11 @@ mod tests {
         let a = ip("127.0.0.2");
         let r = l.admit(a, t0(), &cfg, || Some(CloseReason::RefusedUpstreamDown));
         assert_eq!(r, Err(CloseReason::RefusedUpstreamDown));
-        assert_eq!(l.sessions_of(a), 0);
+        assert_eq!(l.sessions_of(a, &cfg), 0);
     }
 
     #[test]
-    fn per_ip_state_is_bounded_and_expires() {
+    fn a_full_table_recycles_the_least_recently_seen_idle_entry() {
         let cfg = Config {
             max_tracked_ips: 4,
             ..Config::default()
@@ -469,18 +497,117 @@ mod tests {
         let now = t0();
         for i in 0..4 {
             let a = ip(&format!("10.0.0.{i}"));
-            assert!(l.admit(a, now, &cfg, || None).is_ok());
-            l.release(a);
+            let t = now + Duration::from_millis(i);
+            assert_eq!(l.admit(a, t, &cfg, || None), Ok(ADMITTED));
+            l.release(a, t, &cfg);
         }
+        // 10.0.0.0 was seen last the longest ago: it makes room.
+        let t = now + Duration::from_millis(10);
         assert_eq!(
-            l.admit(ip("10.0.0.9"), now, &cfg, || None),
+            l.admit(ip("10.0.0.9"), t, &cfg, || None),
+            Ok(Admitted { recycled: true })
+        );
+        assert_eq!(l.tracked(), 4);
+        assert_eq!(l.sessions_of(ip("10.0.0.9"), &cfg), 1);
+        assert!(!l.entries.contains_key(&ip("10.0.0.0")));
+        assert!(l.entries.contains_key(&ip("10.0.0.1")));
+        l.check(&cfg).expect("consistent");
+        // After the long window, idle entries expire.
+        let later = now + Duration::from_secs(11);
+        l.sweep(later, usize::MAX);
+        assert_eq!(l.tracked(), 1, "only the live session's entry stays");
+    }
+
+    #[test]
+    fn a_new_prefix_is_refused_only_when_every_entry_is_pinned() {
+        let cfg = Config {
+            max_tracked_ips: 3,
+            ..Config::default()
+        };
+        let mut l = IpLimits::new();
+        let now = t0();
+        // Two live sessions and one active block pin all three entries.
+        assert!(l.admit(ip("10.0.0.1"), now, &cfg, || None).is_ok());
+        assert!(l.admit(ip("10.0.0.2"), now, &cfg, || None).is_ok());
+        assert!(l.block_temporarily(ip("10.0.0.3"), now, now + Duration::from_secs(5), &cfg));
+        assert!(l.all_pinned(now));
+        assert_eq!(
+            l.admit(ip("10.0.0.4"), now, &cfg, || None),
             Err(CloseReason::RefusedIpTableFull)
         );
-        // After the long window, idle entries expire and make room.
-        let later = now + Duration::from_secs(11);
-        assert!(l.admit(ip("10.0.0.9"), later, &cfg, || None).is_ok());
-        l.sweep(later, usize::MAX);
-        assert_eq!(l.tracked(), 1);
+        // Once the block has ended, its entry is recyclable.
+        let t = now + Duration::from_secs(6);
+        assert_eq!(
+            l.admit(ip("10.0.0.4"), t, &cfg, || None),
+            Ok(Admitted { recycled: true })
+        );
+        assert!(!l.is_blocked(ip("10.0.0.3"), t, &cfg));
+        // A session's end unpins its entry.
+        l.release(ip("10.0.0.1"), t, &cfg);
+        assert!(l.admit(ip("10.0.0.5"), t, &cfg, || None).is_ok());
+        assert_eq!(l.sessions_of(ip("10.0.0.1"), &cfg), 0);
+        l.check(&cfg).expect("consistent");
+    }
+
+    #[test]
+    fn rate_windows_hold_for_addresses_that_stay_in_the_table() {
+        let cfg = Config {
+            max_tracked_ips: 2,
+            max_connects_per_ip_1s: 2,
+            ..Config::default()
+        };
+        let mut l = IpLimits::new();
+        let now = t0();
+        let a = ip("10.0.0.1");
+        assert!(l.admit(a, now, &cfg, || None).is_ok());
+        assert!(l.admit(a, now, &cfg, || None).is_ok());
+        // Strangers come and go through the other entry.
+        for i in 0..50 {
+            let s = ip(&format!("10.1.0.{i}"));
+            assert!(l.admit(s, now, &cfg, || None).is_ok());
+            l.release(s, now, &cfg);
+        }
+        assert_eq!(
+            l.admit(a, now, &cfg, || None),
+            Err(CloseReason::RefusedRateLimited)
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_prefix_and_ipv4_per_address() {
+        let cfg = Config {
+            max_sessions_per_ip: 2,
+            max_connects_per_ip_1s: 100,
+            max_connects_per_ip_10s: 100,
+            ..Config::default()
+        };
+        let mut l = IpLimits::new();
+        let now = t0();
+        assert!(l.admit(ip("fd00:5e1::1"), now, &cfg, || None).is_ok());
+        assert!(l.admit(ip("fd00:5e1::ffff:2"), now, &cfg, || None).is_ok());
+        assert_eq!(
+            l.admit(ip("fd00:5e1::abcd:3"), now, &cfg, || None),
+            Err(CloseReason::RefusedMaxPerIp),
+            "a third address of the same /64"
+        );
+        assert!(l.admit(ip("fd00:5e1:0:1::1"), now, &cfg, || None).is_ok());
+        assert!(l.admit(ip("10.0.0.1"), now, &cfg, || None).is_ok());
+        assert!(l.admit(ip("10.0.0.2"), now, &cfg, || None).is_ok());
+        assert!(l.admit(ip("10.0.0.1"), now, &cfg, || None).is_ok());
+        assert_eq!(l.tracked(), 4);
+        // A block of one address of the /64 blocks its neighbours.
+        assert!(l.block_permanently(ip("fd00:5e1::1"), &cfg));
+        assert!(l.is_blocked(ip("fd00:5e1::9"), now, &cfg));
+        assert!(!l.is_blocked(ip("fd00:5e1:0:1::9"), now, &cfg));
+        // The prefixes are settings.
+        let wide = Config {
+            ipv4_prefix_len: 24,
+            ipv6_prefix_len: 128,
+            ..cfg.clone()
+        };
+        assert_eq!(ip_key(ip("10.0.0.77"), &wide), ip("10.0.0.0"));
+        assert_eq!(ip_key(ip("fd00::77"), &wide), ip("fd00::77"));
+        assert_eq!(ip_key(ip("fd00::1:2:3:77"), &cfg), ip("fd00::"));
     }
 
     #[test]
@@ -489,9 +616,9 @@ mod tests {
         let mut l = IpLimits::new();
         let now = t0();
         let a = ip("127.0.0.5");
-        l.block_temporarily(a, now + Duration::from_secs(30), &cfg);
-        assert!(l.is_blocked(a, now));
-        assert!(!l.is_blocked(a, now + Duration::from_secs(31)));
+        assert!(l.block_temporarily(a, now, now + Duration::from_secs(30), &cfg));
+        assert!(l.is_blocked(a, now, &cfg));
+        assert!(!l.is_blocked(a, now + Duration::from_secs(31), &cfg));
         let b = ip("127.0.0.6");
         assert!(l.block_permanently(b, &cfg));
         l.set_block_list(BlockList::new());
@@ -499,5 +626,88 @@ mod tests {
             l.admit(b, now, &cfg, || None),
             Err(CloseReason::RefusedBlocked)
         );
+    }
+
+    /// One step of the table property: an address index into a small pool
+    /// (so entries repeat and pin), and what happens to it.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Connect(u8),
+        Leave(u8),
+        Block(u8, u8),
+        Wait(u16),
+    }
+
+    impl quickcheck::Arbitrary for Op {
+        fn arbitrary(g: &mut quickcheck::Gen) -> Op {
+            match u8::arbitrary(g) % 8 {
+                0..=3 => Op::Connect(u8::arbitrary(g) % 24),
+                4 | 5 => Op::Leave(u8::arbitrary(g) % 24),
+                6 => Op::Block(u8::arbitrary(g) % 24, u8::arbitrary(g) % 30),
+                _ => Op::Wait(u16::arbitrary(g) % 3000),
+            }
+        }
+    }
+
+    quickcheck::quickcheck! {
+        /// The table never exceeds its bound, stays consistent, refuses a
+        /// new prefix only when every entry is pinned, and never loses a
+        /// live session's count.
+        fn the_table_is_bounded_and_refuses_only_when_pinned(ops: Vec<Op>) -> bool {
+            let cfg = Config {
+                max_tracked_ips: 6,
+                max_sessions_per_ip: 3,
+                max_connects_per_ip_1s: 1000,
+                max_connects_per_ip_10s: 1000,
+                ..Config::default()
+            };
+            let mut l = IpLimits::new();
+            let mut now = t0();
+            let mut live: BTreeMap<u8, u32> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Connect(n) => {
+                        let a = IpAddr::from([10, 0, 0, n]);
+                        let known = l.entries.contains_key(&a);
+                        let pinned = l.all_pinned(now) && l.tracked() >= cfg.max_tracked_ips;
+                        match l.admit(a, now, &cfg, || None) {
+                            Ok(_) => *live.entry(n).or_default() += 1,
+                            Err(CloseReason::RefusedIpTableFull) => {
+                                if known || !pinned {
+                                    return false;
+                                }
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    Op::Leave(n) => {
+                        if let Some(c) = live.get_mut(&n).filter(|c| **c > 0) {
+                            *c -= 1;
+                            l.release(IpAddr::from([10, 0, 0, n]), now, &cfg);
+                        }
+                    }
+                    Op::Block(n, secs) => {
+                        let until = now + Duration::from_secs(u64::from(secs));
+                        let a = IpAddr::from([10, 0, 0, n]);
+                        if !l.block_temporarily(a, now, until, &cfg) && !l.all_pinned(now) {
+                            return false;
+                        }
+                    }
+                    Op::Wait(ms) => {
+                        now += Duration::from_millis(u64::from(ms));
+                        l.sweep_step(now);
+                    }
+                }
+                if l.check(&cfg).is_err() {
+                    return false;
+                }
+                for (&n, &c) in &live {
+                    if l.sessions_of(IpAddr::from([10, 0, 0, n]), &cfg) != c {
+                        return false;
+                    }
+                }
+            }
+            true
+        }
     }
 }

@@ -17,11 +17,25 @@ use crate::event::ConnId;
 /// The largest id: the DBServers parse ids as a signed 32-bit `Integer`.
 pub(crate) const MAX_ID: u32 = i32::MAX as u32;
 
+/// Where a connection stands in its admission.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// On a PROXY listener, before the header: not admitted by the per-IP
+    /// rules yet and unknown to the DBServer. Holds the header bytes so far.
+    AwaitingProxy(Vec<u8>),
+    /// Admitted: counted under its IP's prefix, announced to the DBServer.
+    Admitted,
+}
+
 /// One client session.
 #[derive(Debug)]
 pub(crate) struct Session {
     pub(crate) id: u32,
     pub(crate) conn: ConnId,
+    /// Accept order, for "oldest first" eviction (ids wrap, this does not).
+    pub(crate) seq: u64,
+    pub(crate) stage: Stage,
+    /// The client's full address (the PROXY header's source when proxied).
     pub(crate) peer_ip: IpAddr,
     pub(crate) gate_ip: IpAddr,
     pub(crate) deframer: ClientDeframer,
@@ -40,6 +54,10 @@ pub(crate) struct Session {
     pub(crate) held: Vec<u8>,
     /// When the hold policy gives up on this session.
     pub(crate) hold_until: Option<Instant>,
+    /// It sent one complete, valid frame.
+    pub(crate) proven: bool,
+    /// The DBServer answered it with a vouching message.
+    pub(crate) vouched: bool,
 }
 
 impl Session {
@@ -61,11 +79,16 @@ impl Session {
     }
 }
 
-/// Live sessions, by id and by connection.
+/// Live sessions, by id and by connection, with the two eviction orders.
 #[derive(Debug)]
 pub(crate) struct SessionTable {
     by_id: BTreeMap<u32, Session>,
     by_conn: BTreeMap<ConnId, u32>,
+    /// Connections that have not sent a complete frame, oldest first.
+    unproven: BTreeMap<u64, u32>,
+    /// Proven sessions the DBServer has not vouched for, oldest first.
+    unvouched: BTreeMap<u64, u32>,
+    next_seq: u64,
     first_id: u32,
     next_id: u32,
     issued: u64,
@@ -78,6 +101,9 @@ impl SessionTable {
         SessionTable {
             by_id: BTreeMap::new(),
             by_conn: BTreeMap::new(),
+            unproven: BTreeMap::new(),
+            unvouched: BTreeMap::new(),
+            next_seq: 0,
             first_id,
             next_id: first_id,
             issued: 0,
@@ -112,15 +138,72 @@ impl SessionTable {
         (1..=MAX_ID).contains(&id) && offset < self.issued
     }
 
+    /// The accept-order number for the next session.
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
     pub(crate) fn insert(&mut self, s: Session) {
         self.by_conn.insert(s.conn, s.id);
+        if !s.proven && !s.vouched {
+            self.unproven.insert(s.seq, s.id);
+        } else if !s.vouched {
+            self.unvouched.insert(s.seq, s.id);
+        }
         self.by_id.insert(s.id, s);
     }
 
     pub(crate) fn remove(&mut self, id: u32) -> Option<Session> {
         let s = self.by_id.remove(&id)?;
         self.by_conn.remove(&s.conn);
+        self.unproven.remove(&s.seq);
+        self.unvouched.remove(&s.seq);
         Some(s)
+    }
+
+    /// The session sent its first complete, valid frame.
+    pub(crate) fn mark_proven(&mut self, id: u32) {
+        let Some(s) = self.by_id.get_mut(&id) else {
+            return;
+        };
+        if s.proven {
+            return;
+        }
+        s.proven = true;
+        if self.unproven.remove(&s.seq).is_some() {
+            self.unvouched.insert(s.seq, id);
+        }
+    }
+
+    /// The DBServer vouched for the session; true the first time.
+    pub(crate) fn mark_vouched(&mut self, id: u32) -> bool {
+        let Some(s) = self.by_id.get_mut(&id) else {
+            return false;
+        };
+        if s.vouched {
+            return false;
+        }
+        s.vouched = true;
+        self.unproven.remove(&s.seq);
+        self.unvouched.remove(&s.seq);
+        true
+    }
+
+    /// The oldest connection that has sent no complete frame.
+    pub(crate) fn oldest_unproven(&self) -> Option<u32> {
+        self.unproven.first_key_value().map(|(_, &id)| id)
+    }
+
+    /// The oldest proven session the DBServer has not vouched for.
+    pub(crate) fn oldest_unvouched(&self) -> Option<&Session> {
+        let (_, id) = self.unvouched.first_key_value()?;
+        self.by_id.get(id)
+    }
+
+    /// Live sessions not yet proven (PROXY headers awaited included).
+    pub(crate) fn unproven_count(&self) -> usize {
+        self.unproven.len()
     }
 
     pub(crate) fn id_of(&self, conn: ConnId) -> Option<u32> {
@@ -168,6 +251,8 @@ mod tests {
         Session {
             id,
             conn: ConnId(conn),
+            seq: u64::from(id),
+            stage: Stage::Admitted,
             peer_ip: "127.0.0.2".parse().expect("ip"),
             gate_ip: "127.0.0.1".parse().expect("ip"),
             deframer: ClientDeframer::default(),
@@ -180,7 +265,32 @@ mod tests {
             announced: true,
             held: Vec::new(),
             hold_until: None,
+            proven: false,
+            vouched: false,
         }
+    }
+
+    #[test]
+    fn eviction_orders_follow_proof_and_vouching() {
+        let mut t = SessionTable::new(1);
+        for id in 1..=3 {
+            t.insert(session(id, u64::from(id)));
+        }
+        assert_eq!(t.oldest_unproven(), Some(1));
+        t.mark_proven(1);
+        assert_eq!(t.oldest_unproven(), Some(2));
+        assert_eq!(t.oldest_unvouched().map(|s| s.id), Some(1));
+        assert!(t.mark_vouched(1));
+        assert!(!t.mark_vouched(1), "only the first time counts");
+        assert!(t.oldest_unvouched().is_none());
+        t.remove(2);
+        assert_eq!(t.oldest_unproven(), Some(3));
+        assert_eq!(t.unproven_count(), 1);
+        // A vouched session is in neither order, even before it is proven.
+        assert!(t.mark_vouched(3));
+        assert_eq!(t.oldest_unproven(), None);
+        t.mark_proven(3);
+        assert!(t.oldest_unvouched().is_none());
     }
 
     #[test]

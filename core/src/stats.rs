@@ -77,6 +77,23 @@ reason_enum! {
         HoldExpired => "hold_expired",
         /// The gate is shutting down.
         Shutdown => "shutdown",
+        /// `max_sessions` was reached and a newcomer took the place of this
+        /// connection, the oldest that had not sent a complete, valid frame
+        /// (docs/PROTOCOL.md §8).
+        EvictedUnproven => "evicted_unproven",
+        /// `max_sessions` was reached, no unproven connection was left, and
+        /// a newcomer took the place of this session: older than
+        /// `unvouched_grace`, and never vouched for by the DBServer.
+        EvictedUnvouched => "evicted_unvouched",
+        /// A PROXY listener got bytes that are not a PROXY header, or none
+        /// within `first_frame_timeout` (§9).
+        ProxyMissing => "proxy_missing",
+        /// A PROXY header that is broken, too long, not TCP, or of a version
+        /// the listener does not take.
+        ProxyMalformed => "proxy_malformed",
+        /// A PROXY health check (v2 `LOCAL`, v1 `UNKNOWN`): answered by a
+        /// clean close, with no DBServer session.
+        ProxyLocal => "proxy_local",
         /// Refused at accept: the DBServer link is down.
         RefusedUpstreamDown => "refused_upstream_down",
         /// Refused at accept: `max_sessions` reached.
@@ -95,13 +112,27 @@ reason_enum! {
         RefusedShuttingDown => "refused_shutting_down",
         /// Refused at accept: the driver reused a connection id still live.
         RefusedDuplicateConn => "refused_duplicate_conn",
+        /// Refused at accept: a PROXY listener's connection from a source
+        /// outside `proxy_trusted`, which may not speak for anyone else.
+        RefusedProxyUntrusted => "proxy_untrusted",
     }
 }
 
 impl CloseReason {
     /// True for reasons given at accept, before any session was opened.
     pub fn is_refusal(self) -> bool {
-        self >= CloseReason::RefusedUpstreamDown
+        matches!(
+            self,
+            CloseReason::RefusedUpstreamDown
+                | CloseReason::RefusedMaxSessions
+                | CloseReason::RefusedMaxPerIp
+                | CloseReason::RefusedBlocked
+                | CloseReason::RefusedRateLimited
+                | CloseReason::RefusedIpTableFull
+                | CloseReason::RefusedShuttingDown
+                | CloseReason::RefusedDuplicateConn
+                | CloseReason::RefusedProxyUntrusted
+        )
     }
 
     /// True when the client broke the protocol or a limit (the driver closes
@@ -117,6 +148,10 @@ impl CloseReason {
                 | CloseReason::FrameRate
                 | CloseReason::MessageFiltered
                 | CloseReason::SlowClient
+                | CloseReason::EvictedUnproven
+                | CloseReason::EvictedUnvouched
+                | CloseReason::ProxyMissing
+                | CloseReason::ProxyMalformed
         )
     }
 }
@@ -194,6 +229,14 @@ pub struct Stats {
     pub read_pauses: u64,
     /// Events for connections the gate does not know (driver races).
     pub stale_events: u64,
+    /// Per-IP table entries recycled for a new prefix while the table was
+    /// full (each one an idle entry, least recently seen first).
+    pub ip_entries_recycled: u64,
+    /// PROXY headers accepted from trusted proxies (health checks included).
+    pub proxy_headers: u64,
+    /// Sessions the DBServer vouched for (answered with one of
+    /// `vouch_messages`).
+    pub sessions_vouched: u64,
 }
 
 impl Stats {
@@ -235,7 +278,15 @@ mod tests {
     #[test]
     fn refusals_are_the_accept_time_reasons() {
         assert!(CloseReason::RefusedBlocked.is_refusal());
+        assert!(CloseReason::RefusedProxyUntrusted.is_refusal());
         assert!(!CloseReason::Kicked.is_refusal());
+        assert!(!CloseReason::EvictedUnproven.is_refusal());
+        // Every `refused_*` label is a refusal, and nothing else is.
+        for r in CloseReason::ALL {
+            let named =
+                r.as_str().starts_with("refused_") || *r == CloseReason::RefusedProxyUntrusted;
+            assert_eq!(r.is_refusal(), named, "{r}");
+        }
         assert!(CloseReason::Injection.is_hostile());
         assert!(!CloseReason::Shutdown.is_hostile());
     }

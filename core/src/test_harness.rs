@@ -89,7 +89,7 @@ impl Harness {
     pub fn accept(&mut self, conn: u64, ip: &str) {
         self.handle(Event::ClientAccepted {
             conn: ConnId(conn),
-            peer: addr(&format!("{ip}:40000")),
+            peer: std::net::SocketAddr::new(ip.parse().expect("test address"), 40000),
             local: addr("127.0.0.1:7100"),
         });
     }

@@ -283,6 +283,33 @@ pub struct SettingsArgs {
     /// Most IPs tracked at once for rates and blocks [default: 65536].
     #[arg(long, value_name = "N", help_heading = "Admission")]
     pub max_tracked_ips: Option<String>,
+    /// Prefix length by which per-IP rules count IPv4 clients [default: 32].
+    #[arg(long, value_name = "N", help_heading = "Admission")]
+    pub ipv4_prefix_len: Option<String>,
+    /// Prefix length by which per-IP rules count IPv6 clients [default: 64].
+    #[arg(long, value_name = "N", help_heading = "Admission")]
+    pub ipv6_prefix_len: Option<String>,
+    /// When max_sessions is reached, a newcomer evicts the oldest connection
+    /// that has not sent a complete, valid frame [default: true].
+    #[arg(long, value_name = "true|false", help_heading = "Admission")]
+    pub evict_unproven: Option<String>,
+    /// When max_sessions is reached and nothing is unproven, a newcomer evicts
+    /// the oldest session older than this that the DBServer never vouched
+    /// for, or `off` [default: 10s].
+    #[arg(long, value_name = "DURATION|off", help_heading = "Admission")]
+    pub unvouched_grace: Option<String>,
+    /// DBServer message ids that vouch for a session [default: 520
+    /// (SM_QUERYCHR)].
+    #[arg(long, value_name = "IDS", help_heading = "Admission")]
+    pub vouch_messages: Option<String>,
+    /// PROXY protocol header expected before client bytes on the listeners
+    /// [default: off].
+    #[arg(long, value_name = "off|v1|v2|any", help_heading = "Admission")]
+    pub proxy_protocol: Option<String>,
+    /// Addresses and CIDRs of the proxies allowed to send a PROXY header,
+    /// comma-separated [default: none].
+    #[arg(long, value_name = "CIDRS", help_heading = "Admission")]
+    pub proxy_trusted: Option<String>,
     /// Text file of blocked IPs and CIDRs, or `none` [default: none].
     #[arg(long, value_name = "FILE", help_heading = "Admission")]
     pub block_list: Option<String>,
@@ -368,6 +395,13 @@ impl SettingsArgs {
             rate_block_duration,
             temp_block_duration,
             max_tracked_ips,
+            ipv4_prefix_len,
+            ipv6_prefix_len,
+            evict_unproven,
+            unvouched_grace,
+            vouch_messages,
+            proxy_protocol,
+            proxy_trusted,
             block_list,
             log_format,
             status_interval,

@@ -31,6 +31,7 @@ struct Families {
     frames: IntCounterVec,
     bytes: IntCounterVec,
     link_events: IntCounterVec,
+    admission: IntCounterVec,
     driver: IntCounterVec,
 }
 
@@ -92,6 +93,12 @@ fn families() -> Result<&'static Families, String> {
             link_events: register_int_counter_vec!(
                 "selgate_upstream_events_total",
                 "DBServer link events: connects, reconnects, failures, timeouts, losses, keepalives",
+                &["zone", "event"]
+            )
+            .map_err(e)?,
+            admission: register_int_counter_vec!(
+                "selgate_admission_events_total",
+                "Admission under attack: ip_entries_recycled, proxy_headers, sessions_vouched",
                 &["zone", "event"]
             )
             .map_err(e)?,
@@ -211,6 +218,24 @@ impl Metrics {
                     prev.keepalives_sent,
                 ),
                 (&f.link_events, "kicks", s.kicks, prev.kicks),
+                (
+                    &f.admission,
+                    "ip_entries_recycled",
+                    s.ip_entries_recycled,
+                    prev.ip_entries_recycled,
+                ),
+                (
+                    &f.admission,
+                    "proxy_headers",
+                    s.proxy_headers,
+                    prev.proxy_headers,
+                ),
+                (
+                    &f.admission,
+                    "sessions_vouched",
+                    s.sessions_vouched,
+                    prev.sessions_vouched,
+                ),
                 (
                     &f.link_events,
                     "read_pauses",

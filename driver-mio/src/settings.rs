@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use selgate_core::codec::{msg_name, HeaderLayout};
-use selgate_core::{Config, ConfigError, Dialect, LinkDownPolicy};
+use selgate_core::{BlockList, Config, ConfigError, Dialect, LinkDownPolicy, ProxyProtocol};
 
 use crate::classic_ini;
 use crate::cli::SettingsArgs;
@@ -370,6 +370,21 @@ partial_settings! {
     temp_block_duration: Duration = parse_duration_text;
     /// Most tracked IPs.
     max_tracked_ips: usize = parse_usize;
+    /// Prefix length by which per-IP rules count IPv4 clients.
+    ipv4_prefix_len: u8 = parse_u8;
+    /// Prefix length by which per-IP rules count IPv6 clients.
+    ipv6_prefix_len: u8 = parse_u8;
+    /// A full gate evicts the oldest unproven connection for a newcomer.
+    evict_unproven: bool = parse_bool;
+    /// Age after which a session the DBServer never vouched for is
+    /// evictable; `Some(None)` = the second tier off.
+    unvouched_grace: Option<Duration> = parse_unvouched_grace;
+    /// DBServer message ids that vouch for a session.
+    vouch_messages: BTreeSet<u16> = parse_vouch_messages;
+    /// PROXY protocol expected on the listeners.
+    proxy_protocol: ProxyProtocol = parse_proxy_protocol;
+    /// Sources allowed to send a PROXY header.
+    proxy_trusted: BlockList = parse_proxy_trusted;
     /// Block list file; `Some(None)` = explicitly none.
     block_list: Option<PathBuf> = parse_block_list;
     /// Log format.
@@ -801,6 +816,13 @@ impl Settings {
                 rate_block_duration: p.rate_block_duration.unwrap_or(c.rate_block_duration),
                 temp_block_duration: p.temp_block_duration.unwrap_or(c.temp_block_duration),
                 max_tracked_ips: p.max_tracked_ips.unwrap_or(c.max_tracked_ips),
+                ipv4_prefix_len: p.ipv4_prefix_len.unwrap_or(c.ipv4_prefix_len),
+                ipv6_prefix_len: p.ipv6_prefix_len.unwrap_or(c.ipv6_prefix_len),
+                evict_unproven: p.evict_unproven.unwrap_or(c.evict_unproven),
+                unvouched_grace: p.unvouched_grace.unwrap_or(c.unvouched_grace),
+                vouch_messages: p.vouch_messages.unwrap_or(c.vouch_messages),
+                proxy_protocol: p.proxy_protocol.unwrap_or(c.proxy_protocol),
+                proxy_trusted: p.proxy_trusted.unwrap_or(c.proxy_trusted),
                 client_queue_cap: p.client_queue_cap.unwrap_or(c.client_queue_cap),
                 upstream_high_watermark: p
                     .upstream_high_watermark
@@ -916,6 +938,16 @@ impl Settings {
             "rate_block_duration" => d(c.rate_block_duration),
             "temp_block_duration" => d(c.temp_block_duration),
             "max_tracked_ips" => int(c.max_tracked_ips as u64),
+            "ipv4_prefix_len" => int(c.ipv4_prefix_len.into()),
+            "ipv6_prefix_len" => int(c.ipv6_prefix_len.into()),
+            "evict_unproven" => V::Boolean(c.evict_unproven),
+            "unvouched_grace" => match c.unvouched_grace {
+                None => s("off".to_string()),
+                Some(g) => d(g),
+            },
+            "vouch_messages" => V::Array(c.vouch_messages.iter().map(|&i| int(i.into())).collect()),
+            "proxy_protocol" => s(c.proxy_protocol.name().to_string()),
+            "proxy_trusted" => V::Array(c.proxy_trusted.entries().into_iter().map(s).collect()),
             "block_list" => s(self
                 .block_list
                 .as_ref()
@@ -1196,6 +1228,37 @@ fn parse_allowed_messages(s: &str) -> Result<Option<BTreeSet<u16>>, String> {
         );
     }
     Ok(Some(ids))
+}
+
+fn parse_unvouched_grace(s: &str) -> Result<Option<Duration>, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_duration(s)
+        .map(Some)
+        .map_err(|e| format!("{e}, or off"))
+}
+
+fn parse_vouch_messages(s: &str) -> Result<BTreeSet<u16>, String> {
+    match parse_allowed_messages(s)? {
+        Some(ids) => Ok(ids),
+        None => Err("expected message ids or names, e.g. 520 or SM_QUERYCHR".into()),
+    }
+}
+
+fn parse_proxy_protocol(s: &str) -> Result<ProxyProtocol, String> {
+    ProxyProtocol::from_name(&s.trim().to_ascii_lowercase())
+        .ok_or_else(|| "expected off, v1, v2 or any".into())
+}
+
+fn parse_proxy_trusted(s: &str) -> Result<BlockList, String> {
+    let lines: Vec<&str> = s.split(',').map(str::trim).collect();
+    BlockList::parse(&lines.join("\n")).map_err(|e| {
+        format!(
+            "{:?} is not an IP address or CIDR range (write the proxies' addresses, e.g. 10.0.0.0/24,2001:db8::/48)",
+            e.text
+        )
+    })
 }
 
 fn parse_link_down_policy(s: &str) -> Result<LinkDownPolicy, String> {

@@ -172,6 +172,14 @@ pub const ALL: &[Scenario] = &[
         tune: low_watermarks,
         play: slow_db,
     },
+    Scenario {
+        name: "siege",
+        about: "silent and half-frame connections fill max_sessions; players evict them and play",
+        dialect: Dialect::Wemade,
+        seed: 10,
+        tune: siege_gate,
+        play: siege,
+    },
 ];
 
 /// The scenario called `name`.
@@ -221,6 +229,10 @@ fn low_frame_rate(o: &mut SimOptions) {
 
 fn small_client_queue(o: &mut SimOptions) {
     o.gate.client_queue_cap = 8 * 1024;
+}
+
+fn siege_gate(o: &mut SimOptions) {
+    o.gate.max_sessions = SIEGE_SLOTS;
 }
 
 fn low_watermarks(o: &mut SimOptions) {
@@ -457,6 +469,78 @@ fn slow_db(sim: &mut Sim) -> Result<(), Fail> {
     expect_outcome(sim, c, &Outcome::Success)?;
     if sim.gate_stats().read_pauses == 0 {
         return Err("client reads were never paused".into());
+    }
+    Ok(())
+}
+
+/// The siege's `max_sessions`: as many attackers as players.
+const SIEGE_SLOTS: usize = 4;
+
+fn siege(sim: &mut Sim) -> Result<(), Fail> {
+    let seed = sim.seed();
+    let slots = SIEGE_SLOTS as u64;
+    // Returning players: their characters exist, so each plays query,
+    // select, leave (the normal flow skips the creation).
+    for i in 0..slots {
+        let ch = CharSpec::numbered(seed, 100 + i);
+        let acc = account(seed, 100 + i);
+        sim.with_db(|db, _| {
+            db.store_mut()
+                .create(acc.as_bytes(), ch.name.as_bytes(), ch.hair, ch.job, ch.sex)
+        })?
+        .map_err(|e| format!("cannot seed {}: {e:?}", ch.name))?;
+    }
+    sim.note(
+        "sim",
+        "c1-c2 connect and stay silent, c3-c4 send half a frame",
+    );
+    let mut attackers = Vec::new();
+    for i in 0..slots {
+        let cfg = BotConfig::numbered(seed, i);
+        let mut script = Vec::new();
+        if i >= slots / 2 {
+            let body = format!("{}/0", cfg.account).into_bytes();
+            let msg = Message::new(MsgHeader::new(ids::CM_QUERYCHR, 0), body);
+            let mut frame = codec::client_frame(b'1', &msg, HeaderLayout::Classic);
+            frame.truncate(frame.len() / 2);
+            script.push(Step::SendRaw(frame));
+        }
+        script.push(Step::ExpectClosed);
+        attackers.push(sim.add_client(ms(10 + 10 * i), move |at| {
+            Bot::new(cfg, script, at, seed ^ i)
+        }));
+    }
+    sim.run_until_time(ms(90))?;
+    if sim.gate().sessions() != SIEGE_SLOTS || sim.gate().unproven_sessions() != SIEGE_SLOTS {
+        return Err(format!(
+            "{} sessions, {} unproven before the players, expected {SIEGE_SLOTS} of each",
+            sim.gate().sessions(),
+            sim.gate().unproven_sessions()
+        )
+        .into());
+    }
+    let players: Vec<ConnId> = (0..slots)
+        .map(|i| sim.add_client(ms(100 + i), move |at| Bot::normal(seed, 100 + i, at)))
+        .collect();
+    // Once every slot holds a player that spoke, nobody is evictable.
+    let late = sim.add_client(ms(101 + slots), move |at| {
+        Bot::new(
+            BotConfig::numbered(seed, 200),
+            vec![Step::ExpectClosed],
+            at,
+            seed,
+        )
+    });
+    sim.run_to_end()?;
+    for &c in attackers.iter().chain(&players).chain([&late]) {
+        expect_outcome(sim, c, &Outcome::Success)?;
+    }
+    expect_closes(sim, CloseReason::EvictedUnproven, slots)?;
+    expect_closes(sim, CloseReason::RefusedMaxSessions, 1)?;
+    expect_closes(sim, CloseReason::FirstFrameTimeout, 0)?;
+    let played = sim.db().stats().replies_of(ids::SM_STARTPLAY);
+    if played != slots {
+        return Err(format!("{played} SM_STARTPLAY sent, expected {slots}").into());
     }
     Ok(())
 }

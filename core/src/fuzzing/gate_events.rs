@@ -12,12 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::block_list::{canonical_ip, BlockList};
 use crate::codec::{client_frame, peek_ident, HeaderLayout, Message, MsgHeader};
 use crate::config::{Config, LinkDownPolicy};
 use crate::dialect::{parse_id, Dialect, GateFrame};
 use crate::event::{Action, ConnId, Event};
 use crate::gate::Gate;
-use crate::limits::{canonical_ip, BlockList};
 use crate::link::LinkState;
 use crate::stats::{CloseReason, DropReason};
 
@@ -440,6 +440,8 @@ struct Conn {
     queued: usize,
     /// Data frames of this session seen upstream so far.
     forwarded: usize,
+    /// When the driver reported the accept.
+    accepted_at: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -878,6 +880,9 @@ impl Driver {
             "too many sessions from one IP"
         );
         assert!(g.tracked_ips() <= self.cfg.max_tracked_ips, "IP table");
+        if let Err(e) = g.check_limits() {
+            panic!("IP table: {e}");
+        }
 
         // Queues toward clients: exactly what the driver holds, each capped.
         let queued: usize = self
@@ -925,6 +930,7 @@ impl Driver {
             unread: Vec::new(),
             queued: 0,
             forwarded: 0,
+            accepted_at: self.now,
         });
         // A shutdown refuses everyone before any block is looked at.
         let blocked = !self.gate.is_shutting_down()
@@ -933,7 +939,15 @@ impl Driver {
                 || self.temp_blocked.get(&ip).is_some_and(|&t| t > self.now));
         let conn = ConnId(slot as u64);
         let closes_before = self.closed_ids.len();
+        let live_before = self.gate.sessions();
+        let evictions = |g: &Gate| {
+            g.stats().closed(CloseReason::EvictedUnproven)
+                + g.stats().closed(CloseReason::EvictedUnvouched)
+        };
+        let evicted_before = evictions(&self.gate);
+        let unproven_before = self.gate.stats().closed(CloseReason::EvictedUnproven);
         let refused_blocked = self.gate.stats().closed(CloseReason::RefusedBlocked);
+        let table_full = self.gate.stats().closed(CloseReason::RefusedIpTableFull);
         self.handle(
             Event::ClientAccepted {
                 conn,
@@ -942,11 +956,40 @@ impl Driver {
             },
             Cause::Accept,
         );
-        assert_eq!(
-            self.closed_ids.len(),
-            closes_before,
-            "accept closed a session"
-        );
+        if self.gate.stats().closed(CloseReason::RefusedIpTableFull) > table_full {
+            assert!(
+                self.gate.ip_table_pinned(),
+                "refused as table-full while an entry was recyclable"
+            );
+        }
+        // An accept closes nobody, except one eviction when the gate is full.
+        let closed = self.closed_ids.len() - closes_before;
+        assert!(closed <= 1, "accept closed {closed} sessions");
+        if closed == 1 {
+            assert_eq!(
+                live_before, self.cfg.max_sessions,
+                "evicted below max_sessions"
+            );
+            assert_eq!(
+                evictions(&self.gate),
+                evicted_before + 1,
+                "accept closed a session for another reason than eviction"
+            );
+            let victim = self.just_closed.last().expect("the evicted session");
+            let proven = !reference_client(&victim.history, self.cfg.max_frame_len)
+                .frames
+                .is_empty();
+            if self.gate.stats().closed(CloseReason::EvictedUnproven) > unproven_before {
+                assert!(!proven, "a proven session was evicted as unproven");
+            } else {
+                let grace = self.cfg.unvouched_grace.expect("the second tier is on");
+                assert!(proven, "an unproven session was evicted as unvouched");
+                assert!(
+                    victim.accepted_at + grace <= self.now,
+                    "evicted within the grace"
+                );
+            }
+        }
         match self.gate.session_id(conn) {
             Some(id) => {
                 assert!(!blocked, "blocked address {ip} admitted");
