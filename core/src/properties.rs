@@ -440,3 +440,119 @@ fn every_property_has_a_run_that_exercises_it() {
     let text = String::from_utf8_lossy(&run.epochs[0]).into_owned();
     assert!(text.contains("%L"), "{text}");
 }
+
+/// One step of the eviction property: a newcomer, a complete frame from a
+/// live connection, half a frame, a DBServer answer that vouches, or time.
+#[derive(Clone, Debug)]
+enum Siege {
+    Connect,
+    Frame(u8),
+    Partial(u8),
+    Vouch(u8),
+    Wait(u8),
+}
+
+impl Arbitrary for Siege {
+    fn arbitrary(g: &mut Gen) -> Self {
+        match u8::arbitrary(g) % 10 {
+            0..=3 => Siege::Connect,
+            4 | 5 => Siege::Frame(u8::arbitrary(g)),
+            6 => Siege::Partial(u8::arbitrary(g)),
+            7 => Siege::Vouch(u8::arbitrary(g)),
+            _ => Siege::Wait(u8::arbitrary(g) % 8),
+        }
+    }
+}
+
+quickcheck! {
+    /// A proven session is never evicted as unproven, a vouched one never
+    /// at all, an unvouched one only past the grace, and a full gate
+    /// refuses a newcomer only when nobody may be evicted.
+    fn proven_sessions_are_never_evicted(steps: Vec<Siege>) -> bool {
+        use crate::codec::{server_frame, ids, HeaderLayout, Message, MsgHeader};
+        use crate::stats::CloseReason;
+        let grace = Duration::from_secs(3);
+        let mut h = Harness::up(Config {
+            max_sessions: 4,
+            max_connects_per_ip_1s: 1000,
+            max_connects_per_ip_10s: 1000,
+            unvouched_grace: Some(grace),
+            ..Config::default()
+        });
+        // conn -> (accepted at, proven, vouched)
+        let mut live: BTreeMap<u64, (Duration, bool, bool)> = BTreeMap::new();
+        let mut next = 0u64;
+        let vouch = server_frame(
+            &Message {
+                header: MsgHeader { ident: ids::SM_QUERYCHR, ..MsgHeader::default() },
+                body: Vec::new(),
+            },
+            HeaderLayout::Classic,
+        );
+        for step in steps {
+            let age = h.now - h.start;
+            let pick = |n: u8| live.keys().nth(usize::from(n) % live.len().max(1)).copied();
+            match step {
+                Siege::Connect => {
+                    next += 1;
+                    let before = h.closed.len();
+                    let full = live.len() >= 4;
+                    let evictable = live.values().any(|&(at, proven, vouched)| {
+                        !vouched && (!proven || at + grace <= age)
+                    });
+                    h.accept(next, &format!("10.0.{}.{}", next / 250, next % 250 + 1));
+                    for &(conn, reason) in &h.closed[before..] {
+                        let Some((at, proven, vouched)) = live.remove(&conn.0) else {
+                            if conn.0 != next || reason != CloseReason::RefusedMaxSessions
+                                || !full || evictable
+                            {
+                                return false;
+                            }
+                            continue;
+                        };
+                        let fair = match reason {
+                            CloseReason::EvictedUnproven => !proven && !vouched,
+                            CloseReason::EvictedUnvouched => proven && !vouched && at + grace <= age,
+                            _ => false,
+                        };
+                        if !fair {
+                            return false;
+                        }
+                    }
+                    if h.gate.session_id(ConnId(next)).is_some() {
+                        live.insert(next, (age, false, false));
+                    }
+                }
+                Siege::Frame(n) => {
+                    if let Some(c) = pick(n) {
+                        h.client(c, b"#1<<<<<BL<<<<<<<<<H?<lH>xq!");
+                        if let Some(e) = live.get_mut(&c) {
+                            e.1 = h.gate.session_id(ConnId(c)).is_some();
+                        }
+                    }
+                }
+                Siege::Partial(n) => {
+                    if let Some(c) = pick(n) {
+                        h.client(c, b"#1<<<");
+                    }
+                }
+                Siege::Vouch(n) => {
+                    if let Some(c) = pick(n) {
+                        let id = h.id_of(c);
+                        let mut f = format!("%{id}/").into_bytes();
+                        f.extend_from_slice(&vouch);
+                        f.push(b'$');
+                        h.db(&f);
+                        if let Some(e) = live.get_mut(&c) {
+                            e.2 = true;
+                        }
+                    }
+                }
+                Siege::Wait(s) => h.advance(Duration::from_secs(u64::from(s))),
+            }
+            // Timeouts (first frame, idle) close sessions too: forget them.
+            live.retain(|&c, _| h.gate.session_id(ConnId(c)).is_some());
+        }
+        true
+    }
+}
