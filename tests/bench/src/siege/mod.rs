@@ -1,0 +1,12 @@
+//! The siege benchmark's load: players and attackers against one gate,
+//! measured from outside (the gate's /proc entry and its metrics). Built
+//! into the `siege` binary; `tests/bench/siege.sh` drives it.
+
+pub mod addrs;
+pub mod attack;
+pub mod frames;
+pub mod players;
+pub mod probe;
+pub mod record;
+pub mod report;
+mod sock;
