@@ -1,4 +1,4 @@
-//! Client-side deframing and validation (PROTOCOL.md sections 2 and 6).
+//! Client-side deframing and validation (docs/PROTOCOL.md §2 and §6).
 //!
 //! A client sends `#` + check char + 6-bit payload + `!`, with bare `*`
 //! acknowledgements between frames. Everything else is hostile or broken:

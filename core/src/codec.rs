@@ -1,5 +1,5 @@
 //! The Mir 2 6-bit text codec, the message header, and message names
-//! (PROTOCOL.md section 4).
+//! (docs/PROTOCOL.md §4).
 //!
 //! The gate does not need the codec to forward frames; it uses it for the
 //! optional message-id filter and for readable logs. The reference roles and
@@ -29,7 +29,7 @@ pub fn encoded_len(n: usize) -> usize {
 ///
 /// The input is read as one big-endian bit stream cut into 6-bit groups; the
 /// last group is zero-padded on the right, and no padding characters follow,
-/// exactly like the original C++ encoder (`../shared/vectors/codec-6bit.tsv`).
+/// exactly like the original C++ encoder (`core/tests/data/codec-6bit.tsv`, docs/PROTOCOL.md §4).
 pub fn encode_into(input: &[u8], out: &mut Vec<u8>) {
     out.reserve(encoded_len(input.len()));
     let mut acc: u32 = 0;
@@ -250,7 +250,7 @@ pub fn peek_ident(payload: &[u8]) -> Option<u16> {
     Some(u16::from_le_bytes([head[4], head[5]]))
 }
 
-/// Selection-phase message ids and their names (PROTOCOL.md section 4.1).
+/// Selection-phase message ids and their names (docs/PROTOCOL.md §4.1).
 pub mod ids {
     /// Client asks for its character list: body `account/certification`.
     pub const CM_QUERYCHR: u16 = 100;
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn the_frame_seen_in_the_wild_is_a_query() {
-        // PROTOCOL.md section 4: `%A308/#2<<<<<BL<<<<<<<<<H?<lH>xq!$`.
+        // docs/PROTOCOL.md §4: `%A308/#2<<<<<BL<<<<<<<<<H?<lH>xq!$`.
         let payload = b"<<<<<BL<<<<<<<<<H?<lH>xq";
         let m = Message::decode(payload, HeaderLayout::Classic).expect("decodes");
         assert_eq!(m.header.ident, ids::CM_QUERYCHR);

@@ -353,7 +353,7 @@ mod tests {
     fn defaults_are_valid_and_match_the_protocol_table() {
         let c = Config::default();
         assert_eq!(c.validate(), Ok(()));
-        // PROTOCOL.md section 5, "what this gate should default to".
+        // docs/PROTOCOL.md §5, "what this gate should default to".
         assert_eq!(c.keepalive_interval, Duration::from_secs(2));
         assert_eq!(c.keepalive_timeout, Duration::from_secs(10));
         assert_eq!(c.idle_timeout, Duration::from_secs(60));

@@ -1,4 +1,4 @@
-//! The four DBServer dialects of the gate-to-DBServer link (PROTOCOL.md
+//! The four DBServer dialects of the gate-to-DBServer link (docs/PROTOCOL.md
 //! section 3.1): how the gate writes open, data, close and keepalive frames,
 //! and how a DBServer (or a capture reader) reads them back.
 

@@ -1,5 +1,5 @@
 //! Supervision state of the one DBServer link: connect, keepalive, silence
-//! detection and reconnect backoff (PROTOCOL.md section 5). The originals
+//! detection and reconnect backoff (docs/PROTOCOL.md §5). The originals
 //! never reconnected after a drop (C++) or retried at a fixed pace (Delphi);
 //! this gate backs off from `reconnect_min` doubling to `reconnect_max`, with
 //! seeded jitter so a fleet of gates does not reconnect in lockstep.

@@ -3,7 +3,7 @@
 //! handle, and by the id the DBServer answers with).
 //!
 //! The originals used the OS socket handle as the id, so a late DBServer
-//! reply reached whichever client got the same handle next (PROTOCOL.md
+//! reply reached whichever client got the same handle next (docs/PROTOCOL.md
 //! section 6). Here ids come from a counter that starts at a seeded offset
 //! and wraps only after 2^31 - 1 sessions.
 

@@ -43,7 +43,7 @@ reason_enum! {
         /// The client closed its socket (or it failed).
         ClientGone => "client_gone",
         /// A byte that cannot start a frame (not `#` or `*`): HTTP, scanners,
-        /// other games' clients (PROTOCOL.md section 2).
+        /// other games' clients (docs/PROTOCOL.md §2).
         BadFrameStart => "bad_frame_start",
         /// A frame carrying `%`, `$`, NUL, or a byte outside the codec
         /// alphabet: it could forge DBServer frames (section 6).

@@ -1,6 +1,6 @@
 //! The gate's deadlines: a fixed table of link-wide timers plus one heap of
 //! per-session deadlines, so the next deadline is found without scanning
-//! every session (STYLE.md rule 3; firezone #12515).
+//! every session (firezone #12515).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

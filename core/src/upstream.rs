@@ -1,4 +1,4 @@
-//! Parsing the DBServer's stream (PROTOCOL.md section 3.2): every `%...$`
+//! Parsing the DBServer's stream (docs/PROTOCOL.md §3.2): every `%...$`
 //! frame of every read, frames split across reads reassembled, several
 //! frames per read, NUL padding and garbage skipped and counted.
 

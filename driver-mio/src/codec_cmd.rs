@@ -4,7 +4,7 @@
 //! `decode` prints bare text as hex (scriptable, the inverse of `encode`),
 //! and explains a frame field by field: a client frame `#<check><payload>!`,
 //! a server frame `#<payload>!`, or any frame of the DBServer link
-//! (`%A308/#2...!$`, `%308/#...!$`, `%++$`, `%+-308$`, ...; PROTOCOL.md
+//! (`%A308/#2...!$`, `%308/#...!$`, `%++$`, `%+-308$`, ...; docs/PROTOCOL.md
 //! sections 2 to 4).
 
 use std::fmt::Write as _;
@@ -153,7 +153,7 @@ fn link_frame(t: &str, layout: HeaderLayout, r: &mut Report) -> Result<(), Codec
         return Ok(());
     }
     if let Some(ctl) = inner.strip_prefix('+') {
-        // PROTOCOL.md 3.2: any `%+` frame that is not -, B, T or M is a
+        // docs/PROTOCOL.md §3.2: any `%+` frame that is not -, B, T or M is a
         // keepalive answer.
         let (what, arg) = match ctl.chars().next() {
             Some('-') => ("kick session", &ctl[1..]),

@@ -1,7 +1,7 @@
 //! The production event loop: one mio `Poll` driving every zone's gate
 //! core, its listeners, its clients and its DBServer link.
 //!
-//! The loop follows STYLE.md rules 6 to 10: edge-triggered reads capped per
+//! The loop follows the sans-IO driver rules (docs/ARCHITECTURE.md): edge-triggered reads capped per
 //! socket turn with our own readiness bits, queued `Bytes` written with
 //! `write_vectored`, one upstream write per loop turn carrying every
 //! session's frames, the clock read once per turn, slab removal deferred to

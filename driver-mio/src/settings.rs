@@ -47,10 +47,10 @@ pub const TOOL_ENV_PREFIXES: &[&str] = &[
     "SELGATE_FUZZ_",
 ];
 
-/// Default client listen address (PROTOCOL.md section 1).
+/// Default client listen address (docs/PROTOCOL.md §1).
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 7100);
-/// Default DBServer address (PROTOCOL.md section 1).
+/// Default DBServer address (docs/PROTOCOL.md §1).
 pub const DEFAULT_UPSTREAM: SocketAddr =
     SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5100);
 /// Default interval of the one-line status log.

@@ -1,5 +1,5 @@
 //! A per-socket output queue of shared `Bytes`, written with
-//! `write_vectored` and resumed after partial writes (STYLE.md rule 6).
+//! `write_vectored` and resumed after partial writes.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};

@@ -1,5 +1,5 @@
 //! Cutting byte streams into delimited frames, as the peers of the gate do:
-//! `#...!` on the client side, `%...$` on the DBServer side (PROTOCOL.md
+//! `#...!` on the client side, `%...$` on the DBServer side (docs/PROTOCOL.md
 //! sections 2 and 3).
 //!
 //! The simulator, the transcript and the replay comparison all need to see

@@ -204,7 +204,7 @@ impl Transcript {
         }
     }
 
-    /// A DBServer-to-gate frame (PROTOCOL.md section 3.2).
+    /// A DBServer-to-gate frame (docs/PROTOCOL.md §3.2).
     fn db_piece(&mut self, piece: &Piece) -> String {
         let f = match piece {
             Piece::Frame(f) => f,

@@ -56,7 +56,7 @@ fn random_bot(rng: &mut SimRng, seed: u64, i: u64) -> impl FnOnce(Instant) -> Bo
     let kind = rng.below(10);
     let pace = random_pace(rng);
     let garbage = rng.range(1, 40) as usize;
-    // Bytes the gate must never forward inside a frame (PROTOCOL.md 6).
+    // Bytes the gate must never forward inside a frame (docs/PROTOCOL.md §6).
     let byte = *rng.pick(b"$%\0").unwrap_or(&b'$');
     move |at| {
         let cfg = BotConfig {

@@ -29,7 +29,7 @@ pub const SCRIPT_HEADER_LEN: usize = 8;
 /// Client connection slots; slot `n` uses the driver handle `ConnId(n)`,
 /// reused after each close as a slab would.
 const SLOTS: usize = 8;
-/// Steps per script; longer inputs are cut (a step cap, STYLE.md rule 11).
+/// Steps per script; longer inputs are cut (a step cap turns a livelock into a failure).
 const MAX_STEPS: usize = 400;
 /// Deadlines one clock advance may pass per 100 ms (six link timers and
 /// eight sessions, each at most a few times); more means the gate livelocks

@@ -1,5 +1,5 @@
 //! The test client: one [`Bot`] is one game client on one connection,
-//! playing a script of [`Step`]s against the gate (PROTOCOL.md sections 2
+//! playing a script of [`Step`]s against the gate (docs/PROTOCOL.md §2
 //! and 4.1).
 //!
 //! The normal script is what a stock client does after LoginSrv: list the

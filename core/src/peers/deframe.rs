@@ -1,5 +1,5 @@
 //! Delimiter deframing shared by both peers: `%...$` on the DBServer link
-//! (PROTOCOL.md section 3) and `#...!` toward the client (section 2).
+//! (docs/PROTOCOL.md §3) and `#...!` toward the client (section 2).
 //!
 //! Neither stream has a length field or escaping, so a frame is whatever lies
 //! between a start byte and the next end byte. Frames may be split across

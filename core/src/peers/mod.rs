@@ -3,7 +3,7 @@
 //!
 //! They exist so that the simulator, the end-to-end tests, the load tools and
 //! the fuzzers all speak the protocol the same way, from one implementation
-//! that follows PROTOCOL.md (sections 3 and 4.1), and so that they can be
+//! that follows docs/PROTOCOL.md (§3 and §4.1), and so that they can be
 //! told to misbehave on purpose. They are behind the `peers` feature because
 //! the gate itself never needs them.
 //!

@@ -1,7 +1,7 @@
 //! The reference DBServer: what sits behind the gate's one link, in any of
 //! the four dialects, for one or more gate links.
 //!
-//! It parses the gate's `%...$` frames (PROTOCOL.md section 3.1), answers
+//! It parses the gate's `%...$` frames (docs/PROTOCOL.md §3.1), answers
 //! keepalives, decodes the client frames inside data frames and implements
 //! the selection phase (section 4.1) on an in-memory [`CharStore`], with the
 //! rules a real DBServer enforces: a successful CM_QUERYCHR before anything
@@ -239,7 +239,7 @@ pub enum ViolationKind {
     /// An open for an id that is open.
     DuplicateOpen,
     /// An open for an id closed recently: ids must not be reused quickly
-    /// (PROTOCOL.md section 6).
+    /// (docs/PROTOCOL.md §6).
     ReusedId,
     /// A close for an id never opened on this link.
     CloseOfUnknown,
@@ -902,7 +902,7 @@ fn small_number(field: &[u8]) -> Option<u8> {
     std::str::from_utf8(field).ok()?.parse().ok()
 }
 
-/// The selection-phase logic of PROTOCOL.md section 4.1 for one request.
+/// The selection-phase logic of docs/PROTOCOL.md §4.1 for one request.
 fn answer(
     cfg: &RefDbConfig,
     store: &mut CharStore,

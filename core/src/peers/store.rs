@@ -1,5 +1,5 @@
 //! The reference DBServer's character store: accounts and their characters,
-//! kept in memory with the rules a real DBServer enforces (PROTOCOL.md
+//! kept in memory with the rules a real DBServer enforces (docs/PROTOCOL.md
 //! section 4.1), so the gate is tested against realistic refusals.
 
 use std::collections::BTreeMap;
@@ -75,7 +75,7 @@ struct Account {
 }
 
 /// Accounts and their characters. Ordered maps keep every listing and every
-/// run deterministic (STYLE.md rule 7).
+/// run deterministic (no hash order).
 #[derive(Clone, Debug, Default)]
 pub struct CharStore {
     accounts: BTreeMap<Vec<u8>, Account>,

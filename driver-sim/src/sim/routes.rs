@@ -1,6 +1,6 @@
 //! The misrouting check: bytes the DBServer sent for session `X` may reach
 //! only the client whose session is `X`, in the order they were sent
-//! (PROTOCOL.md section 6: the originals delivered late replies to whoever
+//! (docs/PROTOCOL.md §6: the originals delivered late replies to whoever
 //! got the recycled handle next).
 //!
 //! The check watches both sides of the gate: every `%<id>/<bytes>$` frame in
