@@ -275,7 +275,9 @@ for attack in $ATTACKS; do
             show_logs
             exit 1
         fi
-        log "$attack against $gate: ${WARMUP}s warm-up, ${DURATION}s window"
+        warm="${WARMUP}s warm-up, "
+        [[ $attack == none || $attack == address-spray ]] && warm=""
+        log "$attack against $gate: ${warm}${DURATION}s window"
         "${PIN_LOAD[@]}" "$SIEGE" run --target "$GATE" "${target6[@]}" --prefix6 "$PREFIX6" \
             --attack "$attack" --attackers "$ATTACKERS" --duration "$DURATION" \
             --warmup "$WARMUP" --player-rate "$PLAYER_RATE" --player-timeout "$PLAYER_TIMEOUT" \

@@ -73,7 +73,8 @@ struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 20.0)]
     duration: f64,
     /// Attack time before the window, in which the attackers fill their
-    /// connections (the spray has none: it is the window).
+    /// connections (none without attackers, and none for the address spray: it
+    /// is the window itself).
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     warmup: f64,
     /// New players per second.
@@ -213,7 +214,8 @@ fn run(args: &RunArgs) -> Result<(), String> {
     if args.attack == Attack::Ipv6Spray && args.target6.is_none() {
         return Err("--attack ipv6-spray needs --target6".to_string());
     }
-    let warmup = if args.attack == Attack::AddressSpray {
+    // Nothing to fill without attackers, and the spray is its own window.
+    let warmup = if matches!(args.attack, Attack::None | Attack::AddressSpray) {
         Duration::ZERO
     } else {
         secs(args.warmup, "--warmup")?

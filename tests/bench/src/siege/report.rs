@@ -140,7 +140,8 @@ pub fn markdown(results: &Results, before: &str, after: &str) -> String {
     let _ = writeln!(
         s,
         "Before: the gate of `{}` (`BASE_REV`); after: the gate of `{}`. Each attack ran \
-         {} s (after {} s of warm-up) against a freshly started gate \
+         {} s (after {} s of warm-up, except `none` and `address-spray`) against a freshly \
+         started gate \
          (`--max-sessions {}`, every other setting at its default) and reference DBServer; \
          {} attackers; players at {}/s, each served if its reply came within {} s. \
          Machine: {} cores, load average {} before and {} after the run.\n",
