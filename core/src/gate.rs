@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError, LinkDownPolicy};
 use crate::event::{Action, ConnId, Event};
 use crate::limits::{ip_key, IpLimits};
 use crate::link::{Link, LinkState};
-use crate::proxy::{read_header, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
+use crate::proxy::{read_header, ClientOrigin, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
 use crate::rng::SplitMix64;
 use crate::session::{Session, SessionTable, Stage, MAX_ID};
 use crate::stats::{CloseReason, DropReason, Stats};
@@ -312,6 +312,21 @@ impl Gate {
         self.sessions.id_of(conn)
     }
 
+    /// Who is behind an admitted connection: `None` while it is not live
+    /// or still owes its PROXY header. Drivers that name clients by address
+    /// (the recorder) ask this, since under PROXY the socket's peer is the
+    /// proxy.
+    pub fn client_origin(&self, conn: ConnId) -> Option<ClientOrigin> {
+        let s = self.sessions.get(self.sessions.id_of(conn)?)?;
+        if s.stage != Stage::Admitted {
+            return None;
+        }
+        Some(match s.proxy_header {
+            None => ClientOrigin::Direct,
+            Some((source, header_len)) => ClientOrigin::Proxied { source, header_len },
+        })
+    }
+
     /// True once a shutdown was asked for.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down
@@ -391,6 +406,7 @@ impl Gate {
             seq,
             stage,
             peer_ip: ip,
+            proxy_header: None,
             gate_ip,
             deframer: Default::default(),
             accepted_at: now,
@@ -499,6 +515,7 @@ impl Gate {
         if let Some(s) = self.sessions.get_mut(id) {
             s.stage = Stage::Admitted;
             s.peer_ip = ip;
+            s.proxy_header = Some((source, len));
         }
         self.announce(id);
         let rest = &bytes[(len - before).min(bytes.len())..];

@@ -732,3 +732,108 @@ fn gates_sharing_per_ip_state_count_an_ip_once() {
     accept(&mut a, 4, &mut shared);
     assert_eq!(a.gate.sessions(), 2);
 }
+
+// ---- PROXY protocol (docs/PROTOCOL.md §9) ----------------------------------
+
+/// A gate that reads PROXY headers in `mode` from the proxy at 10.9.9.9.
+fn behind_proxy(mode: crate::proxy::ProxyProtocol) -> Harness {
+    Harness::up(Config {
+        proxy_protocol: mode,
+        proxy_trusted: BlockList::parse("10.9.9.9").expect("list"),
+        max_sessions_per_ip: 1,
+        ..Config::default()
+    })
+}
+
+fn v1_header(client: &str) -> Vec<u8> {
+    format!("PROXY TCP4 {client} 127.0.0.1 40000 7100\r\n").into_bytes()
+}
+
+#[test]
+fn a_proxied_client_is_announced_by_its_real_address_once_its_header_is_read() {
+    use crate::proxy::{ClientOrigin, ProxyProtocol};
+    let mut h = behind_proxy(ProxyProtocol::V1);
+    h.accept(1, "10.9.9.9");
+    // Nothing reaches the DBServer before the header says who this is.
+    assert_eq!(h.upstream_text(), "");
+    assert_eq!(h.gate.client_origin(ConnId(1)), None);
+    let mut bytes = v1_header("203.0.113.7");
+    let header_len = bytes.len();
+    bytes.extend_from_slice(QUERY);
+    // Split inside the header: the gate holds the first part.
+    h.client(1, &bytes[..9]);
+    assert_eq!(h.upstream_text(), "");
+    h.client(1, &bytes[9..]);
+    let id = h.id_of(1);
+    assert_eq!(
+        h.take_upstream(),
+        format!(
+            "%O{id}/203.0.113.7$%A{id}/{}$",
+            std::str::from_utf8(QUERY).expect("ascii")
+        )
+    );
+    assert_eq!(h.gate.stats().proxy_headers, 1);
+    assert_eq!(
+        h.gate.client_origin(ConnId(1)),
+        Some(ClientOrigin::Proxied {
+            source: addr("203.0.113.7:40000"),
+            header_len,
+        })
+    );
+}
+
+#[test]
+fn per_ip_rules_count_the_real_address_not_the_proxy() {
+    use crate::proxy::ProxyProtocol;
+    let mut h = behind_proxy(ProxyProtocol::V1);
+    for (conn, client) in [(1, "203.0.113.7"), (2, "203.0.113.8"), (3, "203.0.113.7")] {
+        h.accept(conn, "10.9.9.9");
+        h.client(conn, &v1_header(client));
+    }
+    // max_sessions_per_ip is 1: the second client from .7 is refused, the
+    // one from .8 is not, though all three share the proxy's address.
+    assert_eq!(h.closed_reason(1), None);
+    assert_eq!(h.closed_reason(2), None);
+    assert_eq!(h.closed_reason(3), Some(CloseReason::RefusedMaxPerIp));
+}
+
+#[test]
+fn bad_proxy_connections_close_each_with_its_own_reason() {
+    use crate::proxy::ProxyProtocol;
+    let local = {
+        let mut v = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        v.extend_from_slice(&[0x20, 0x00, 0, 0]);
+        v
+    };
+    let cases: [(&str, &[u8], CloseReason); 4] = [
+        ("10.0.0.1", b"", CloseReason::RefusedProxyUntrusted),
+        ("10.9.9.9", QUERY, CloseReason::ProxyMissing),
+        (
+            "10.9.9.9",
+            b"PROXY TCP4 1.2.3.999 127.0.0.1 1 2\r\n",
+            CloseReason::ProxyMalformed,
+        ),
+        ("10.9.9.9", &local, CloseReason::ProxyLocal),
+    ];
+    for (peer, bytes, want) in cases {
+        let mut h = behind_proxy(ProxyProtocol::Any);
+        h.accept(1, peer);
+        if !bytes.is_empty() {
+            h.client(1, bytes);
+        }
+        assert_eq!(h.closed_reason(1), Some(want), "{bytes:?} from {peer}");
+        assert_eq!(h.gate.stats().closed(want), 1);
+        // No session was ever announced to the DBServer.
+        assert!(!h.upstream_text().contains("%O"), "{}", h.upstream_text());
+    }
+}
+
+#[test]
+fn a_proxied_connection_that_never_sends_its_header_times_out() {
+    use crate::proxy::ProxyProtocol;
+    let mut h = behind_proxy(ProxyProtocol::V2);
+    h.accept(1, "10.9.9.9");
+    h.advance(Config::default().first_frame_timeout + secs(1));
+    assert_eq!(h.closed_reason(1), Some(CloseReason::ProxyMissing));
+    assert_eq!(h.gate.sessions(), 0);
+}

@@ -43,7 +43,7 @@ pub use dialect::Dialect;
 pub use event::{Action, ConnId, Event};
 pub use gate::{Gate, SharedLimits};
 pub use link::LinkState;
-pub use proxy::{ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
+pub use proxy::{ClientOrigin, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
 pub use stats::{CloseReason, DropReason, Stats};
 
 #[cfg(test)]

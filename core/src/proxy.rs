@@ -91,6 +91,21 @@ pub enum ProxyVerdict {
     Malformed,
 }
 
+/// Who is behind an admitted connection (see `Gate::client_origin`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientOrigin {
+    /// The socket's own peer is the client.
+    Direct,
+    /// A PROXY header named the client.
+    Proxied {
+        /// The client's real address, from the header.
+        source: SocketAddr,
+        /// The header took the connection's first `header_len` bytes; the
+        /// client's own bytes follow.
+        header_len: usize,
+    },
+}
+
 /// Reads the PROXY header at the start of `buf` (all the connection's bytes
 /// so far) for a listener in `mode` (not [`ProxyProtocol::Off`]).
 pub fn read_header(buf: &[u8], mode: ProxyProtocol) -> ProxyVerdict {

@@ -8,7 +8,7 @@
 //! and wraps only after 2^31 - 1 sessions.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::client::ClientDeframer;
@@ -37,6 +37,9 @@ pub(crate) struct Session {
     pub(crate) stage: Stage,
     /// The client's full address (the PROXY header's source when proxied).
     pub(crate) peer_ip: IpAddr,
+    /// The PROXY header's source and length, once a proxied connection's
+    /// header was read (`None` for direct connections).
+    pub(crate) proxy_header: Option<(SocketAddr, usize)>,
     pub(crate) gate_ip: IpAddr,
     pub(crate) deframer: ClientDeframer,
     pub(crate) accepted_at: Instant,
@@ -254,6 +257,7 @@ mod tests {
             seq: u64::from(id),
             stage: Stage::Admitted,
             peer_ip: "127.0.0.2".parse().expect("ip"),
+            proxy_header: None,
             gate_ip: "127.0.0.1".parse().expect("ip"),
             deframer: ClientDeframer::default(),
             accepted_at: now,

@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use selgate_core::{Action, BlockList, Config, ConnId, Event, Gate, LinkState, SharedLimits};
+use selgate_core::{
+    Action, BlockList, ClientOrigin, Config, ConnId, Event, Gate, LinkState, ProxyProtocol,
+    SharedLimits,
+};
 use slab::Slab;
 
 use crate::recorder::{RecordSpec, Recorder, Way};
@@ -236,6 +239,10 @@ struct Client {
     in_ready: bool,
     /// The last readiness event reported the peer's FIN or an error.
     hup: bool,
+    /// Bytes read from a PROXY listener's connection before the core
+    /// admitted it (`None` once admitted, or for direct listeners): the
+    /// recorder decides only then, by the real client's address.
+    before_origin: Option<usize>,
 }
 
 /// The running gate: zones, sockets and the poll.
@@ -613,9 +620,19 @@ impl Server {
             if c.dead || r.is_recorded(key) {
                 continue;
             }
-            let id = self.zones[c.zone].gate.session_id(ConnId(key as u64));
-            if id.is_some() && r.matches(c.peer.ip(), id) {
-                r.start_client(key, c.zone, id, c.peer, c.local);
+            let gate = &self.zones[c.zone].gate;
+            let conn = ConnId(key as u64);
+            let (id, origin) = (gate.session_id(conn), gate.client_origin(conn));
+            // A proxied session still owing its header is looked at when it
+            // arrives; a proxied one is recorded from now on, under its
+            // real address.
+            let client = match origin {
+                Some(ClientOrigin::Direct) => c.peer,
+                Some(ClientOrigin::Proxied { source, .. }) => source,
+                None => continue,
+            };
+            if id.is_some() && r.matches(client.ip(), id) {
+                r.start_client(key, c.zone, id, client, c.local);
             }
         }
     }
@@ -751,6 +768,8 @@ impl Server {
             dead: false,
             in_ready: false,
             hup: false,
+            before_origin: (self.zones[zone].spec.core.proxy_protocol != ProxyProtocol::Off)
+                .then_some(0),
         });
         self.zones[zone].feed(
             now,
@@ -762,9 +781,45 @@ impl Server {
         );
         if let Some(r) = self.recorder.as_mut() {
             let id = self.zones[zone].gate.session_id(ConnId(key as u64));
-            if id.is_some() && r.matches(peer.ip(), id) {
+            let proxied = self.clients[key].before_origin.is_some();
+            if !proxied && id.is_some() && r.matches(peer.ip(), id) {
                 r.start_client(key, zone, id, peer, local);
             }
+        }
+    }
+
+    /// After a read from a PROXY connection: once the core has read the
+    /// header, record the session if the list names its real client, as
+    /// though that client had connected directly (header left out), so the
+    /// recording replays on a gate without PROXY.
+    fn note_origin(&mut self, key: usize, chunk_len: usize) {
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        let Some(before) = c.before_origin else {
+            return;
+        };
+        let conn = ConnId(key as u64);
+        let gate = &self.zones[c.zone].gate;
+        let Some(origin) = gate.client_origin(conn) else {
+            c.before_origin = Some(before + chunk_len);
+            return;
+        };
+        c.before_origin = None;
+        let (Some(r), ClientOrigin::Proxied { source, header_len }) =
+            (self.recorder.as_mut(), origin)
+        else {
+            return;
+        };
+        let id = gate.session_id(conn);
+        if !r.matches(source.ip(), id) {
+            return;
+        }
+        r.start_client(key, c.zone, id, source, c.local);
+        // This chunk held the header's end and maybe the client's first bytes.
+        let from = header_len.saturating_sub(before).min(chunk_len);
+        if from < chunk_len {
+            r.client_bytes(key, Way::In, &self.read_buf[from..chunk_len]);
         }
     }
 
@@ -817,6 +872,7 @@ impl Server {
                                 bytes: &self.read_buf[..n],
                             },
                         );
+                        self.note_origin(key, n);
                         // Apply closes and pauses before reading more.
                         self.drain_zone(z, now);
                         if SHORT_READ_DRAINS && n < self.read_buf.len() {
