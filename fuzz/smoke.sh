@@ -24,7 +24,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
-    targets=(client_deframer db_parser codec gate_events capture_reader)
+    targets=(client_deframer db_parser codec gate_events proxy_header capture_reader)
 fi
 sanitizer="${FUZZ_SANITIZER:-address}"
 jobs="${FUZZ_JOBS:-1}"

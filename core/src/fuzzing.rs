@@ -17,15 +17,18 @@
 //! | [`db_parser`] | a DBServer byte stream, cut into chunks | same frames and counters in any chunking, agreement with a reference splitter, sane classification |
 //! | [`codec`] | bytes to encode and text to decode | round trips, decode never panics, header peeking agrees with full decoding |
 //! | [`gate_events`] | a [`Script`]: configuration, then clock advances and events | the gate's invariants after every step (see [`Script`]) |
+//! | [`proxy_header`] | the first bytes of a connection on a PROXY listener | one verdict per mode, decided by the header's own bytes, bounded, agreeing across modes |
 
 use std::ops::Range;
 
+use crate::block_list::canonical_ip;
 use crate::client::{ClientDeframer, Deframed};
 use crate::codec::{
     decode, decode_checked, encode, encoded_len, is_alphabet, msg_name, peek_ident, HeaderLayout,
     Message, MsgHeader, MsgName,
 };
 use crate::dialect::parse_id;
+use crate::proxy::{read_header, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
 use crate::rng::SplitMix64;
 use crate::stats::{CloseReason, DropReason};
 use crate::upstream::{classify, DbDeframer, DbFrame, Skipped};
@@ -471,6 +474,156 @@ pub fn codec(data: &[u8]) {
     }
 }
 
+// ---- proxy_header ----------------------------------------------------------
+
+/// The signatures, spelled here from the PROXY protocol specification rather
+/// than taken from [`crate::proxy`], so the check does not share its bugs.
+const PROXY_V1_SIGNATURE: &[u8] = b"PROXY ";
+const PROXY_V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// True when `data` and `sig` agree on their common length.
+fn starts_like(data: &[u8], sig: &[u8]) -> bool {
+    let n = data.len().min(sig.len());
+    data[..n] == sig[..n]
+}
+
+/// Fuzzes the PROXY header reader ([`crate::proxy::read_header`]) in the
+/// three modes a PROXY listener can be in (`v1`, `v2`, `any`; the gate never
+/// calls it with `off`).
+///
+/// Input: the connection's first bytes, as they are.
+///
+/// Checks, in every mode: it never panics; an accepted header
+/// (`Proxied { len }`, `Local { len }`) has `0 < len <= data.len()` and
+/// `len <= MAX_HEADER_LEN`, a source that is its own canonical address, every
+/// shorter prefix of the input gives `Incomplete` and every longer one the
+/// same verdict (the bytes after the header do not matter, so the gate may
+/// read it from any chunking); a prefix refused (`Missing`, `Malformed`)
+/// stays refused as more bytes arrive; `Incomplete` only for fewer than
+/// `MAX_HEADER_LEN` bytes (the gate holds no more); `Missing` exactly when
+/// the bytes agree with neither signature, so always when the first byte is
+/// neither `P` nor `\r`, and in every mode alike. Across modes: `any` gives
+/// the `v1` verdict for bytes that start like the v1 signature and the `v2`
+/// verdict for the v2 one, and the other version's listener refuses them as
+/// `Malformed`.
+pub fn proxy_header(data: &[u8]) {
+    let modes = [ProxyProtocol::V1, ProxyProtocol::V2, ProxyProtocol::Any];
+    let [v1, v2, any] = modes.map(|mode| {
+        let verdict = read_header(data, mode);
+        check_proxy_verdict(data, mode, verdict);
+        verdict
+    });
+
+    let like_v1 = starts_like(data, PROXY_V1_SIGNATURE);
+    let like_v2 = starts_like(data, PROXY_V2_SIGNATURE);
+    if data.is_empty() {
+        for v in [v1, v2, any] {
+            assert_eq!(v, ProxyVerdict::Incomplete, "empty input");
+        }
+        return;
+    }
+    let missing = !like_v1 && !like_v2;
+    for (mode, v) in modes.iter().zip([v1, v2, any]) {
+        assert_eq!(
+            v == ProxyVerdict::Missing,
+            missing,
+            "{mode:?}: {v:?} for bytes starting {:02x?}",
+            &data[..data.len().min(16)]
+        );
+    }
+    if !matches!(data[0], b'P' | b'\r') {
+        assert!(missing, "first byte {:#04x} starts a signature", data[0]);
+    }
+    // The first byte tells the versions apart, so at most one is possible.
+    assert!(!(like_v1 && like_v2), "both signatures");
+    if like_v1 {
+        assert_eq!(any, v1, "any agrees with v1");
+        assert_eq!(v2, ProxyVerdict::Malformed, "v2 listener, v1 bytes");
+    }
+    if like_v2 {
+        assert_eq!(any, v2, "any agrees with v2");
+        assert_eq!(v1, ProxyVerdict::Malformed, "v1 listener, v2 bytes");
+    }
+}
+
+/// The invariants of one verdict on `data` in `mode`.
+fn check_proxy_verdict(data: &[u8], mode: ProxyProtocol, verdict: ProxyVerdict) {
+    let len = match verdict {
+        ProxyVerdict::Proxied { source, len } => {
+            assert_eq!(
+                source.ip(),
+                canonical_ip(source.ip()),
+                "{mode:?}: source not canonical"
+            );
+            len
+        }
+        ProxyVerdict::Local { len } => len,
+        ProxyVerdict::Incomplete => {
+            assert!(
+                data.len() < MAX_HEADER_LEN,
+                "{mode:?}: incomplete after {} bytes",
+                data.len()
+            );
+            // Nothing was decided on the way here.
+            for cut in 0..data.len() {
+                let early = read_header(&data[..cut], mode);
+                assert_eq!(
+                    early,
+                    ProxyVerdict::Incomplete,
+                    "{mode:?}: {early:?} after {cut} bytes, incomplete after {}",
+                    data.len()
+                );
+            }
+            return;
+        }
+        ProxyVerdict::Missing | ProxyVerdict::Malformed => {
+            // A refusal is final: a shorter prefix either waits or refuses.
+            for cut in 0..data.len().min(MAX_HEADER_LEN + 1) {
+                let early = read_header(&data[..cut], mode);
+                assert!(
+                    matches!(
+                        early,
+                        ProxyVerdict::Incomplete | ProxyVerdict::Missing | ProxyVerdict::Malformed
+                    ),
+                    "{mode:?}: {early:?} after {cut} bytes, {verdict:?} after {}",
+                    data.len()
+                );
+            }
+            return;
+        }
+    };
+    assert!(len > 0, "{mode:?}: empty header");
+    assert!(
+        len <= data.len(),
+        "{mode:?}: header of {len} bytes in {} bytes",
+        data.len()
+    );
+    assert!(
+        len <= MAX_HEADER_LEN,
+        "{mode:?}: header of {len} bytes over the bound"
+    );
+    for cut in 0..len {
+        assert_eq!(
+            read_header(&data[..cut], mode),
+            ProxyVerdict::Incomplete,
+            "{mode:?}: prefix of {cut} bytes of a {len}-byte header"
+        );
+    }
+    // What follows the header is the client's: it cannot change the verdict.
+    assert_eq!(
+        read_header(&data[..len], mode),
+        verdict,
+        "{mode:?}: the header alone"
+    );
+    if data.len() > len {
+        assert_eq!(
+            read_header(&data[..len + 1], mode),
+            verdict,
+            "{mode:?}: the header and one client byte"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,6 +659,7 @@ mod tests {
             db_parser(data);
             codec(data);
             gate_events(crate::test_util::t0(), data);
+            proxy_header(data);
         }
     }
 }

@@ -84,6 +84,11 @@ fn gate_events_corpus() {
     replay("gate_events", |data| fuzzing::gate_events(origin(), data));
 }
 
+#[test]
+fn proxy_header_corpus() {
+    replay("proxy_header", fuzzing::proxy_header);
+}
+
 // ---- seeds -----------------------------------------------------------------
 
 /// The frame seen in the wild (PROTOCOL.md section 4).
@@ -193,6 +198,107 @@ fn codec_seeds() -> Vec<(String, Vec<u8>)> {
     out.push(("wild-payload".into(), WILD[2..WILD.len() - 1].to_vec()));
     out.push(("edges".into(), b"<{;|\x7f\x80".to_vec()));
     out
+}
+
+/// A v2 PROXY header: command (0 LOCAL, 1 PROXY), family and protocol byte,
+/// then the address block and TLVs, whose length it declares.
+fn proxy_v2(command: u8, family: u8, rest: &[u8]) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.push(0x20 | command);
+    h.push(family);
+    h.extend_from_slice(&u16::try_from(rest.len()).expect("short").to_be_bytes());
+    h.extend_from_slice(rest);
+    h
+}
+
+/// A v2 TCP4 address block: source 203.0.113.7:40000 to 127.0.0.1:7100.
+const V2_TCP4: [u8; 12] = [203, 0, 113, 7, 127, 0, 0, 1, 0x9c, 0x40, 0x1b, 0xbc];
+
+fn proxy_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let query = frame(100, b"acct/cert");
+    let mut tcp6 = [0u8; 36];
+    tcp6[..16].copy_from_slice(
+        &"2001:db8::5"
+            .parse::<std::net::Ipv6Addr>()
+            .expect("ip")
+            .octets(),
+    );
+    tcp6[31] = 1;
+    tcp6[32..].copy_from_slice(&[0x9c, 0x40, 0x1b, 0xbc]);
+    let mut mapped = tcp6;
+    mapped[..16].copy_from_slice(
+        &std::net::Ipv4Addr::new(192, 0, 2, 1)
+            .to_ipv6_mapped()
+            .octets(),
+    );
+    // A NOOP TLV that fills the header to exactly MAX_HEADER_LEN, and one
+    // byte more.
+    let fill = |total: usize| {
+        let mut rest = V2_TCP4.to_vec();
+        let n = total - 16 - rest.len() - 3;
+        rest.push(0x04);
+        rest.extend_from_slice(&u16::try_from(n).expect("short").to_be_bytes());
+        rest.extend(std::iter::repeat_n(0u8, n));
+        proxy_v2(1, 0x11, &rest)
+    };
+    let mut oversize = proxy_v2(1, 0x11, &V2_TCP4);
+    oversize[14..16].copy_from_slice(&600u16.to_be_bytes());
+    let mut version1 = proxy_v2(1, 0x11, &V2_TCP4);
+    version1[12] = 0x11;
+    let v2_tcp4 = proxy_v2(1, 0x11, &V2_TCP4);
+    vec![
+        (
+            "v1-tcp4-then-frame",
+            with_header(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 7100\r\n", &query),
+        ),
+        (
+            "v1-tcp6",
+            b"PROXY TCP6 2001:db8::5 ::1 40000 7100\r\n".to_vec(),
+        ),
+        ("v1-unknown", b"PROXY UNKNOWN\r\n".to_vec()),
+        (
+            "v1-unknown-107-bytes",
+            format!(
+                "PROXY UNKNOWN {0} {0} 65535 65535\r\n",
+                ["ffff"; 8].join(":")
+            )
+            .into_bytes(),
+        ),
+        ("v1-truncated", b"PROXY TCP4 203.0.113.7 127.0".to_vec()),
+        (
+            "v1-bad-address",
+            b"PROXY TCP4 1.2.3.999 127.0.0.1 1 2\r\n".to_vec(),
+        ),
+        (
+            "v1-no-crlf-in-107",
+            with_header(b"PROXY TCP4 ", &[b'1'; 120]),
+        ),
+        ("v2-tcp4-then-frame", with_header(&v2_tcp4, &query)),
+        ("v2-tcp6", proxy_v2(1, 0x21, &tcp6)),
+        ("v2-v4-mapped", proxy_v2(1, 0x21, &mapped)),
+        (
+            "v2-tlvs",
+            proxy_v2(
+                1,
+                0x11,
+                &[V2_TCP4.as_slice(), &[0x04, 0, 3, 1, 2, 3]].concat(),
+            ),
+        ),
+        ("v2-local", proxy_v2(0, 0x00, &[])),
+        ("v2-local-with-addresses", proxy_v2(0, 0x11, &V2_TCP4)),
+        ("v2-unspec", proxy_v2(1, 0x00, &[])),
+        ("v2-udp", proxy_v2(1, 0x12, &V2_TCP4)),
+        ("v2-unix", proxy_v2(1, 0x31, &[0; 216])),
+        ("v2-truncated-fixed", v2_tcp4[..11].to_vec()),
+        ("v2-truncated-addresses", v2_tcp4[..20].to_vec()),
+        ("v2-oversize-length", oversize),
+        ("v2-exactly-the-bound", fill(536)),
+        ("v2-one-over-the-bound", fill(537)),
+        ("v2-version-1", version1),
+        ("not-proxy-frame", query.clone()),
+        ("not-proxy-http", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        ("not-proxy-proxx", b"PROXX TCP4\r\n".to_vec()),
+    ]
 }
 
 /// Header byte 0 of a script: dialect, hold, filter, answers, unruly.
@@ -464,7 +570,7 @@ fn write_seeds(target: &str, seeds: impl IntoIterator<Item = (String, Vec<u8>)>)
     }
 }
 
-/// Regenerates the hand-made seeds (`seed-*`) of the four core targets.
+/// Regenerates the hand-made seeds (`seed-*`) of the five core targets.
 #[test]
 #[ignore = "writes fuzz/corpus; run by hand after changing an input format"]
 fn write_seed_corpora() {
@@ -475,6 +581,7 @@ fn write_seed_corpora() {
     write_seeds("db_parser", own(db_seeds()));
     write_seeds("codec", codec_seeds());
     write_seeds("gate_events", gate_seeds());
+    write_seeds("proxy_header", own(proxy_seeds()));
 }
 
 /// The seeds pass their targets (so a seed never starts as a crash).
@@ -491,6 +598,9 @@ fn seeds_pass() {
     }
     for (_, d) in gate_seeds() {
         fuzzing::gate_events(origin(), &d);
+    }
+    for (_, d) in proxy_seeds() {
+        fuzzing::proxy_header(&d);
     }
 }
 
