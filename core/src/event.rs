@@ -78,6 +78,7 @@ pub enum Event<'a> {
 
 /// Something the driver must do, drained from [`crate::Gate::poll_action`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "an action is the gate's only way to act: carry it out"]
 pub enum Action {
     /// Write these bytes to the client, after everything queued before.
     SendToClient {

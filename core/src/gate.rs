@@ -19,7 +19,7 @@ use crate::proxy::{read_header, ClientOrigin, ProxyProtocol, ProxyVerdict, MAX_H
 use crate::rng::SplitMix64;
 use crate::session::{Session, SessionTable, Stage, MAX_ID};
 use crate::stats::{CloseReason, DropReason, Stats};
-use crate::timers::{LinkTimer, Timers};
+use crate::timers::{GateTimer, Timers};
 use crate::upstream::{classify, DbFrame};
 
 /// How often expired per-IP state is swept (a bounded slice each time).
@@ -187,6 +187,7 @@ impl Gate {
     }
 
     /// The next action for the driver, or `None` when all are drained.
+    #[must_use = "an action not carried out is lost: drain until None"]
     pub fn poll_action(&mut self) -> Option<Action> {
         if let Some(a) = self.actions.pop_front() {
             return Some(a);
@@ -207,6 +208,7 @@ impl Gate {
 
     /// The earliest instant at which the gate wants a [`Event::Tick`], or
     /// `None` when nothing is scheduled. Always later than the last `now`.
+    #[must_use = "the gate's timers only fire if the driver sleeps until this"]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.stopped {
             return None;
@@ -339,7 +341,8 @@ impl Gate {
 
     /// Entries in the session timer heap (live and stale); for invariant
     /// checks that the heap stays bounded by the number of sessions.
-    pub fn timer_entries(&self) -> usize {
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn timer_entries(&self) -> usize {
         self.timers.session_entries()
     }
 
@@ -427,8 +430,8 @@ impl Gate {
         if admitted {
             self.announce(id);
         }
-        if self.timers.get(LinkTimer::IpSweep).is_none() {
-            self.timers.set(LinkTimer::IpSweep, now + IP_SWEEP_INTERVAL);
+        if self.timers.get(GateTimer::IpSweep).is_none() {
+            self.timers.set(GateTimer::IpSweep, now + IP_SWEEP_INTERVAL);
         }
     }
 
@@ -532,9 +535,9 @@ impl Gate {
             flush: false,
         });
         // A refused connect from a new IP may have created per-IP state.
-        if self.timers.get(LinkTimer::IpSweep).is_none() && self.limits.tracked() > 0 {
+        if self.timers.get(GateTimer::IpSweep).is_none() && self.limits.tracked() > 0 {
             self.timers
-                .set(LinkTimer::IpSweep, self.now + IP_SWEEP_INTERVAL);
+                .set(GateTimer::IpSweep, self.now + IP_SWEEP_INTERVAL);
         }
     }
 
@@ -632,9 +635,9 @@ impl Gate {
     fn connect(&mut self, now: Instant) {
         self.link.state = LinkState::Connecting;
         self.stats.upstream_connects += 1;
-        self.timers.clear(LinkTimer::Reconnect);
+        self.timers.clear(GateTimer::Reconnect);
         self.timers
-            .set(LinkTimer::ConnectTimeout, now + self.cfg.connect_timeout);
+            .set(GateTimer::ConnectTimeout, now + self.cfg.connect_timeout);
         self.actions.push_back(Action::ConnectUpstream);
     }
 
@@ -646,14 +649,14 @@ impl Gate {
 
     fn schedule_reconnect(&mut self, now: Instant) {
         self.link.state = LinkState::Down;
-        self.timers.clear(LinkTimer::ConnectTimeout);
-        self.timers.clear(LinkTimer::Keepalive);
-        self.timers.clear(LinkTimer::Silence);
+        self.timers.clear(GateTimer::ConnectTimeout);
+        self.timers.clear(GateTimer::Keepalive);
+        self.timers.clear(GateTimer::Silence);
         if self.shutting_down {
             return;
         }
         let delay = self.link.backoff(&self.cfg, &mut self.rng);
-        self.timers.set(LinkTimer::Reconnect, now + delay);
+        self.timers.set(GateTimer::Reconnect, now + delay);
     }
 
     fn on_upstream_connected(&mut self, now: Instant) {
@@ -669,11 +672,11 @@ impl Gate {
         self.link.failures = 0;
         self.link.queued = 0;
         self.link.deframer.reset();
-        self.timers.clear(LinkTimer::ConnectTimeout);
+        self.timers.clear(GateTimer::ConnectTimeout);
         self.timers
-            .set(LinkTimer::Keepalive, now + self.cfg.keepalive_interval);
+            .set(GateTimer::Keepalive, now + self.cfg.keepalive_interval);
         self.timers
-            .set(LinkTimer::Silence, now + self.cfg.keepalive_timeout);
+            .set(GateTimer::Silence, now + self.cfg.keepalive_timeout);
         // Sessions held through the outage are announced again, in id order,
         // followed by what they sent meanwhile.
         let dialect = self.cfg.dialect;
@@ -737,7 +740,7 @@ impl Gate {
             return;
         }
         self.timers
-            .set(LinkTimer::Silence, now + self.cfg.keepalive_timeout);
+            .set(GateTimer::Silence, now + self.cfg.keepalive_timeout);
         let mut deframer = std::mem::take(&mut self.link.deframer);
         let skipped = deframer.push(bytes, self.cfg.max_upstream_frame_len, |text| {
             self.on_db_frame(text)
@@ -873,37 +876,37 @@ impl Gate {
     // ---- timers ------------------------------------------------------------
 
     fn run_timers(&mut self, now: Instant) {
-        if self.timers.take_due(LinkTimer::Shutdown, now) {
+        if self.timers.take_due(GateTimer::Shutdown, now) {
             self.finish_shutdown();
             return;
         }
-        if self.timers.take_due(LinkTimer::ConnectTimeout, now)
+        if self.timers.take_due(GateTimer::ConnectTimeout, now)
             && self.link.state == LinkState::Connecting
         {
             // Abandon the attempt the driver is still making.
             self.actions.push_back(Action::CloseUpstream);
             self.connect_failed(now);
         }
-        if self.timers.take_due(LinkTimer::Silence, now) && self.link.state == LinkState::Up {
+        if self.timers.take_due(GateTimer::Silence, now) && self.link.state == LinkState::Up {
             self.stats.upstream_timeouts += 1;
             self.link_lost(now);
             self.actions.push_back(Action::CloseUpstream);
         }
-        if self.timers.take_due(LinkTimer::Keepalive, now) && self.link.state == LinkState::Up {
+        if self.timers.take_due(GateTimer::Keepalive, now) && self.link.state == LinkState::Up {
             self.cfg.dialect.write_keepalive(&mut self.upstream_out);
             self.stats.keepalives_sent += 1;
             // From `now`, so a stalled driver sends one keepalive, not a burst.
             self.timers
-                .set(LinkTimer::Keepalive, now + self.cfg.keepalive_interval);
+                .set(GateTimer::Keepalive, now + self.cfg.keepalive_interval);
         }
-        if self.timers.take_due(LinkTimer::Reconnect, now)
+        if self.timers.take_due(GateTimer::Reconnect, now)
             && self.link.state == LinkState::Down
             && !self.shutting_down
         {
             self.connect(now);
         }
-        if self.timers.take_due(LinkTimer::IpSweep, now) && self.limits.sweep_step(now) {
-            self.timers.set(LinkTimer::IpSweep, now + IP_SWEEP_INTERVAL);
+        if self.timers.take_due(GateTimer::IpSweep, now) && self.limits.sweep_step(now) {
+            self.timers.set(GateTimer::IpSweep, now + IP_SWEEP_INTERVAL);
         }
         self.run_session_timers(now);
     }
@@ -949,11 +952,11 @@ impl Gate {
         for id in self.sessions.ids() {
             self.close_session(id, CloseReason::Shutdown, true);
         }
-        self.timers.clear(LinkTimer::Reconnect);
+        self.timers.clear(GateTimer::Reconnect);
         match self.link.state {
             LinkState::Up if !self.upstream_flushed() => {
                 self.timers
-                    .set(LinkTimer::Shutdown, now + self.cfg.shutdown_timeout);
+                    .set(GateTimer::Shutdown, now + self.cfg.shutdown_timeout);
             }
             _ => self.finish_shutdown(),
         }
@@ -986,8 +989,10 @@ impl Gate {
         self.limits.all_pinned(self.now)
     }
 
-    /// Test and simulator helper: the live session ids and their client IPs.
-    pub fn live_sessions(&self) -> Vec<(ConnId, u32, IpAddr)> {
+    /// The live sessions' connections, ids and client IPs, for the fuzz
+    /// model's cross-checks.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn live_sessions(&self) -> Vec<(ConnId, u32, IpAddr)> {
         self.sessions
             .iter()
             .map(|s| (s.conn, s.id, s.peer_ip))

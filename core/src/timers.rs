@@ -1,4 +1,4 @@
-//! The gate's deadlines: a fixed table of link-wide timers plus one heap of
+//! The gate's deadlines: a fixed table of gate-wide timers plus one heap of
 //! per-session deadlines, so the next deadline is found without scanning
 //! every session (firezone #12515).
 
@@ -6,9 +6,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-/// The link-wide timers, one slot each.
+/// The gate-wide timers, one slot each: the link's four, the per-IP sweep
+/// and the shutdown deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LinkTimer {
+pub(crate) enum GateTimer {
     /// Send the next `%--$`.
     Keepalive,
     /// Declare the link dead if nothing arrived by then.
@@ -23,47 +24,47 @@ pub(crate) enum LinkTimer {
     Shutdown,
 }
 
-impl LinkTimer {
+impl GateTimer {
     const COUNT: usize = 6;
-    const ALL: [LinkTimer; LinkTimer::COUNT] = [
-        LinkTimer::Keepalive,
-        LinkTimer::Silence,
-        LinkTimer::ConnectTimeout,
-        LinkTimer::Reconnect,
-        LinkTimer::IpSweep,
-        LinkTimer::Shutdown,
+    const ALL: [GateTimer; GateTimer::COUNT] = [
+        GateTimer::Keepalive,
+        GateTimer::Silence,
+        GateTimer::ConnectTimeout,
+        GateTimer::Reconnect,
+        GateTimer::IpSweep,
+        GateTimer::Shutdown,
     ];
 }
 
-/// Link timers in a fixed table and session deadlines in a min-heap.
+/// Gate-wide timers in a fixed table and session deadlines in a min-heap.
 ///
 /// Session entries are lazy: a session whose deadline moved later keeps its
 /// old entry, and the gate re-arms it when the old entry pops. Each session
 /// remembers the instant of its one live entry, so duplicates are discarded.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    link: [Option<Instant>; LinkTimer::COUNT],
+    fixed: [Option<Instant>; GateTimer::COUNT],
     sessions: BinaryHeap<Reverse<(Instant, u32)>>,
 }
 
 impl Timers {
-    pub(crate) fn set(&mut self, t: LinkTimer, at: Instant) {
-        self.link[t as usize] = Some(at);
+    pub(crate) fn set(&mut self, t: GateTimer, at: Instant) {
+        self.fixed[t as usize] = Some(at);
     }
 
-    pub(crate) fn clear(&mut self, t: LinkTimer) {
-        self.link[t as usize] = None;
+    pub(crate) fn clear(&mut self, t: GateTimer) {
+        self.fixed[t as usize] = None;
     }
 
-    pub(crate) fn get(&self, t: LinkTimer) -> Option<Instant> {
-        self.link[t as usize]
+    pub(crate) fn get(&self, t: GateTimer) -> Option<Instant> {
+        self.fixed[t as usize]
     }
 
-    /// Takes the link timer if it is due at `now`.
-    pub(crate) fn take_due(&mut self, t: LinkTimer, now: Instant) -> bool {
-        match self.link[t as usize] {
+    /// Takes a gate-wide timer if it is due at `now`.
+    pub(crate) fn take_due(&mut self, t: GateTimer, now: Instant) -> bool {
+        match self.fixed[t as usize] {
             Some(at) if at <= now => {
-                self.link[t as usize] = None;
+                self.fixed[t as usize] = None;
                 true
             }
             _ => false,
@@ -95,9 +96,9 @@ impl Timers {
 
     /// The earliest deadline of all.
     pub(crate) fn next(&self) -> Option<Instant> {
-        let link = LinkTimer::ALL.iter().filter_map(|t| self.get(*t)).min();
+        let fixed = GateTimer::ALL.iter().filter_map(|t| self.get(*t)).min();
         let session = self.sessions.peek().map(|Reverse((at, _))| *at);
-        match (link, session) {
+        match (fixed, session) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -115,7 +116,7 @@ mod tests {
         let t0 = t0();
         let mut t = Timers::default();
         assert_eq!(t.next(), None);
-        t.set(LinkTimer::Keepalive, t0 + Duration::from_secs(2));
+        t.set(GateTimer::Keepalive, t0 + Duration::from_secs(2));
         t.push_session(t0 + Duration::from_secs(1), 9);
         assert_eq!(t.next(), Some(t0 + Duration::from_secs(1)));
         assert_eq!(t.pop_due_session(t0), None);
@@ -123,8 +124,8 @@ mod tests {
             t.pop_due_session(t0 + Duration::from_secs(1)),
             Some((t0 + Duration::from_secs(1), 9))
         );
-        assert!(!t.take_due(LinkTimer::Keepalive, t0));
-        assert!(t.take_due(LinkTimer::Keepalive, t0 + Duration::from_secs(3)));
+        assert!(!t.take_due(GateTimer::Keepalive, t0));
+        assert!(t.take_due(GateTimer::Keepalive, t0 + Duration::from_secs(3)));
         assert_eq!(t.next(), None);
     }
 }
