@@ -3,7 +3,7 @@
 //! actions the driver drains.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -992,7 +992,7 @@ impl Gate {
     /// The live sessions' connections, ids and client IPs, for the fuzz
     /// model's cross-checks.
     #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn live_sessions(&self) -> Vec<(ConnId, u32, IpAddr)> {
+    pub(crate) fn live_sessions(&self) -> Vec<(ConnId, u32, std::net::IpAddr)> {
         self.sessions
             .iter()
             .map(|s| (s.conn, s.id, s.peer_ip))
