@@ -1,20 +1,19 @@
-//! Bots -> Gate -> RefDb, wired in memory: no sockets, a virtual clock, byte
-//! queues between the parties. The reference roles and the gate must agree
-//! on every dialect for a thousand sessions without a single error, and keep
-//! agreeing when the DBServer sends noise and the clients cut their frames.
-#![cfg(feature = "peers")]
+//! Bots -> Gate -> RefDb, wired in memory through the harness: no sockets,
+//! a virtual clock, the drain contract checked after every step. The
+//! reference roles and the gate must agree on every dialect for a thousand
+//! sessions without a single error, and keep agreeing when the DBServer
+//! sends noise and the clients cut their frames.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use selgate_core::codec::ids;
 use selgate_core::peers::{
     Bot, BotAction, BotConfig, BotEvent, CharSpec, DbAction, DbEvent, LinkId, Outcome, Pace, RefDb,
     RefDbConfig, Step,
 };
-use selgate_core::{Action, CloseReason, Config, ConnId, Dialect, DropReason, Event, Gate};
+use selgate_core::{CloseReason, Config, ConnId, Dialect, DropReason};
+use selgate_harness::{Output, Wire};
 
 /// The one DBServer link of the gate.
 const LINK: LinkId = LinkId(1);
@@ -34,8 +33,6 @@ struct Client {
     accepted: bool,
     /// The gate closed it, or it closed itself.
     closed: bool,
-    /// Bytes the bot wrote while the gate paused client reads.
-    to_gate: VecDeque<Bytes>,
     /// Bytes the gate wrote while the bot was not reading.
     backlog: usize,
     outcome: Option<Outcome>,
@@ -43,12 +40,9 @@ struct Client {
 
 struct Sim {
     start: Instant,
-    now: Instant,
-    gate: Gate,
+    wire: Wire,
     db: RefDb,
     clients: Vec<Client>,
-    link_up: bool,
-    reads_paused: bool,
     /// Bots handled since their actions were last drained.
     dirty: Vec<usize>,
     steps: u64,
@@ -66,7 +60,7 @@ fn client_addr(i: usize) -> SocketAddr {
 impl Sim {
     fn new(gate_cfg: Config, db_cfg: RefDbConfig, seed: u64, bots: Vec<(Bot, Instant)>) -> Sim {
         let start = bots.iter().map(|b| b.1).min().unwrap_or_else(t0);
-        let gate = Gate::new(gate_cfg, start, seed).expect("valid gate config");
+        let wire = Wire::new(gate_cfg, start, seed).expect("valid gate config");
         let db = RefDb::new(db_cfg, seed);
         let clients = bots
             .into_iter()
@@ -75,22 +69,22 @@ impl Sim {
                 arrives,
                 accepted: false,
                 closed: false,
-                to_gate: VecDeque::new(),
                 backlog: 0,
                 outcome: None,
             })
             .collect();
         Sim {
             start,
-            now: start,
-            gate,
+            wire,
             db,
             clients,
-            link_up: false,
-            reads_paused: false,
             dirty: Vec::new(),
             steps: 0,
         }
+    }
+
+    fn now(&self) -> Instant {
+        self.wire.now()
     }
 
     fn all_done(&self) -> bool {
@@ -109,9 +103,6 @@ impl Sim {
             self.pump();
             hook(self);
             self.pump();
-            if let Some(t) = self.gate.poll_timeout() {
-                assert!(t > self.now, "gate deadline not after now");
-            }
             if self.all_done() {
                 return;
             }
@@ -126,42 +117,33 @@ impl Sim {
                         Some(c.arrives)
                     }
                 })
-                .chain(self.gate.poll_timeout())
+                .chain(self.wire.gate().poll_timeout())
                 .chain(self.db.poll_timeout())
                 .min()
                 .expect("someone is waiting while bots are not done");
-            self.now = self.now.max(next);
-            self.tick();
+            self.tick(next.max(self.now()));
         }
     }
 
     fn arrive(&mut self) {
         let local = SocketAddr::from(([127, 0, 0, 1], 7100));
+        let now = self.now();
         for i in 0..self.clients.len() {
             let c = &mut self.clients[i];
-            if c.accepted || c.arrives > self.now {
+            if c.accepted || c.arrives > now {
                 continue;
             }
             c.accepted = true;
-            let conn = ConnId(i as u64);
-            self.gate.handle(
-                self.now,
-                Event::ClientAccepted {
-                    conn,
-                    peer: client_addr(i),
-                    local,
-                },
-            );
-            c.bot.handle(self.now, BotEvent::Connected);
+            self.wire.accept(ConnId(i as u64), client_addr(i), local);
+            self.clients[i].bot.handle(now, BotEvent::Connected);
             self.dirty.push(i);
         }
     }
 
-    fn tick(&mut self) {
-        let now = self.now;
-        if self.gate.poll_timeout().is_some_and(|t| t <= now) {
-            self.gate.handle(now, Event::Tick);
-        }
+    /// Moves the clock to `now`: the harness ticks the gate, then the
+    /// DBServer and the bots get theirs.
+    fn tick(&mut self, now: Instant) {
+        self.wire.advance_to(now);
         if self.db.poll_timeout().is_some_and(|t| t <= now) {
             self.db.handle(now, DbEvent::Tick);
         }
@@ -177,23 +159,18 @@ impl Sim {
     fn pump(&mut self) {
         loop {
             let mut moved = false;
-            while let Some(a) = self.gate.poll_action() {
+            while let Some(o) = self.wire.poll_output() {
                 moved = true;
-                self.on_gate(a);
+                self.on_gate(o);
             }
             while let Some(a) = self.db.poll_action() {
                 moved = true;
                 match a {
                     DbAction::Send { link, bytes } => {
                         assert_eq!(link, LINK);
-                        if self.link_up {
-                            self.gate.handle(self.now, Event::UpstreamBytes(&bytes));
-                        }
+                        self.wire.db_send(&bytes);
                     }
-                    DbAction::Close { .. } => {
-                        self.link_up = false;
-                        self.gate.handle(self.now, Event::UpstreamClosed);
-                    }
+                    DbAction::Close { .. } => self.wire.db_close(),
                 }
             }
             let mut dirty = std::mem::take(&mut self.dirty);
@@ -205,46 +182,31 @@ impl Sim {
                     self.on_bot(i, a);
                 }
             }
-            if !self.reads_paused {
-                for i in 0..self.clients.len() {
-                    while let Some(b) = self.clients[i].to_gate.pop_front() {
-                        moved = true;
-                        let conn = ConnId(i as u64);
-                        self.gate
-                            .handle(self.now, Event::ClientBytes { conn, bytes: &b });
-                    }
-                }
-            }
             if !moved {
                 return;
             }
         }
     }
 
-    fn on_gate(&mut self, a: Action) {
-        let now = self.now;
-        match a {
-            Action::SendToClient { conn, bytes } => {
+    fn on_gate(&mut self, o: Output) {
+        let now = self.now();
+        match o {
+            Output::ToClient { conn, bytes } => {
                 let i = conn.0 as usize;
                 let c = &mut self.clients[i];
-                if c.closed {
-                    return;
-                }
                 if c.bot.reading() {
                     c.bot.handle(now, BotEvent::Bytes(&bytes));
                     self.dirty.push(i);
+                    self.wire.client_read(conn, bytes.len());
                 } else {
                     c.backlog += bytes.len();
-                    let queued = c.backlog;
-                    self.gate.handle(now, Event::ClientBacklog { conn, queued });
                 }
             }
-            Action::SendUpstream(bytes) => {
-                assert!(self.link_up, "SendUpstream while the link is down");
+            Output::ToDb(bytes) => {
                 self.db.handle(now, DbEvent::LinkBytes(LINK, &bytes));
-                self.gate.handle(now, Event::UpstreamBacklog { queued: 0 });
+                self.wire.db_read(bytes.len());
             }
-            Action::CloseClient { conn, .. } => {
+            Output::ClientClosed { conn, .. } => {
                 let i = conn.0 as usize;
                 let c = &mut self.clients[i];
                 if !c.closed {
@@ -253,18 +215,12 @@ impl Sim {
                     self.dirty.push(i);
                 }
             }
-            Action::ConnectUpstream => {
+            Output::ConnectRequested => {
                 self.db.handle(now, DbEvent::LinkOpened(LINK));
-                self.link_up = true;
-                self.gate.handle(now, Event::UpstreamConnected);
+                self.wire.link_connected();
             }
-            Action::CloseUpstream => {
-                self.link_up = false;
-                self.db.handle(now, DbEvent::LinkClosed(LINK));
-            }
-            Action::PauseClientReads => self.reads_paused = true,
-            Action::ResumeClientReads => self.reads_paused = false,
-            Action::Stopped => {}
+            Output::LinkClosed => self.db.handle(now, DbEvent::LinkClosed(LINK)),
+            Output::Stopped => {}
         }
     }
 
@@ -273,25 +229,14 @@ impl Sim {
         let c = &mut self.clients[i];
         match a {
             BotAction::Send(bytes) => {
-                if c.closed {
-                    return;
-                }
-                if self.reads_paused || !c.to_gate.is_empty() {
-                    c.to_gate.push_back(bytes);
-                } else {
-                    self.gate.handle(
-                        self.now,
-                        Event::ClientBytes {
-                            conn,
-                            bytes: &bytes,
-                        },
-                    );
+                if !c.closed {
+                    self.wire.client_send(conn, &bytes);
                 }
             }
             BotAction::Close => {
                 if !c.closed {
                     c.closed = true;
-                    self.gate.handle(self.now, Event::ClientClosed { conn });
+                    self.wire.client_close(conn);
                 }
             }
             BotAction::Done(o) => c.outcome = Some(o),
@@ -343,11 +288,11 @@ fn assert_clean(sim: &Sim, n: usize) {
     assert_eq!(db.sessions_closed, n as u64);
     assert_eq!(db.replies_of(ids::SM_STARTPLAY), n as u64);
     assert_eq!(sim.db.sessions().count(), 0);
-    let g = sim.gate.stats();
+    let g = sim.wire.gate().stats();
     assert_eq!(g.accepted, n as u64);
     assert_eq!(g.closed(CloseReason::ClientGone), n as u64, "{g:?}");
     assert_eq!(g.refused(), 0);
-    assert_eq!(sim.gate.sessions(), 0);
+    assert_eq!(sim.wire.gate().sessions(), 0);
     for c in &sim.clients {
         assert_eq!(c.bot.start_play(), Some("127.0.0.1/7200"));
     }
@@ -377,7 +322,7 @@ fn a_thousand_sessions_in_every_dialect() {
         precreate(&mut sim.db, seed, N);
         sim.run(|_| {});
         assert_clean(&sim, N);
-        let g = sim.gate.stats();
+        let g = sim.wire.gate().stats();
         assert_eq!(g.drops.iter().sum::<u64>(), 0, "{dialect}: {g:?}");
         // Half the bots created a character: 2 requests, the others 4.
         let latencies: usize = sim.clients.iter().map(|c| c.bot.latencies().len()).sum();
@@ -385,7 +330,7 @@ fn a_thousand_sessions_in_every_dialect() {
         assert_eq!(g.frames_up, latencies as u64);
         assert_eq!(g.frames_down, latencies as u64);
         assert_eq!(sim.db.store().len(), N);
-        assert!(sim.now - sim.start < Duration::from_secs(5), "{dialect}");
+        assert!(sim.now() - sim.start < Duration::from_secs(5), "{dialect}");
     }
 }
 
@@ -432,7 +377,7 @@ fn noise_from_the_dbserver_and_cut_frames_from_clients() {
         let mut sim = Sim::new(gate_cfg, db_cfg, seed, bots);
         sim.run(|_| {});
         assert_clean(&sim, N);
-        let g = sim.gate.stats();
+        let g = sim.wire.gate().stats();
         assert!(g.dropped(DropReason::Garbage) > 0, "{g:?}");
         assert!(g.dropped(DropReason::ZeroId) > 0, "{g:?}");
         assert!(g.dropped(DropReason::BadId) > 0, "{g:?}");
@@ -487,7 +432,7 @@ fn the_dbserver_kicks_and_floods() {
     assert!(kicked_done && flooded);
     let failures = sim.failures();
     assert!(failures.is_empty(), "{failures:?}");
-    let g = sim.gate.stats();
+    let g = sim.wire.gate().stats();
     assert_eq!(g.closed(CloseReason::Kicked), 1, "{g:?}");
     assert_eq!(g.closed(CloseReason::SlowClient), 1, "{g:?}");
     assert_eq!(g.closed(CloseReason::ClientGone), 20, "{g:?}");
@@ -501,7 +446,7 @@ fn the_dbserver_kicks_and_floods() {
     let db = sim.db.stats();
     assert_eq!(db.errors(), 0, "{db:?}\n{:?}", sim.db.violations());
     assert_eq!(db.sessions_closed, 22);
-    assert_eq!(sim.gate.sessions(), 0);
+    assert_eq!(sim.wire.gate().sessions(), 0);
 }
 
 #[test]
@@ -547,7 +492,7 @@ fn misbehaving_clients_are_turned_away() {
     sim.run(|_| {});
     let failures = sim.failures();
     assert!(failures.is_empty(), "{failures:?}");
-    let g = sim.gate.stats();
+    let g = sim.wire.gate().stats();
     assert_eq!(g.closed(CloseReason::Injection), 2, "{g:?}");
     assert_eq!(g.closed(CloseReason::BadFrameStart), 1, "{g:?}");
     assert_eq!(g.closed(CloseReason::FirstFrameTimeout), 1, "{g:?}");

@@ -1,0 +1,30 @@
+//! selgate-harness: the one in-memory driver of selgate's drain contract.
+//!
+//! A [`Gate`](selgate_core::Gate) only states what it wants done; a driver
+//! carries it out. The production binary does that with sockets, the other
+//! users of the core (peer runs, the microbenchmarks, the benchmark rigs) do
+//! it in memory, and they used to each write their own loop. [`Wire`] is that
+//! loop written once: it owns the gate and a virtual clock, holds one
+//! virtual connection per client and one DBServer link, carries out every
+//! [`Action`](selgate_core::Action) the way `docs/ARCHITECTURE.md` §2 asks,
+//! reports backlogs as the far ends read, honours the pause of client reads,
+//! and checks the contract and the gate's bookkeeping after every step
+//! (see [`Wire`] for the list). A broken contract panics with the step that
+//! broke it, so every user of the harness is also a test of the core.
+//!
+//! What the far ends do is up to the caller: it reads [`Output`]s (bytes for
+//! a client, bytes for the DBServer, closes, connect requests) and answers
+//! with the harness's methods. Nothing here reads a clock: time moves only
+//! through [`Wire::advance_to`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod checks;
+mod output;
+mod wire;
+
+#[cfg(test)]
+mod properties;
+
+pub use output::Output;
+pub use wire::Wire;

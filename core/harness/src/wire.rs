@@ -1,0 +1,402 @@
+//! The in-memory driver: the gate, a virtual clock, and the far ends'
+//! connections as byte counts and queues.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use selgate_core::{Action, BlockList, Config, ConfigError, ConnId, Event, Gate, LinkState};
+
+use crate::output::Output;
+
+/// One client connection, as the driver side of a socket sees it.
+#[derive(Debug, Default)]
+pub(crate) struct ClientEnd {
+    /// The gate opened a session for it at accept (it was not refused).
+    pub(crate) has_session: bool,
+    /// Bytes the gate wrote that the client has not read yet.
+    pub(crate) unread: usize,
+    /// Bytes the client wrote while client reads were paused, oldest first:
+    /// a real socket keeps them in its buffer until the driver reads again.
+    pub(crate) held: VecDeque<Vec<u8>>,
+}
+
+/// The DBServer link, as the driver sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkEnd {
+    /// No link, none asked for.
+    Idle,
+    /// The gate asked for a link; the caller has not answered yet.
+    Connecting,
+    /// Up, with `unread` bytes written that the DBServer has not read.
+    Up {
+        /// Bytes queued toward the DBServer.
+        unread: usize,
+    },
+}
+
+/// The one in-memory driver of the drain contract.
+///
+/// Every method that reports something to the gate then drains every
+/// action, carries each out, and checks the contract:
+///
+/// * no action after [`Action::Stopped`], and the gate's stopped flag agrees;
+/// * `SendToClient` only to a live connection with a session, never empty;
+///   `CloseClient` only for a live connection, never with `flush` for
+///   hostile input, and with a refusal reason for a connection that never
+///   had a session;
+/// * `SendUpstream` only on an up link, never empty; `ConnectUpstream` only
+///   without a link; `CloseUpstream` only with one;
+/// * pauses and resumes of client reads alternate;
+///
+/// and, between steps, the gate's bookkeeping against the harness's own:
+///
+/// * the next deadline lies after `now` (and there is none after the stop);
+/// * the link state, the paused flag, the bytes queued toward the DBServer
+///   and toward the clients, and the number of sessions agree;
+/// * no client holds more than `client_queue_cap` unread bytes, and there
+///   are at most `max_sessions` sessions.
+///
+/// A broken rule panics, naming it.
+#[derive(Debug)]
+pub struct Wire {
+    pub(crate) gate: Gate,
+    pub(crate) now: Instant,
+    pub(crate) clients: BTreeMap<ConnId, ClientEnd>,
+    pub(crate) link: LinkEnd,
+    pub(crate) paused: bool,
+    pub(crate) stopped: bool,
+    /// Live connections with a session, and their unread bytes in all:
+    /// kept as running sums so the checks after each step cost the same
+    /// with ten sessions or ten thousand.
+    pub(crate) sessions: usize,
+    pub(crate) client_unread: usize,
+    /// Connections sent bytes since the last check (their caps are checked).
+    pub(crate) touched: Vec<ConnId>,
+    outputs: VecDeque<Output>,
+}
+
+impl Wire {
+    /// A gate made from `config`, started at `now` with `seed`; its first
+    /// actions (the connect request) are already carried out.
+    pub fn new(config: Config, now: Instant, seed: u64) -> Result<Wire, ConfigError> {
+        let gate = Gate::new(config, now, seed)?;
+        let mut wire = Wire {
+            gate,
+            now,
+            clients: BTreeMap::new(),
+            link: LinkEnd::Idle,
+            paused: false,
+            stopped: false,
+            sessions: 0,
+            client_unread: 0,
+            touched: Vec::new(),
+            outputs: VecDeque::new(),
+        };
+        wire.drain();
+        wire.check();
+        Ok(wire)
+    }
+
+    /// The gate, for its counters and queries.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The virtual clock.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The next thing a far end sees, oldest first.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// True while the gate has client reads paused.
+    pub fn reads_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// True while the DBServer link is up.
+    pub fn link_up(&self) -> bool {
+        matches!(self.link, LinkEnd::Up { .. })
+    }
+
+    /// True while the gate waits for the answer to its connect request.
+    pub fn connect_pending(&self) -> bool {
+        self.link == LinkEnd::Connecting
+    }
+
+    /// True while `conn` is a live connection (accepted, not closed by
+    /// either side).
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.clients.contains_key(&conn)
+    }
+
+    /// Bytes the gate wrote to `conn` that it has not read (0 when closed).
+    pub fn unread(&self, conn: ConnId) -> usize {
+        self.clients.get(&conn).map_or(0, |c| c.unread)
+    }
+
+    /// Bytes the gate wrote to the DBServer that it has not read.
+    pub fn db_unread(&self) -> usize {
+        match self.link {
+            LinkEnd::Up { unread } => unread,
+            _ => 0,
+        }
+    }
+
+    // ---- time --------------------------------------------------------------
+
+    /// Moves the clock to `at`, ticking the gate at each of its deadlines on
+    /// the way (each at its own instant, as a driver that sleeps until the
+    /// deadline would). The clock never goes back.
+    pub fn advance_to(&mut self, at: Instant) {
+        assert!(at >= self.now, "the clock goes back");
+        while let Some(due) = self.gate.poll_timeout().filter(|&t| t <= at) {
+            self.now = due;
+            self.step(Event::Tick);
+        }
+        self.now = at;
+    }
+
+    // ---- clients -----------------------------------------------------------
+
+    /// Client `conn` connects from `peer` to `local`. The handle must not be
+    /// live (the contract lets a driver reuse one only after its close).
+    pub fn accept(&mut self, conn: ConnId, peer: SocketAddr, local: SocketAddr) {
+        assert!(!self.is_open(conn), "{conn:?} accepted while live");
+        self.clients.insert(conn, ClientEnd::default());
+        self.gate
+            .handle(self.now, Event::ClientAccepted { conn, peer, local });
+        if let Some(c) = self.clients.get_mut(&conn) {
+            c.has_session = self.gate.session_id(conn).is_some();
+            self.sessions += usize::from(c.has_session);
+        }
+        self.after_event();
+    }
+
+    /// Client `conn` writes `bytes`. While reads are paused they wait in
+    /// its socket and reach the gate on the resume; to a closed connection
+    /// they go nowhere (false).
+    pub fn client_send(&mut self, conn: ConnId, bytes: &[u8]) -> bool {
+        let Some(c) = self.clients.get_mut(&conn) else {
+            return false;
+        };
+        if self.paused || !c.held.is_empty() {
+            c.held.push_back(bytes.to_vec());
+        } else {
+            self.step(Event::ClientBytes { conn, bytes });
+        }
+        true
+    }
+
+    /// Client `conn` reads `n` of its unread bytes (at most what it has);
+    /// the gate hears the new backlog. Returns the bytes read.
+    pub fn client_read(&mut self, conn: ConnId, n: usize) -> usize {
+        let Some(c) = self.clients.get_mut(&conn) else {
+            return 0;
+        };
+        let n = n.min(c.unread);
+        if n == 0 {
+            return 0;
+        }
+        c.unread -= n;
+        self.client_unread -= n;
+        let queued = c.unread;
+        self.step(Event::ClientBacklog { conn, queued });
+        n
+    }
+
+    /// Client `conn` reads everything it was sent.
+    pub fn client_read_all(&mut self, conn: ConnId) -> usize {
+        self.client_read(conn, usize::MAX)
+    }
+
+    /// Client `conn` closes its socket (nothing happens if it is closed).
+    pub fn client_close(&mut self, conn: ConnId) {
+        if self.forget(conn) {
+            self.step(Event::ClientClosed { conn });
+        }
+    }
+
+    // ---- the DBServer link -------------------------------------------------
+
+    /// The connect the gate asked for succeeded.
+    pub fn link_connected(&mut self) {
+        assert_eq!(self.link, LinkEnd::Connecting, "no connect was asked for");
+        self.link = LinkEnd::Up { unread: 0 };
+        self.step(Event::UpstreamConnected);
+    }
+
+    /// The connect the gate asked for failed.
+    pub fn link_failed(&mut self) {
+        assert_eq!(self.link, LinkEnd::Connecting, "no connect was asked for");
+        self.link = LinkEnd::Idle;
+        self.step(Event::UpstreamConnectFailed);
+    }
+
+    /// The DBServer writes `bytes`; false (and nothing happens) without an
+    /// up link.
+    pub fn db_send(&mut self, bytes: &[u8]) -> bool {
+        if !self.link_up() {
+            return false;
+        }
+        self.step(Event::UpstreamBytes(bytes));
+        true
+    }
+
+    /// The DBServer reads `n` of its unread bytes (at most what it has); the
+    /// gate hears the new backlog. Returns the bytes read.
+    pub fn db_read(&mut self, n: usize) -> usize {
+        let LinkEnd::Up { unread } = &mut self.link else {
+            return 0;
+        };
+        let n = n.min(*unread);
+        if n == 0 {
+            return 0;
+        }
+        *unread -= n;
+        let queued = *unread;
+        self.step(Event::UpstreamBacklog { queued });
+        n
+    }
+
+    /// The DBServer reads everything it was sent.
+    pub fn db_read_all(&mut self) -> usize {
+        self.db_read(usize::MAX)
+    }
+
+    /// The DBServer closes the link (nothing happens without one).
+    pub fn db_close(&mut self) {
+        match self.link {
+            LinkEnd::Up { .. } => {
+                self.link = LinkEnd::Idle;
+                self.step(Event::UpstreamClosed);
+            }
+            LinkEnd::Connecting => self.link_failed(),
+            LinkEnd::Idle => {}
+        }
+    }
+
+    // ---- the operator ------------------------------------------------------
+
+    /// The operator asks the gate to stop.
+    pub fn shutdown(&mut self) {
+        self.step(Event::Shutdown);
+    }
+
+    /// The operator's block list changed.
+    pub fn set_block_list(&mut self, list: BlockList) {
+        self.gate.set_block_list(list);
+        self.after_event();
+    }
+
+    // ---- the contract ------------------------------------------------------
+
+    /// Reports one event, then drains and checks.
+    fn step(&mut self, event: Event<'_>) {
+        self.gate.handle(self.now, event);
+        self.after_event();
+    }
+
+    fn after_event(&mut self) {
+        self.drain();
+        self.deliver_held();
+        self.check();
+    }
+
+    /// Carries out every queued action, checking each against the contract.
+    fn drain(&mut self) {
+        while let Some(action) = self.gate.poll_action() {
+            self.check_action(&action);
+            match action {
+                Action::SendToClient { conn, bytes } => {
+                    if let Some(c) = self.clients.get_mut(&conn) {
+                        c.unread += bytes.len();
+                        self.client_unread += bytes.len();
+                        self.touched.push(conn);
+                    }
+                    self.outputs.push_back(Output::ToClient { conn, bytes });
+                }
+                Action::SendUpstream(bytes) => {
+                    if let LinkEnd::Up { unread } = &mut self.link {
+                        *unread += bytes.len();
+                    }
+                    self.outputs.push_back(Output::ToDb(bytes));
+                }
+                Action::CloseClient {
+                    conn,
+                    reason,
+                    flush,
+                } => {
+                    self.forget(conn);
+                    self.outputs.push_back(Output::ClientClosed {
+                        conn,
+                        reason,
+                        flush,
+                    });
+                }
+                Action::ConnectUpstream => {
+                    self.link = LinkEnd::Connecting;
+                    self.outputs.push_back(Output::ConnectRequested);
+                }
+                Action::CloseUpstream => {
+                    self.link = LinkEnd::Idle;
+                    self.outputs.push_back(Output::LinkClosed);
+                }
+                Action::PauseClientReads => self.paused = true,
+                Action::ResumeClientReads => self.paused = false,
+                Action::Stopped => {
+                    self.stopped = true;
+                    self.outputs.push_back(Output::Stopped);
+                }
+            }
+        }
+    }
+
+    /// After a resume, the driver reads what the clients wrote meanwhile, in
+    /// handle order, until reads pause again.
+    fn deliver_held(&mut self) {
+        while !self.paused {
+            let next = self
+                .clients
+                .iter_mut()
+                .find_map(|(&conn, c)| c.held.pop_front().map(|b| (conn, b)));
+            let Some((conn, bytes)) = next else {
+                return;
+            };
+            self.gate.handle(
+                self.now,
+                Event::ClientBytes {
+                    conn,
+                    bytes: &bytes,
+                },
+            );
+            self.drain();
+        }
+    }
+
+    /// Drops a closed connection from the running sums; false if it was not
+    /// live.
+    fn forget(&mut self, conn: ConnId) -> bool {
+        let Some(c) = self.clients.remove(&conn) else {
+            return false;
+        };
+        if c.has_session {
+            self.sessions -= 1;
+            self.client_unread -= c.unread;
+        }
+        true
+    }
+
+    /// The link state the harness expects the gate to report.
+    pub(crate) fn expected_link_state(&self) -> LinkState {
+        match self.link {
+            LinkEnd::Idle => LinkState::Down,
+            LinkEnd::Connecting => LinkState::Connecting,
+            LinkEnd::Up { .. } => LinkState::Up,
+        }
+    }
+}
