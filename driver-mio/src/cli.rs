@@ -59,13 +59,6 @@ pub enum Command {
     /// Run bot clients through a gate (the full select flow) and report;
     /// exits 0 only when every bot succeeded.
     Bots(BotsArgs),
-    /// Benchmark load: N sessions (each from its own 127.x address) in
-    /// closed-loop, open-loop or idle mode; reports throughput, latency
-    /// percentiles and the tested process's CPU time and RSS.
-    Load(crate::load::LoadArgs),
-    /// Benchmark peer: answers every client frame, as a server on a client
-    /// face and as a DBServer on a DBServer face.
-    Reflector(crate::load::ReflectorArgs),
 }
 
 /// `selgate refdb`

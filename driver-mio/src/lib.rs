@@ -1,7 +1,7 @@
 //! The `selgate` binary's library: the mio event loop that drives the
 //! sans-IO gate core, the command line and settings, and mio drivers for the
 //! reference DBServer and bots (used by `selgate demo`, the end-to-end tests
-//! and the load generator).
+//! and the benchmark tools of `tests/bench`).
 #![forbid(unsafe_code)]
 
 pub mod classic_ini;
@@ -9,7 +9,6 @@ pub mod cli;
 pub mod codec_cmd;
 pub mod demo;
 pub mod duration;
-pub mod load;
 pub mod logging;
 pub mod metrics;
 pub mod peer_bots;

@@ -10,7 +10,7 @@ use selgate::cli::{Cli, CodecCommand, Command};
 use selgate::recorder::RecordSpec;
 use selgate::server::{Exit, Server, ServerOptions, SharedIpLimits, ZoneSpec};
 use selgate::settings::{LogFormat, Settings};
-use selgate::{codec_cmd, demo, load, logging, tools};
+use selgate::{codec_cmd, demo, logging, tools};
 
 fn main() -> ExitCode {
     match Cli::parse().into_command() {
@@ -55,39 +55,6 @@ fn main() -> ExitCode {
             match tools::bots(&args) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
-                Err(e) => fail(&e),
-            }
-        }
-        Command::Load(args) => {
-            logging::init(LogFormat::Pretty, "warn");
-            match load::run_load(&args) {
-                Ok(report) => {
-                    print!("{}", report.render());
-                    if let Some(path) = &args.out {
-                        if let Err(e) = load::append_record(path, &report) {
-                            return fail(&e);
-                        }
-                    }
-                    let problems = report.problems(args.min_round_trips);
-                    for p in &problems {
-                        eprintln!("selgate load: {p}");
-                    }
-                    if problems.is_empty() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-                Err(e) => fail(&e),
-            }
-        }
-        Command::Reflector(args) => {
-            logging::init(LogFormat::Pretty, "warn");
-            match load::run_reflector(&args) {
-                Ok(s) => {
-                    println!("selgate reflector: stopped; {s:?}");
-                    ExitCode::SUCCESS
-                }
                 Err(e) => fail(&e),
             }
         }

@@ -17,8 +17,10 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 SESSIONS=${SESSIONS:-100}
 PORT=${PORT:-28100}
-cargo build --release -q -p selgate
+cargo build --release -q -p selgate -p selgate-bench
 BIN=${CARGO_TARGET_DIR:-target}/release/selgate
+LOAD=${CARGO_TARGET_DIR:-target}/release/load
+REFLECTOR=${CARGO_TARGET_DIR:-target}/release/reflector
 PIN_GATE=(); PIN_LOAD=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   PIN_GATE=(taskset -c 0); PIN_LOAD=(taskset -c 1)
@@ -30,7 +32,7 @@ trap cleanup EXIT
 printf '10.0.0.0/8\n' >"$WORK/nomatch.txt"
 printf '127.0.0.0/8\n' >"$WORK/all.txt"
 
-"${PIN_LOAD[@]}" "$BIN" reflector --db-listen "127.0.0.1:$((PORT + 1))" --max-secs 3600 \
+"${PIN_LOAD[@]}" "$REFLECTOR" --db-listen "127.0.0.1:$((PORT + 1))" --max-secs 3600 \
   >"$WORK/reflector.log" 2>&1 &
 PIDS+=($!)
 sleep 0.3
@@ -48,7 +50,7 @@ for round in $(seq 1 "$ROUNDS"); do
       --idle-timeout 1h --first-frame-timeout 1h "${extra[@]}" >"$WORK/gate.log" 2>&1 &
     gate=$!
     sleep 0.5
-    "${PIN_LOAD[@]}" "$BIN" load --target "127.0.0.1:$PORT" --sessions "$SESSIONS" \
+    "${PIN_LOAD[@]}" "$LOAD" --target "127.0.0.1:$PORT" --sessions "$SESSIONS" \
       --duration "$DURATION" --warmup 1 --gate-pid "$gate" --label "$variant" \
       --source-base 127.9.0.1 --out "$WORK/results.txt" >/dev/null 2>&1
     kill -TERM "$gate"; wait "$gate" 2>/dev/null || true

@@ -6,7 +6,8 @@
 #   bash tests/bench/run.sh            # the full run (about 5 minutes after the build)
 #   bash tests/bench/run.sh --smoke    # every path once with a tiny load (CI)
 #
-# Three paths, each with the same load generator and the same reflector:
+# Three paths, each with the same load generator and the same reflector
+# (the `load` and `reflector` binaries of selgate-bench, tests/bench/src):
 #   direct   load -> reflector (client face)
 #   haproxy  load -> HAProxy -> reflector (client face)
 #   selgate  load -> selgate -> reflector (DBServer face)
@@ -31,7 +32,7 @@ for arg in "$@"; do
     case "$arg" in
         --smoke) SMOKE=1 ;;
         -h | --help)
-            sed -n '2,25p' "$0"
+            sed -n '2,26p' "$0"
             exit 0
             ;;
         *)
@@ -91,9 +92,11 @@ if [[ $PROFILE == release ]]; then
     cargo build --release -q -p selgate -p selgate-bench
 else
     log "building (debug)"
-    cargo build -q -p selgate
+    cargo build -q -p selgate -p selgate-bench
 fi
 BIN=$TARGET_DIR/$PROFILE/selgate
+LOAD=$TARGET_DIR/$PROFILE/load
+REFLECTOR=$TARGET_DIR/$PROFILE/reflector
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/selgate-bench.XXXXXX")
 RESULTS=$WORK/results.txt
@@ -138,7 +141,7 @@ GATE_PID=
 # Starts the processes of path $1; sets TARGET, REFL_PID, GATE_PID.
 start_path() {
     local path=$1
-    "${PIN_LOAD[@]}" "$BIN" reflector --client-listen "$REFL_CLIENT" --db-listen "$REFL_DB" \
+    "${PIN_LOAD[@]}" "$REFLECTOR" --client-listen "$REFL_CLIENT" --db-listen "$REFL_DB" \
         --max-secs 900 >"$WORK/reflector.log" 2>&1 &
     REFL_PID=$!
     PIDS+=("$REFL_PID")
@@ -184,7 +187,7 @@ load() {
     [[ -n $GATE_PID ]] && extra+=(--gate-pid "$GATE_PID")
     [[ $path == selgate ]] && extra+=(--gate-metrics "$METRICS")
     log "$path: $n sessions, $mode"
-    "${PIN_LOAD[@]}" "$BIN" load --target "$TARGET" --sessions "$n" --mode "$mode" \
+    "${PIN_LOAD[@]}" "$LOAD" --target "$TARGET" --sessions "$n" --mode "$mode" \
         --rate "$RATE" --payload "$PAYLOAD" --duration "$DURATION" --warmup "$WARMUP" \
         --reflector-pid "$REFL_PID" --label "$path/$n/$mode" --out "$RESULTS" \
         --connect-timeout 60 "${extra[@]}" >>"$WORK/load.log" 2>&1 || {
@@ -259,7 +262,7 @@ if command -v strace >/dev/null 2>&1 || apt-get install -y -q strace >/dev/null 
             log "$path: 1000 sessions, $mode, under strace -c"
             extra=()
             [[ $path == selgate ]] && extra+=(--gate-metrics "$METRICS")
-            "${PIN_LOAD[@]}" "$BIN" load --target "$TARGET" --sessions 1000 --mode "$mode" \
+            "${PIN_LOAD[@]}" "$LOAD" --target "$TARGET" --sessions 1000 --mode "$mode" \
                 --rate "$RATE" --payload "$PAYLOAD" --duration 3 --warmup 0 "${extra[@]}" \
                 --label "$path/1000/$mode" --out "$WORK/strace/records.txt" \
                 >>"$WORK/load.log" 2>&1 || log "strace run $path $mode failed (ignored)"

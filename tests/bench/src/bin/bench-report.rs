@@ -1,4 +1,4 @@
-//! `bench-report`: turns the records of `selgate load` (written by
+//! `bench-report`: turns the records of `load` (written by
 //! `tests/bench/run.sh`) into the tables of BENCHMARKS.md and SVG figures.
 //!
 //! ```text

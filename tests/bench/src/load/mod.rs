@@ -1,5 +1,5 @@
-//! Benchmark tools: the load generator (`selgate load`) and the reflector
-//! (`selgate reflector`) that `tests/bench/run.sh` uses to compare a direct
+//! The load generator (the `load` binary) and the reflector (the
+//! `reflector` binary) that `tests/bench/run.sh` uses to compare a direct
 //! connection, HAProxy in TCP mode and selgate under the same load.
 //!
 //! Both are single-threaded mio loops that coalesce their writes per loop
@@ -14,17 +14,15 @@
 //! `%<id>/#<payload>!$`, which selgate delivers to the client unchanged.
 
 mod generator;
-mod procstat;
 mod reflector;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::{Parser, ValueEnum};
 use selgate_core::Dialect;
 
 pub use generator::{append_record, run as run_load, LoadReport};
-pub use procstat::{metric_sum, read_cpu_ticks, read_rss_kib, scrape_metrics, ProcSample};
 pub use reflector::{reply_for, run as run_reflector, ReflectorStats};
 
 /// How the load generator paces its requests.
@@ -41,8 +39,11 @@ pub enum LoadMode {
     Idle,
 }
 
-/// `selgate load`: drive a gate, a proxy or the reflector with N sessions.
-#[derive(Debug, Clone, Args)]
+/// Benchmark load: N sessions (each from its own 127.x address) in
+/// closed-loop, open-loop or idle mode; reports throughput, latency
+/// percentiles and the tested process's CPU time and RSS.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "load")]
 pub struct LoadArgs {
     /// Where the sessions connect (a gate, HAProxy, or the reflector's
     /// client face). Loopback only: every session binds its own 127.x
@@ -104,9 +105,10 @@ pub struct LoadArgs {
     pub progress: bool,
 }
 
-/// `selgate reflector`: answer every frame, on a client face, a DBServer
-/// face, or both.
-#[derive(Debug, Clone, Args)]
+/// Benchmark peer: answers every client frame, as a server on a client
+/// face and as a DBServer on a DBServer face.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "reflector")]
 pub struct ReflectorArgs {
     /// Accept game clients here and answer each `#<check><payload>!` with
     /// `#<payload>!`.

@@ -20,13 +20,13 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use selgate::peer_bots::{connect_from, SourceIps};
+use selgate::write_queue::{Flush, WriteQueue};
 use selgate_core::codec::{client_frame, ids, HeaderLayout, Message, MsgHeader};
 
-use super::procstat::{metric_sum, scrape_metrics, ProcSample};
 use super::reflector::reply_for;
 use super::{LoadArgs, LoadMode};
-use crate::peer_bots::{connect_from, SourceIps};
-use crate::write_queue::{Flush, WriteQueue};
+use crate::procstat::{self, metric_sum, scrape_metrics, ProcSample};
 
 /// Connects in progress at once: enough to fill thousands of sessions in
 /// a second, few enough not to overflow a listener's accept backlog
@@ -175,7 +175,7 @@ impl LoadReport {
     /// A few human-readable lines.
     pub fn render(&self) -> String {
         let mut s = format!(
-            "selgate load [{}]: {:?}, {}/{} sessions, frame {} B, reply {} B, window {:.1} s\n",
+            "load [{}]: {:?}, {}/{} sessions, frame {} B, reply {} B, window {:.1} s\n",
             self.label,
             self.mode,
             self.connected,
@@ -373,7 +373,7 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
             "--payload must be at most 700 bytes (the gate's default frame cap is 1 KiB)",
         ));
     }
-    if let Some(limit) = super::procstat::open_files_limit() {
+    if let Some(limit) = procstat::open_files_limit() {
         // One descriptor per session, plus the poll, stdio and a few spare.
         if args.sessions as u64 + 32 > limit {
             return Err(invalid(&format!(

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use selgate::signals::SignalSource;
+use selgate::write_queue::{Flush, WriteQueue};
 use selgate_core::dialect::{push_decimal, GateFrame};
 use selgate_core::Dialect;
 use slab::Slab;
 
 use super::ReflectorArgs;
-use crate::write_queue::{Flush, WriteQueue};
 
 const CLIENT_LISTENER: Token = Token(0);
 const DB_LISTENER: Token = Token(1);
@@ -109,7 +110,7 @@ pub fn run(args: &ReflectorArgs) -> io::Result<ReflectorStats> {
         poll.registry()
             .register(&mut l, token, Interest::READABLE)?;
         println!(
-            "selgate reflector: {} face on {}",
+            "reflector: {} face on {}",
             if face == Face::Client {
                 "client"
             } else {
@@ -119,7 +120,7 @@ pub fn run(args: &ReflectorArgs) -> io::Result<ReflectorStats> {
         );
         listeners.push((l, face));
     }
-    let mut signals = crate::signals::SignalSource::new()?;
+    let mut signals = SignalSource::new()?;
     signals.register(poll.registry(), SIGNALS)?;
 
     let dialect = args.dialect;
@@ -306,7 +307,7 @@ fn accept_all(
             Err(e) => {
                 // EMFILE and friends: leave the rest in the backlog for the
                 // next readiness event rather than spin.
-                eprintln!("selgate reflector: accept: {e}");
+                eprintln!("reflector: accept: {e}");
                 return;
             }
         }
