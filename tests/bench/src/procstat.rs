@@ -1,5 +1,6 @@
-//! Reading another process's CPU time and memory from /proc, and scraping
-//! selgate's Prometheus endpoint, for the benchmark figures.
+//! Looking at the process under test from outside, for the benchmark
+//! figures of `load` and `siege`: its CPU time and memory in /proc, this
+//! process's open-files limit, and selgate's Prometheus endpoint.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 /// `/proc/PID/stat` counts CPU time in USER_HZ ticks, which Linux fixes at
 /// 100 per second for that interface on every architecture.
-const USER_HZ: f64 = 100.0;
+pub const USER_HZ: f64 = 100.0;
 
 /// One look at a process.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -14,9 +14,6 @@
 //! and appends a record to `--out`. `tests/bench/siege.sh` starts the gates
 //! and the DBServer and calls it once per gate and attack.
 
-#[path = "../siege/mod.rs"]
-mod siege;
-
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::net::{Ipv6Addr, SocketAddr};
@@ -28,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
-use siege::attack::{self, Attack, AttackPlan, AttackReport};
-use siege::players::{self, PlayerPlan, PlayerReport};
-use siege::record::{self, Record};
-use siege::{addrs, probe, report};
+use selgate_bench::procstat;
+use selgate_bench::siege::attack::{self, Attack, AttackPlan, AttackReport};
+use selgate_bench::siege::players::{self, PlayerPlan, PlayerReport};
+use selgate_bench::siege::record::{self, Record};
+use selgate_bench::siege::{addrs, probe, report};
 
 /// The siege benchmark of selgate (issue 12).
 #[derive(Debug, Parser)]
@@ -176,15 +174,17 @@ struct GateLook {
 fn look(args: &RunArgs) -> Result<GateLook, String> {
     let at = Instant::now();
     let cpu_ticks = match args.gate_pid {
-        Some(pid) => {
-            Some(probe::cpu_ticks(pid).map_err(|e| format!("the gate (pid {pid}) is gone: {e}"))?)
-        }
+        Some(pid) => Some(
+            procstat::read_cpu_ticks(pid)
+                .map_err(|e| format!("the gate (pid {pid}) is gone: {e}"))?,
+        ),
         None => None,
     };
     let metrics = match args.gate_metrics {
-        Some(addr) => {
-            Some(probe::scrape(addr).map_err(|e| format!("scraping the gate's metrics: {e}"))?)
-        }
+        Some(addr) => Some(
+            procstat::scrape_metrics(addr)
+                .map_err(|e| format!("scraping the gate's metrics: {e}"))?,
+        ),
         None => None,
     };
     Ok(GateLook {
@@ -229,7 +229,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     };
     // Players in flight at once: a rate × timeout's worth, twice over.
     let needed = sockets as u64 + (2.0 * args.player_rate * args.player_timeout) as u64 + 64;
-    if let Some(limit) = probe::open_files_limit() {
+    if let Some(limit) = procstat::open_files_limit() {
         if limit < needed {
             return Err(format!(
                 "{needed} descriptors needed, the soft limit is {limit} (raise it: ulimit -n)"
@@ -373,7 +373,7 @@ fn make_record(
         }
     }
     if let (Some(b), Some(e)) = (before.cpu_ticks, after.cpu_ticks) {
-        let cpu_secs = e.saturating_sub(b) as f64 / probe::TICKS_PER_SEC;
+        let cpu_secs = e.saturating_sub(b) as f64 / procstat::USER_HZ;
         r.set("gate_cpu_ms", format!("{:.0}", cpu_secs * 1e3));
         r.set(
             "gate_cpu_pct",
@@ -382,7 +382,7 @@ fn make_record(
     }
     if let (Some(b), Some(e)) = (&before.metrics, &after.metrics) {
         r.closes = probe::closes_between(b, e);
-        if let Some(s) = probe::total(e, "selgate_sessions") {
+        if let Some(s) = procstat::metric_sum(e, "selgate_sessions", &[]) {
             r.set("gate_sessions_end", format!("{s:.0}"));
         }
     }

@@ -1,6 +1,7 @@
 //! The siege benchmark's load: players and attackers against one gate,
-//! measured from outside (the gate's /proc entry and its metrics). Built
-//! into the `siege` binary; `tests/bench/siege.sh` drives it.
+//! measured from outside (the gate's /proc entry and its metrics, through
+//! [`crate::procstat`]). The `siege` binary runs it; `tests/bench/siege.sh`
+//! drives that.
 
 pub mod addrs;
 pub mod attack;
