@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use crate::block_list::BlockList;
 use crate::stats::CloseReason;
 
 /// The driver's handle for one client connection.
@@ -71,6 +72,10 @@ pub enum Event<'a> {
     /// The deadline of [`crate::Gate::poll_timeout`] passed (early or
     /// spurious ticks are harmless).
     Tick,
+    /// The operator's block list changed (a reload): the gate refuses the
+    /// addresses it names from now on and closes their live sessions.
+    /// Blocks the DBServer ordered (`%+T`, `%+M`) are kept.
+    BlockListChanged(&'a BlockList),
     /// Stop: refuse new clients, close every session with a close frame,
     /// flush, then emit [`Action::Stopped`] within the configured deadline.
     Shutdown,

@@ -93,11 +93,20 @@ impl Default for SharedLimits {
 /// counted in [`Gate::stats`]. Nothing a peer sends can make the gate panic.
 #[derive(Debug)]
 pub struct Gate {
+    state: State,
+    /// The gate's own per-IP table. A gate inside [`Zones`] leaves it empty
+    /// and is handed the zones' shared table instead.
+    limits: IpLimits,
+}
+
+/// Everything a gate holds but its per-IP table, which several gates may
+/// share (see [`Zones`]).
+#[derive(Debug)]
+pub(crate) struct State {
     cfg: Config,
     now: Instant,
     rng: SplitMix64,
     sessions: SessionTable,
-    limits: IpLimits,
     timers: Timers,
     link: Link,
     actions: VecDeque<Action>,
@@ -108,6 +117,13 @@ pub struct Gate {
     stopped: bool,
 }
 
+/// One gate's state together with the per-IP table it is to use, for the
+/// length of one call: its own, or the one its zones share. Every protocol
+/// rule is a method of this, so none of them can tell the two apart.
+pub(crate) struct Engine<'a> {
+    s: &'a mut State,
+    limits: &'a mut IpLimits,
+}
 impl Gate {
     /// A gate that will ask to connect to the DBServer at once.
     ///
@@ -115,93 +131,53 @@ impl Gate {
     /// reuse the ids of its last run: seed it from the clock or the OS in
     /// production, from the test seed in simulation) and the backoff jitter.
     pub fn new(config: Config, now: Instant, seed: u64) -> Result<Gate, ConfigError> {
-        config.validate()?;
-        let mut rng = SplitMix64::new(seed);
-        let first_id = 1 + rng.below(u64::from(MAX_ID)) as u32;
         let mut gate = Gate {
-            cfg: config,
-            now,
-            rng,
-            sessions: SessionTable::new(first_id),
+            state: State::new(config, now, seed)?,
             limits: IpLimits::new(),
-            timers: Timers::default(),
-            link: Link::new(),
-            actions: VecDeque::new(),
-            upstream_out: BytesMut::with_capacity(16 * 1024),
-            stats: Stats::default(),
-            shutting_down: false,
-            stopped: false,
         };
-        gate.connect(now);
+        gate.engine().connect(now);
         Ok(gate)
+    }
+
+    /// This gate with its own per-IP table.
+    fn engine(&mut self) -> Engine<'_> {
+        Engine {
+            s: &mut self.state,
+            limits: &mut self.limits,
+        }
+    }
+
+    /// This gate with a per-IP table shared with other gates.
+    pub(crate) fn engine_with<'a>(&'a mut self, limits: &'a mut IpLimits) -> Engine<'a> {
+        Engine {
+            s: &mut self.state,
+            limits,
+        }
     }
 
     /// Reports one event at time `now` (see the drain contract above).
     pub fn handle(&mut self, now: Instant, event: Event<'_>) {
-        let now = now.max(self.now);
-        self.now = now;
-        if self.stopped {
-            self.stats.stale_events += 1;
-            return;
-        }
-        self.run_timers(now);
-        match event {
-            Event::ClientAccepted { conn, peer, local } => self.on_accept(now, conn, peer, local),
-            Event::ClientBytes { conn, bytes } => self.on_client_bytes(now, conn, bytes),
-            Event::ClientClosed { conn } => match self.sessions.id_of(conn) {
-                Some(id) => self.close_session(id, CloseReason::ClientGone, false),
-                None => self.stats.stale_events += 1,
-            },
-            Event::ClientBacklog { conn, queued } => match self.sessions.id_of(conn) {
-                Some(id) => {
-                    if let Some(s) = self.sessions.get_mut(id) {
-                        s.client_backlog = queued;
-                    }
-                }
-                None => self.stats.stale_events += 1,
-            },
-            Event::UpstreamConnected => self.on_upstream_connected(now),
-            Event::UpstreamConnectFailed => {
-                if self.link.state == LinkState::Connecting {
-                    self.connect_failed(now);
-                } else {
-                    self.stats.stale_events += 1;
-                }
-            }
-            Event::UpstreamBytes(bytes) => self.on_upstream_bytes(now, bytes),
-            Event::UpstreamClosed => match self.link.state {
-                LinkState::Up => {
-                    self.stats.upstream_losses += 1;
-                    self.link_lost(now);
-                }
-                LinkState::Connecting => self.connect_failed(now),
-                LinkState::Down | LinkState::Stopped => self.stats.stale_events += 1,
-            },
-            Event::UpstreamBacklog { queued } => self.on_upstream_backlog(queued),
-            Event::Tick => {}
-            Event::Shutdown => self.on_shutdown(now),
-        }
-        // Nothing an event does is due at `now`, but keep the promise of the
-        // drain contract even if a future rule forgets that.
-        self.run_timers(now);
+        self.engine().handle(now, event);
     }
 
     /// The next action for the driver, or `None` when all are drained.
     #[must_use = "an action not carried out is lost: drain until None"]
     pub fn poll_action(&mut self) -> Option<Action> {
-        if let Some(a) = self.actions.pop_front() {
+        if let Some(a) = self.state.actions.pop_front() {
             return Some(a);
         }
-        if self.upstream_out.is_empty() || self.link.state != LinkState::Up {
+        if self.state.upstream_out.is_empty() || self.state.link.state != LinkState::Up {
             return None;
         }
-        let bytes = self.upstream_out.split().freeze();
-        self.stats.bytes_up += bytes.len() as u64;
-        self.link.queued += bytes.len();
-        if !self.link.paused && self.link.queued > self.cfg.upstream_high_watermark {
-            self.link.paused = true;
-            self.stats.read_pauses += 1;
-            self.actions.push_back(Action::PauseClientReads);
+        let bytes = self.state.upstream_out.split().freeze();
+        self.state.stats.bytes_up += bytes.len() as u64;
+        self.state.link.queued += bytes.len();
+        if !self.state.link.paused
+            && self.state.link.queued > self.state.cfg.upstream_high_watermark
+        {
+            self.state.link.paused = true;
+            self.state.stats.read_pauses += 1;
+            self.state.actions.push_back(Action::PauseClientReads);
         }
         Some(Action::SendUpstream(bytes))
     }
@@ -210,33 +186,18 @@ impl Gate {
     /// `None` when nothing is scheduled. Always later than the last `now`.
     #[must_use = "the gate's timers only fire if the driver sleeps until this"]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.stopped {
+        if self.state.stopped {
             return None;
         }
-        self.timers.next()
+        self.state.timers.next()
     }
 
     /// Replaces the block list loaded from the operator's file. Blocks the
     /// DBServer ordered (`%+T`, `%+M`) are kept. Live sessions from newly
     /// blocked addresses are closed.
     pub fn set_block_list(&mut self, list: BlockList) {
-        self.limits.set_block_list(list);
-        self.close_blocked_sessions();
-    }
-
-    fn close_blocked_sessions(&mut self) {
-        let now = self.now;
-        let doomed: Vec<u32> = self
-            .sessions
-            .iter()
-            .filter(|s| {
-                s.stage == Stage::Admitted && self.limits.is_blocked(s.peer_ip, now, &self.cfg)
-            })
-            .map(|s| s.id)
-            .collect();
-        for id in doomed {
-            self.close_session(id, CloseReason::KickedPermBlock, true);
-        }
+        let now = self.state.now;
+        self.handle(now, Event::BlockListChanged(&list));
     }
 
     /// Like [`Gate::handle`], with the per-IP state (rate windows, sessions
@@ -247,61 +208,57 @@ impl Gate {
     /// same `shared`, or never: its sessions are counted in whichever state
     /// it was handed.
     pub fn handle_shared(&mut self, now: Instant, event: Event<'_>, shared: &mut SharedLimits) {
-        std::mem::swap(&mut self.limits, &mut shared.0);
-        self.handle(now, event);
-        std::mem::swap(&mut self.limits, &mut shared.0);
+        self.engine_with(&mut shared.0).handle(now, event);
     }
 
     /// Closes the live sessions whose IP the shared state now blocks (call
     /// after [`SharedLimits::set_block_list`]).
     pub fn apply_shared_block_list(&mut self, shared: &mut SharedLimits) {
-        std::mem::swap(&mut self.limits, &mut shared.0);
-        self.close_blocked_sessions();
-        std::mem::swap(&mut self.limits, &mut shared.0);
+        self.engine_with(&mut shared.0).close_blocked_sessions();
     }
 
     /// The counters.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.state.stats
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &Config {
-        &self.cfg
+        &self.state.cfg
     }
 
     /// Live sessions, PROXY connections still awaiting their header
     /// included (each holds a socket, so each counts toward
     /// `max_sessions`).
     pub fn sessions(&self) -> usize {
-        self.sessions.len()
+        self.state.sessions.len()
     }
 
     /// Live connections that have not yet sent a complete, valid frame: the
     /// ones a newcomer may evict when `max_sessions` is reached.
     pub fn unproven_sessions(&self) -> usize {
-        self.sessions.unproven_count()
+        self.state.sessions.unproven_count()
     }
 
     /// The DBServer link's state.
     pub fn link_state(&self) -> LinkState {
-        self.link.state
+        self.state.link.state
     }
 
     /// Bytes queued toward the DBServer (last report plus emitted since,
     /// plus frames not yet drained).
     pub fn upstream_queued(&self) -> usize {
-        self.link.queued + self.upstream_out.len()
+        self.state.link.queued + self.state.upstream_out.len()
     }
 
     /// True while client reads are paused for DBServer backpressure.
     pub fn reads_paused(&self) -> bool {
-        self.link.paused
+        self.state.link.paused
     }
 
     /// Sum of the bytes queued toward all clients, as last reported.
     pub fn client_queued(&self) -> usize {
-        self.sessions.iter().map(|s| s.client_backlog).sum()
+        self.state.sessions.iter().map(|s| s.client_backlog).sum()
     }
 
     /// Client IPs with per-IP state (rate windows, blocks, sessions).
@@ -311,7 +268,7 @@ impl Gate {
 
     /// The session id the DBServer knows this connection by, if live.
     pub fn session_id(&self, conn: ConnId) -> Option<u32> {
-        self.sessions.id_of(conn)
+        self.state.sessions.id_of(conn)
     }
 
     /// Who is behind an admitted connection: `None` while it is not live
@@ -319,7 +276,7 @@ impl Gate {
     /// (the recorder) ask this, since under PROXY the socket's peer is the
     /// proxy.
     pub fn client_origin(&self, conn: ConnId) -> Option<ClientOrigin> {
-        let s = self.sessions.get(self.sessions.id_of(conn)?)?;
+        let s = self.state.sessions.get(self.state.sessions.id_of(conn)?)?;
         if s.stage != Stage::Admitted {
             return None;
         }
@@ -331,47 +288,168 @@ impl Gate {
 
     /// True once a shutdown was asked for.
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down
+        self.state.shutting_down
     }
 
     /// True once [`Action::Stopped`] was queued.
     pub fn is_stopped(&self) -> bool {
-        self.stopped
+        self.state.stopped
     }
 
     /// Entries in the session timer heap (live and stale); for invariant
     /// checks that the heap stays bounded by the number of sessions.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn timer_entries(&self) -> usize {
-        self.timers.session_entries()
+        self.state.timers.session_entries()
+    }
+
+    /// The per-IP table's own invariants (bound, indexes), for the fuzz
+    /// model and the properties.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn check_limits(&self) -> Result<(), String> {
+        self.limits.check(&self.state.cfg)
+    }
+
+    /// True when every per-IP entry holds a live session or an active block.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn ip_table_pinned(&self) -> bool {
+        self.limits.all_pinned(self.state.now)
+    }
+
+    /// The live sessions' connections, ids and client IPs, for the fuzz
+    /// model's cross-checks.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn live_sessions(&self) -> Vec<(ConnId, u32, std::net::IpAddr)> {
+        self.state
+            .sessions
+            .iter()
+            .map(|s| (s.conn, s.id, s.peer_ip))
+            .collect()
+    }
+}
+
+impl State {
+    fn new(cfg: Config, now: Instant, seed: u64) -> Result<State, ConfigError> {
+        cfg.validate()?;
+        let mut rng = SplitMix64::new(seed);
+        let first_id = 1 + rng.below(u64::from(MAX_ID)) as u32;
+        Ok(State {
+            cfg,
+            now,
+            rng,
+            sessions: SessionTable::new(first_id),
+            timers: Timers::default(),
+            link: Link::new(),
+            actions: VecDeque::new(),
+            upstream_out: BytesMut::with_capacity(16 * 1024),
+            stats: Stats::default(),
+            shutting_down: false,
+            stopped: false,
+        })
+    }
+}
+
+impl Engine<'_> {
+    /// Reports one event at time `now` (see the drain contract above).
+    pub(crate) fn handle(&mut self, now: Instant, event: Event<'_>) {
+        let now = now.max(self.s.now);
+        self.s.now = now;
+        if self.s.stopped {
+            self.s.stats.stale_events += 1;
+            return;
+        }
+        self.run_timers(now);
+        match event {
+            Event::ClientAccepted { conn, peer, local } => self.on_accept(now, conn, peer, local),
+            Event::ClientBytes { conn, bytes } => self.on_client_bytes(now, conn, bytes),
+            Event::ClientClosed { conn } => match self.s.sessions.id_of(conn) {
+                Some(id) => self.close_session(id, CloseReason::ClientGone, false),
+                None => self.s.stats.stale_events += 1,
+            },
+            Event::ClientBacklog { conn, queued } => match self.s.sessions.id_of(conn) {
+                Some(id) => {
+                    if let Some(s) = self.s.sessions.get_mut(id) {
+                        s.client_backlog = queued;
+                    }
+                }
+                None => self.s.stats.stale_events += 1,
+            },
+            Event::UpstreamConnected => self.on_upstream_connected(now),
+            Event::UpstreamConnectFailed => {
+                if self.s.link.state == LinkState::Connecting {
+                    self.connect_failed(now);
+                } else {
+                    self.s.stats.stale_events += 1;
+                }
+            }
+            Event::UpstreamBytes(bytes) => self.on_upstream_bytes(now, bytes),
+            Event::UpstreamClosed => match self.s.link.state {
+                LinkState::Up => {
+                    self.s.stats.upstream_losses += 1;
+                    self.link_lost(now);
+                }
+                LinkState::Connecting => self.connect_failed(now),
+                LinkState::Down | LinkState::Stopped => self.s.stats.stale_events += 1,
+            },
+            Event::UpstreamBacklog { queued } => self.on_upstream_backlog(queued),
+            Event::BlockListChanged(list) => {
+                self.limits.set_block_list(list.clone());
+                self.close_blocked_sessions();
+            }
+            Event::Tick => {}
+            Event::Shutdown => self.on_shutdown(now),
+        }
+        // Nothing an event does is due at `now`, but keep the promise of the
+        // drain contract even if a future rule forgets that.
+        self.run_timers(now);
+    }
+
+    fn close_blocked_sessions(&mut self) {
+        let now = self.s.now;
+        let doomed: Vec<u32> = self
+            .s
+            .sessions
+            .iter()
+            .filter(|s| {
+                s.stage == Stage::Admitted && self.limits.is_blocked(s.peer_ip, now, &self.s.cfg)
+            })
+            .map(|s| s.id)
+            .collect();
+        for id in doomed {
+            self.close_session(id, CloseReason::KickedPermBlock, true);
+        }
     }
 
     // ---- clients -------------------------------------------------------
 
     fn on_accept(&mut self, now: Instant, conn: ConnId, peer: SocketAddr, local: SocketAddr) {
-        if self.sessions.contains_conn(conn) {
+        if self.s.sessions.contains_conn(conn) {
             // Driver bug: refuse the newcomer, keep the live session.
             self.refuse(conn, CloseReason::RefusedDuplicateConn);
             return;
         }
-        if self.shutting_down {
+        if self.s.shutting_down {
             self.refuse(conn, CloseReason::RefusedShuttingDown);
             return;
         }
-        let proxied = self.cfg.proxy_protocol != ProxyProtocol::Off;
-        if proxied && !self.cfg.proxy_trusted.contains(peer.ip()) {
+        let proxied = self.s.cfg.proxy_protocol != ProxyProtocol::Off;
+        if proxied && !self.s.cfg.proxy_trusted.contains(peer.ip()) {
             self.refuse(conn, CloseReason::RefusedProxyUntrusted);
             return;
         }
         let ip = canonical_ip(peer.ip());
-        let gate_ip = self.cfg.gate_ip.unwrap_or_else(|| canonical_ip(local.ip()));
-        let full = self.sessions.len() >= self.cfg.max_sessions;
+        let gate_ip = self
+            .s
+            .cfg
+            .gate_ip
+            .unwrap_or_else(|| canonical_ip(local.ip()));
+        let full = self.s.sessions.len() >= self.s.cfg.max_sessions;
         let victim = if full {
             self.eviction_candidate(now)
         } else {
             None
         };
-        let gate_refusal = if self.link.state != LinkState::Up {
+        let gate_refusal = if self.s.link.state != LinkState::Up {
             Some(CloseReason::RefusedUpstreamDown)
         } else if full && victim.is_none() {
             Some(CloseReason::RefusedMaxSessions)
@@ -387,9 +465,9 @@ impl Gate {
             }
             Stage::AwaitingProxy(Vec::new())
         } else {
-            match self.limits.admit(ip, now, &self.cfg, || gate_refusal) {
+            match self.limits.admit(ip, now, &self.s.cfg, || gate_refusal) {
                 Ok(admitted) => {
-                    self.stats.ip_entries_recycled += u64::from(admitted.recycled);
+                    self.s.stats.ip_entries_recycled += u64::from(admitted.recycled);
                     Stage::Admitted
                 }
                 Err(reason) => {
@@ -401,8 +479,8 @@ impl Gate {
         if let Some((id, reason)) = victim {
             self.close_session(id, reason, true);
         }
-        let id = self.sessions.allocate_id();
-        let seq = self.sessions.next_seq();
+        let id = self.s.sessions.allocate_id();
+        let seq = self.s.sessions.next_seq();
         let session = Session {
             id,
             conn,
@@ -414,7 +492,7 @@ impl Gate {
             deframer: Default::default(),
             accepted_at: now,
             last_frame: None,
-            timer_at: now + self.cfg.first_frame_timeout,
+            timer_at: now + self.s.cfg.first_frame_timeout,
             rate_window_start: now,
             rate_count: 0,
             client_backlog: 0,
@@ -425,26 +503,29 @@ impl Gate {
             vouched: false,
         };
         let admitted = session.stage == Stage::Admitted;
-        self.timers.push_session(session.timer_at, id);
-        self.sessions.insert(session);
+        self.s.timers.push_session(session.timer_at, id);
+        self.s.sessions.insert(session);
         if admitted {
             self.announce(id);
         }
-        if self.timers.get(GateTimer::IpSweep).is_none() {
-            self.timers.set(GateTimer::IpSweep, now + IP_SWEEP_INTERVAL);
+        if self.s.timers.get(GateTimer::IpSweep).is_none() {
+            self.s
+                .timers
+                .set(GateTimer::IpSweep, now + IP_SWEEP_INTERVAL);
         }
     }
 
     /// Sends the open frame of an admitted session and counts it.
     fn announce(&mut self, id: u32) {
-        let Some(s) = self.sessions.get_mut(id) else {
+        let Some(s) = self.s.sessions.get_mut(id) else {
             return;
         };
-        self.cfg
+        self.s
+            .cfg
             .dialect
-            .write_open(&mut self.upstream_out, id, s.peer_ip, s.gate_ip);
+            .write_open(&mut self.s.upstream_out, id, s.peer_ip, s.gate_ip);
         s.announced = true;
-        self.stats.accepted += 1;
+        self.s.stats.accepted += 1;
     }
 
     /// Whom a newcomer may replace once `max_sessions` is reached: the
@@ -452,14 +533,14 @@ impl Gate {
     /// session past `unvouched_grace` the DBServer never vouched for.
     /// Proven, vouched sessions are never evicted (docs/PROTOCOL.md §8).
     fn eviction_candidate(&self, now: Instant) -> Option<(u32, CloseReason)> {
-        if !self.cfg.evict_unproven {
+        if !self.s.cfg.evict_unproven {
             return None;
         }
-        if let Some(id) = self.sessions.oldest_unproven() {
+        if let Some(id) = self.s.sessions.oldest_unproven() {
             return Some((id, CloseReason::EvictedUnproven));
         }
-        let grace = self.cfg.unvouched_grace?;
-        let s = self.sessions.oldest_unvouched()?;
+        let grace = self.s.cfg.unvouched_grace?;
+        let s = self.s.sessions.oldest_unvouched()?;
         (s.accepted_at + grace <= now).then_some((s.id, CloseReason::EvictedUnvouched))
     }
 
@@ -467,8 +548,8 @@ impl Gate {
     /// header is read from at most [`MAX_HEADER_LEN`] bytes; what follows
     /// it goes to the client deframer.
     fn on_proxy_bytes(&mut self, now: Instant, id: u32, conn: ConnId, bytes: &[u8]) {
-        let mode = self.cfg.proxy_protocol;
-        let Some(s) = self.sessions.get_mut(id) else {
+        let mode = self.s.cfg.proxy_protocol;
+        let Some(s) = self.s.sessions.get_mut(id) else {
             return;
         };
         let Stage::AwaitingProxy(held) = &mut s.stage else {
@@ -500,22 +581,22 @@ impl Gate {
                 return self.close_session(id, CloseReason::ProxyMalformed, true)
             }
             ProxyVerdict::Local { .. } => {
-                self.stats.proxy_headers += 1;
+                self.s.stats.proxy_headers += 1;
                 return self.close_session(id, CloseReason::ProxyLocal, true);
             }
             ProxyVerdict::Proxied { source, len } => (source, len),
         };
-        self.stats.proxy_headers += 1;
+        self.s.stats.proxy_headers += 1;
         let ip = source.ip();
-        let link_up = self.link.state == LinkState::Up;
-        let admitted = self.limits.admit(ip, now, &self.cfg, || {
+        let link_up = self.s.link.state == LinkState::Up;
+        let admitted = self.limits.admit(ip, now, &self.s.cfg, || {
             (!link_up).then_some(CloseReason::RefusedUpstreamDown)
         });
         match admitted {
-            Ok(a) => self.stats.ip_entries_recycled += u64::from(a.recycled),
+            Ok(a) => self.s.stats.ip_entries_recycled += u64::from(a.recycled),
             Err(reason) => return self.close_session(id, reason, true),
         }
-        if let Some(s) = self.sessions.get_mut(id) {
+        if let Some(s) = self.s.sessions.get_mut(id) {
             s.stage = Stage::Admitted;
             s.peer_ip = ip;
             s.proxy_header = Some((source, len));
@@ -528,35 +609,37 @@ impl Gate {
     }
 
     fn refuse(&mut self, conn: ConnId, reason: CloseReason) {
-        self.stats.closes[reason.index()] += 1;
-        self.actions.push_back(Action::CloseClient {
+        self.s.stats.closes[reason.index()] += 1;
+        self.s.actions.push_back(Action::CloseClient {
             conn,
             reason,
             flush: false,
         });
         // A refused connect from a new IP may have created per-IP state.
-        if self.timers.get(GateTimer::IpSweep).is_none() && self.limits.tracked() > 0 {
-            self.timers
-                .set(GateTimer::IpSweep, self.now + IP_SWEEP_INTERVAL);
+        if self.s.timers.get(GateTimer::IpSweep).is_none() && self.limits.tracked() > 0 {
+            self.s
+                .timers
+                .set(GateTimer::IpSweep, self.s.now + IP_SWEEP_INTERVAL);
         }
     }
 
     fn on_client_bytes(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        let Some(id) = self.sessions.id_of(conn) else {
-            self.stats.stale_events += 1;
+        let Some(id) = self.s.sessions.id_of(conn) else {
+            self.s.stats.stale_events += 1;
             return;
         };
         if self
+            .s
             .sessions
             .get(id)
             .is_some_and(|s| s.stage != Stage::Admitted)
         {
             return self.on_proxy_bytes(now, id, conn, bytes);
         }
-        let cfg = &self.cfg;
-        let out = &mut self.upstream_out;
-        let stats = &mut self.stats;
-        let Some(s) = self.sessions.get_mut(id) else {
+        let cfg = &self.s.cfg;
+        let out = &mut self.s.upstream_out;
+        let stats = &mut self.s.stats;
+        let Some(s) = self.s.sessions.get_mut(id) else {
             return;
         };
         let mut violation = None;
@@ -594,13 +677,13 @@ impl Gate {
         let pending = s.pending();
         let proven_now = !s.proven && s.last_frame.is_some();
         if proven_now {
-            self.sessions.mark_proven(id);
+            self.s.sessions.mark_proven(id);
         }
         match result {
-            Deframed::Ok { acks } => self.stats.client_acks += u64::from(acks),
+            Deframed::Ok { acks } => self.s.stats.client_acks += u64::from(acks),
             Deframed::Violation(r) => violation = violation.or(Some(r)),
         }
-        if violation.is_none() && pending > self.cfg.max_pending_bytes {
+        if violation.is_none() && pending > self.s.cfg.max_pending_bytes {
             violation = Some(CloseReason::PendingOverflow);
         }
         if let Some(reason) = violation {
@@ -611,18 +694,18 @@ impl Gate {
     /// Ends a session: releases its per-IP slot, tells the DBServer when it
     /// knows the session, and tells the driver unless the driver told us.
     fn close_session(&mut self, id: u32, reason: CloseReason, tell_driver: bool) {
-        let Some(s) = self.sessions.remove(id) else {
+        let Some(s) = self.s.sessions.remove(id) else {
             return;
         };
         if s.stage == Stage::Admitted {
-            self.limits.release(s.peer_ip, self.now, &self.cfg);
+            self.limits.release(s.peer_ip, self.s.now, &self.s.cfg);
         }
-        if s.announced && self.link.state == LinkState::Up {
-            self.cfg.dialect.write_close(&mut self.upstream_out, id);
+        if s.announced && self.s.link.state == LinkState::Up {
+            self.s.cfg.dialect.write_close(&mut self.s.upstream_out, id);
         }
-        self.stats.closes[reason.index()] += 1;
+        self.s.stats.closes[reason.index()] += 1;
         if tell_driver {
-            self.actions.push_back(Action::CloseClient {
+            self.s.actions.push_back(Action::CloseClient {
                 conn: s.conn,
                 reason,
                 flush: !reason.is_hostile(),
@@ -633,56 +716,59 @@ impl Gate {
     // ---- the DBServer link --------------------------------------------
 
     fn connect(&mut self, now: Instant) {
-        self.link.state = LinkState::Connecting;
-        self.stats.upstream_connects += 1;
-        self.timers.clear(GateTimer::Reconnect);
-        self.timers
-            .set(GateTimer::ConnectTimeout, now + self.cfg.connect_timeout);
-        self.actions.push_back(Action::ConnectUpstream);
+        self.s.link.state = LinkState::Connecting;
+        self.s.stats.upstream_connects += 1;
+        self.s.timers.clear(GateTimer::Reconnect);
+        self.s
+            .timers
+            .set(GateTimer::ConnectTimeout, now + self.s.cfg.connect_timeout);
+        self.s.actions.push_back(Action::ConnectUpstream);
     }
 
     fn connect_failed(&mut self, now: Instant) {
-        self.stats.upstream_connect_failures += 1;
-        self.link.failures = self.link.failures.saturating_add(1);
+        self.s.stats.upstream_connect_failures += 1;
+        self.s.link.failures = self.s.link.failures.saturating_add(1);
         self.schedule_reconnect(now);
     }
 
     fn schedule_reconnect(&mut self, now: Instant) {
-        self.link.state = LinkState::Down;
-        self.timers.clear(GateTimer::ConnectTimeout);
-        self.timers.clear(GateTimer::Keepalive);
-        self.timers.clear(GateTimer::Silence);
-        if self.shutting_down {
+        self.s.link.state = LinkState::Down;
+        self.s.timers.clear(GateTimer::ConnectTimeout);
+        self.s.timers.clear(GateTimer::Keepalive);
+        self.s.timers.clear(GateTimer::Silence);
+        if self.s.shutting_down {
             return;
         }
-        let delay = self.link.backoff(&self.cfg, &mut self.rng);
-        self.timers.set(GateTimer::Reconnect, now + delay);
+        let delay = self.s.link.backoff(&self.s.cfg, &mut self.s.rng);
+        self.s.timers.set(GateTimer::Reconnect, now + delay);
     }
 
     fn on_upstream_connected(&mut self, now: Instant) {
-        if self.link.state != LinkState::Connecting {
-            self.stats.stale_events += 1;
+        if self.s.link.state != LinkState::Connecting {
+            self.s.stats.stale_events += 1;
             return;
         }
-        self.link.state = LinkState::Up;
-        if self.link.ever_connected {
-            self.stats.upstream_reconnects += 1;
+        self.s.link.state = LinkState::Up;
+        if self.s.link.ever_connected {
+            self.s.stats.upstream_reconnects += 1;
         }
-        self.link.ever_connected = true;
-        self.link.failures = 0;
-        self.link.queued = 0;
-        self.link.deframer.reset();
-        self.timers.clear(GateTimer::ConnectTimeout);
-        self.timers
-            .set(GateTimer::Keepalive, now + self.cfg.keepalive_interval);
-        self.timers
-            .set(GateTimer::Silence, now + self.cfg.keepalive_timeout);
+        self.s.link.ever_connected = true;
+        self.s.link.failures = 0;
+        self.s.link.queued = 0;
+        self.s.link.deframer.reset();
+        self.s.timers.clear(GateTimer::ConnectTimeout);
+        self.s
+            .timers
+            .set(GateTimer::Keepalive, now + self.s.cfg.keepalive_interval);
+        self.s
+            .timers
+            .set(GateTimer::Silence, now + self.s.cfg.keepalive_timeout);
         // Sessions held through the outage are announced again, in id order,
         // followed by what they sent meanwhile.
-        let dialect = self.cfg.dialect;
-        let out = &mut self.upstream_out;
-        let stats = &mut self.stats;
-        for s in self.sessions.iter_mut() {
+        let dialect = self.s.cfg.dialect;
+        let out = &mut self.s.upstream_out;
+        let stats = &mut self.s.stats;
+        for s in self.s.sessions.iter_mut() {
             if s.announced || s.stage != Stage::Admitted {
                 continue;
             }
@@ -702,26 +788,27 @@ impl Gate {
     /// The link is gone: drop what was queued for it and deal with the
     /// sessions the DBServer no longer knows.
     fn link_lost(&mut self, now: Instant) {
-        self.link.state = LinkState::Down;
-        self.upstream_out.clear();
-        self.actions
+        self.s.link.state = LinkState::Down;
+        self.s.upstream_out.clear();
+        self.s
+            .actions
             .retain(|a| !matches!(a, Action::SendUpstream(_)));
-        self.link.queued = 0;
-        self.link.deframer.reset();
-        if self.link.paused {
-            self.link.paused = false;
-            self.actions.push_back(Action::ResumeClientReads);
+        self.s.link.queued = 0;
+        self.s.link.deframer.reset();
+        if self.s.link.paused {
+            self.s.link.paused = false;
+            self.s.actions.push_back(Action::ResumeClientReads);
         }
-        match self.cfg.link_down_policy {
+        match self.s.cfg.link_down_policy {
             LinkDownPolicy::Close => {
-                for id in self.sessions.ids() {
+                for id in self.s.sessions.ids() {
                     self.close_session(id, CloseReason::UpstreamLost, true);
                 }
             }
             LinkDownPolicy::Hold { max } => {
                 let until = now + max;
-                let timers = &mut self.timers;
-                for s in self.sessions.iter_mut() {
+                let timers = &mut self.s.timers;
+                for s in self.s.sessions.iter_mut() {
                     s.announced = false;
                     s.hold_until = Some(until);
                     if until < s.timer_at {
@@ -735,42 +822,44 @@ impl Gate {
     }
 
     fn on_upstream_bytes(&mut self, now: Instant, bytes: &[u8]) {
-        if self.link.state != LinkState::Up {
-            self.stats.stale_events += 1;
+        if self.s.link.state != LinkState::Up {
+            self.s.stats.stale_events += 1;
             return;
         }
-        self.timers
-            .set(GateTimer::Silence, now + self.cfg.keepalive_timeout);
-        let mut deframer = std::mem::take(&mut self.link.deframer);
-        let skipped = deframer.push(bytes, self.cfg.max_upstream_frame_len, |text| {
+        self.s
+            .timers
+            .set(GateTimer::Silence, now + self.s.cfg.keepalive_timeout);
+        let mut deframer = std::mem::take(&mut self.s.link.deframer);
+        let skipped = deframer.push(bytes, self.s.cfg.max_upstream_frame_len, |text| {
             self.on_db_frame(text)
         });
         // A kick cannot drop the link, so the deframer's state stays valid.
-        self.link.deframer = deframer;
-        self.stats.upstream_nul_bytes += skipped.nul;
-        self.stats.drops[DropReason::Garbage.index()] += skipped.garbage;
-        self.stats.drops[DropReason::Oversize.index()] += skipped.oversize;
+        self.s.link.deframer = deframer;
+        self.s.stats.upstream_nul_bytes += skipped.nul;
+        self.s.stats.drops[DropReason::Garbage.index()] += skipped.garbage;
+        self.s.stats.drops[DropReason::Oversize.index()] += skipped.oversize;
     }
 
     fn on_db_frame(&mut self, text: &[u8]) {
         match classify(text) {
             DbFrame::Deliver { id, bytes } => self.deliver(id, bytes),
-            DbFrame::KeepaliveAnswer => self.stats.keepalive_answers += 1,
+            DbFrame::KeepaliveAnswer => self.s.stats.keepalive_answers += 1,
             DbFrame::Kick(id) => self.kick(id, CloseReason::Kicked),
             DbFrame::KickTempBlock(id) => self.kick(id, CloseReason::KickedTempBlock),
             DbFrame::KickPermBlock(id) => self.kick(id, CloseReason::KickedPermBlock),
             DbFrame::BlockIp(ip) => {
-                self.stats.kicks += 1;
+                self.s.stats.kicks += 1;
                 let ip = canonical_ip(ip);
-                if !self.limits.block_permanently(ip, &self.cfg) {
+                if !self.limits.block_permanently(ip, &self.s.cfg) {
                     self.drop_frame(DropReason::BadControl);
                 }
                 let doomed: Vec<u32> = self
+                    .s
                     .sessions
                     .iter()
                     .filter(|s| {
                         s.stage == Stage::Admitted
-                            && ip_key(s.peer_ip, &self.cfg) == ip_key(ip, &self.cfg)
+                            && ip_key(s.peer_ip, &self.s.cfg) == ip_key(ip, &self.s.cfg)
                     })
                     .map(|s| s.id)
                     .collect();
@@ -783,19 +872,20 @@ impl Gate {
     }
 
     fn drop_frame(&mut self, reason: DropReason) {
-        self.stats.drops[reason.index()] += 1;
+        self.s.stats.drops[reason.index()] += 1;
     }
 
     fn deliver(&mut self, id: u32, bytes: &[u8]) {
         let Some(s) = self
+            .s
             .sessions
             .get_mut(id)
             .filter(|s| s.stage == Stage::Admitted)
         else {
             // A connection still awaiting its PROXY header was never
             // announced: the DBServer cannot know its id.
-            let awaiting = self.sessions.get(id).is_some();
-            let reason = if self.sessions.was_issued(id) && !awaiting {
+            let awaiting = self.s.sessions.get(id).is_some();
+            let reason = if self.s.sessions.was_issued(id) && !awaiting {
                 DropReason::ClosedSession
             } else {
                 DropReason::UnknownSession
@@ -805,16 +895,16 @@ impl Gate {
         };
         s.client_backlog += bytes.len();
         let conn = s.conn;
-        let slow = s.client_backlog > self.cfg.client_queue_cap;
+        let slow = s.client_backlog > self.s.cfg.client_queue_cap;
         let vouches = !s.vouched
-            && self.cfg.unvouched_grace.is_some()
-            && vouching_ident(bytes).is_some_and(|m| self.cfg.vouch_messages.contains(&m));
-        if vouches && self.sessions.mark_vouched(id) {
-            self.stats.sessions_vouched += 1;
+            && self.s.cfg.unvouched_grace.is_some()
+            && vouching_ident(bytes).is_some_and(|m| self.s.cfg.vouch_messages.contains(&m));
+        if vouches && self.s.sessions.mark_vouched(id) {
+            self.s.stats.sessions_vouched += 1;
         }
-        self.stats.frames_down += 1;
-        self.stats.bytes_down += bytes.len() as u64;
-        self.actions.push_back(Action::SendToClient {
+        self.s.stats.frames_down += 1;
+        self.s.stats.bytes_down += bytes.len() as u64;
+        self.s.actions.push_back(Action::SendToClient {
             conn,
             bytes: Bytes::copy_from_slice(bytes),
         });
@@ -824,8 +914,9 @@ impl Gate {
     }
 
     fn kick(&mut self, id: u32, reason: CloseReason) {
-        self.stats.kicks += 1;
+        self.s.stats.kicks += 1;
         let Some(ip) = self
+            .s
             .sessions
             .get(id)
             .filter(|s| s.stage == Stage::Admitted)
@@ -836,16 +927,16 @@ impl Gate {
         };
         match reason {
             CloseReason::KickedTempBlock => {
-                let until = self.now + self.cfg.temp_block_duration;
+                let until = self.s.now + self.s.cfg.temp_block_duration;
                 if !self
                     .limits
-                    .block_temporarily(ip, self.now, until, &self.cfg)
-                    && !self.limits.block_permanently(ip, &self.cfg)
+                    .block_temporarily(ip, self.s.now, until, &self.s.cfg)
+                    && !self.limits.block_permanently(ip, &self.s.cfg)
                 {
                     self.drop_frame(DropReason::BadControl);
                 }
             }
-            CloseReason::KickedPermBlock if !self.limits.block_permanently(ip, &self.cfg) => {
+            CloseReason::KickedPermBlock if !self.limits.block_permanently(ip, &self.s.cfg) => {
                 self.drop_frame(DropReason::BadControl);
             }
             _ => {}
@@ -854,20 +945,21 @@ impl Gate {
     }
 
     fn on_upstream_backlog(&mut self, queued: usize) {
-        self.link.queued = queued;
-        if self.link.paused && queued <= self.cfg.upstream_low_watermark {
-            self.link.paused = false;
-            self.actions.push_back(Action::ResumeClientReads);
+        self.s.link.queued = queued;
+        if self.s.link.paused && queued <= self.s.cfg.upstream_low_watermark {
+            self.s.link.paused = false;
+            self.s.actions.push_back(Action::ResumeClientReads);
         }
-        if self.shutting_down && self.upstream_flushed() {
+        if self.s.shutting_down && self.upstream_flushed() {
             self.finish_shutdown();
         }
     }
 
     fn upstream_flushed(&self) -> bool {
-        self.link.queued == 0
-            && self.upstream_out.is_empty()
+        self.s.link.queued == 0
+            && self.s.upstream_out.is_empty()
             && !self
+                .s
                 .actions
                 .iter()
                 .any(|a| matches!(a, Action::SendUpstream(_)))
@@ -876,45 +968,48 @@ impl Gate {
     // ---- timers ------------------------------------------------------------
 
     fn run_timers(&mut self, now: Instant) {
-        if self.timers.take_due(GateTimer::Shutdown, now) {
+        if self.s.timers.take_due(GateTimer::Shutdown, now) {
             self.finish_shutdown();
             return;
         }
-        if self.timers.take_due(GateTimer::ConnectTimeout, now)
-            && self.link.state == LinkState::Connecting
+        if self.s.timers.take_due(GateTimer::ConnectTimeout, now)
+            && self.s.link.state == LinkState::Connecting
         {
             // Abandon the attempt the driver is still making.
-            self.actions.push_back(Action::CloseUpstream);
+            self.s.actions.push_back(Action::CloseUpstream);
             self.connect_failed(now);
         }
-        if self.timers.take_due(GateTimer::Silence, now) && self.link.state == LinkState::Up {
-            self.stats.upstream_timeouts += 1;
+        if self.s.timers.take_due(GateTimer::Silence, now) && self.s.link.state == LinkState::Up {
+            self.s.stats.upstream_timeouts += 1;
             self.link_lost(now);
-            self.actions.push_back(Action::CloseUpstream);
+            self.s.actions.push_back(Action::CloseUpstream);
         }
-        if self.timers.take_due(GateTimer::Keepalive, now) && self.link.state == LinkState::Up {
-            self.cfg.dialect.write_keepalive(&mut self.upstream_out);
-            self.stats.keepalives_sent += 1;
+        if self.s.timers.take_due(GateTimer::Keepalive, now) && self.s.link.state == LinkState::Up {
+            self.s.cfg.dialect.write_keepalive(&mut self.s.upstream_out);
+            self.s.stats.keepalives_sent += 1;
             // From `now`, so a stalled driver sends one keepalive, not a burst.
-            self.timers
-                .set(GateTimer::Keepalive, now + self.cfg.keepalive_interval);
+            self.s
+                .timers
+                .set(GateTimer::Keepalive, now + self.s.cfg.keepalive_interval);
         }
-        if self.timers.take_due(GateTimer::Reconnect, now)
-            && self.link.state == LinkState::Down
-            && !self.shutting_down
+        if self.s.timers.take_due(GateTimer::Reconnect, now)
+            && self.s.link.state == LinkState::Down
+            && !self.s.shutting_down
         {
             self.connect(now);
         }
-        if self.timers.take_due(GateTimer::IpSweep, now) && self.limits.sweep_step(now) {
-            self.timers.set(GateTimer::IpSweep, now + IP_SWEEP_INTERVAL);
+        if self.s.timers.take_due(GateTimer::IpSweep, now) && self.limits.sweep_step(now) {
+            self.s
+                .timers
+                .set(GateTimer::IpSweep, now + IP_SWEEP_INTERVAL);
         }
         self.run_session_timers(now);
     }
 
     fn run_session_timers(&mut self, now: Instant) {
-        let (ff, idle) = (self.cfg.first_frame_timeout, self.cfg.idle_timeout);
-        while let Some((at, id)) = self.timers.pop_due_session(now) {
-            let Some(s) = self.sessions.get_mut(id) else {
+        let (ff, idle) = (self.s.cfg.first_frame_timeout, self.s.cfg.idle_timeout);
+        while let Some((at, id)) = self.s.timers.pop_due_session(now) {
+            let Some(s) = self.s.sessions.get_mut(id) else {
                 continue;
             };
             if s.timer_at != at {
@@ -923,7 +1018,7 @@ impl Gate {
             let deadline = s.deadline(ff, idle);
             if deadline > now {
                 s.timer_at = deadline;
-                self.timers.push_session(deadline, id);
+                self.s.timers.push_session(deadline, id);
                 continue;
             }
             let reason = if s.hold_until.is_some_and(|h| h <= now) {
@@ -937,66 +1032,44 @@ impl Gate {
             };
             self.close_session(id, reason, true);
         }
-        if self.sessions.len() == 0 && self.timers.session_entries() > 0 {
-            self.timers.clear_sessions();
+        if self.s.sessions.len() == 0 && self.s.timers.session_entries() > 0 {
+            self.s.timers.clear_sessions();
         }
     }
 
     // ---- shutdown ----------------------------------------------------------
 
     fn on_shutdown(&mut self, now: Instant) {
-        if self.shutting_down {
+        if self.s.shutting_down {
             return;
         }
-        self.shutting_down = true;
-        for id in self.sessions.ids() {
+        self.s.shutting_down = true;
+        for id in self.s.sessions.ids() {
             self.close_session(id, CloseReason::Shutdown, true);
         }
-        self.timers.clear(GateTimer::Reconnect);
-        match self.link.state {
+        self.s.timers.clear(GateTimer::Reconnect);
+        match self.s.link.state {
             LinkState::Up if !self.upstream_flushed() => {
-                self.timers
-                    .set(GateTimer::Shutdown, now + self.cfg.shutdown_timeout);
+                self.s
+                    .timers
+                    .set(GateTimer::Shutdown, now + self.s.cfg.shutdown_timeout);
             }
             _ => self.finish_shutdown(),
         }
     }
 
     fn finish_shutdown(&mut self) {
-        if self.stopped {
+        if self.s.stopped {
             return;
         }
-        if matches!(self.link.state, LinkState::Up | LinkState::Connecting) {
-            self.upstream_out.clear();
-            self.actions.push_back(Action::CloseUpstream);
+        if matches!(self.s.link.state, LinkState::Up | LinkState::Connecting) {
+            self.s.upstream_out.clear();
+            self.s.actions.push_back(Action::CloseUpstream);
         }
-        self.link.state = LinkState::Stopped;
-        self.timers = Timers::default();
-        self.stopped = true;
-        self.actions.push_back(Action::Stopped);
-    }
-
-    /// The per-IP table's own invariants (bound, indexes), for the fuzz
-    /// model and the properties.
-    #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn check_limits(&self) -> Result<(), String> {
-        self.limits.check(&self.cfg)
-    }
-
-    /// True when every per-IP entry holds a live session or an active block.
-    #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn ip_table_pinned(&self) -> bool {
-        self.limits.all_pinned(self.now)
-    }
-
-    /// The live sessions' connections, ids and client IPs, for the fuzz
-    /// model's cross-checks.
-    #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn live_sessions(&self) -> Vec<(ConnId, u32, std::net::IpAddr)> {
-        self.sessions
-            .iter()
-            .map(|s| (s.conn, s.id, s.peer_ip))
-            .collect()
+        self.s.link.state = LinkState::Stopped;
+        self.s.timers = Timers::default();
+        self.s.stopped = true;
+        self.s.actions.push_back(Action::Stopped);
     }
 }
 

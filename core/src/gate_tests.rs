@@ -692,45 +692,61 @@ fn ipv4_mapped_clients_count_as_their_ipv4_address() {
 }
 
 #[test]
-fn gates_sharing_per_ip_state_count_an_ip_once() {
-    use crate::gate::SharedLimits;
+fn zones_count_an_ip_once() {
+    use crate::event::Action;
+    use crate::zones::{ZoneId, Zones};
     let cfg = Config {
         max_sessions_per_ip: 2,
         ..Config::default()
     };
-    let mut shared = SharedLimits::new();
-    let mut a = Harness::up(cfg.clone());
-    let mut b = Harness::up(cfg);
-    let accept = |h: &mut Harness, conn: u64, shared: &mut SharedLimits| {
-        h.gate.handle_shared(
-            h.now,
+    let t = crate::test_util::t0();
+    let mut zones = Zones::new();
+    let a = zones.add(cfg.clone(), t, 1).expect("valid");
+    let b = zones.add(cfg, t, 2).expect("valid");
+    // What each zone's driver saw closed, by connection.
+    let drain = |zones: &mut Zones, z: ZoneId| {
+        let mut closed = Vec::new();
+        while let Some(action) = zones.poll_action(z) {
+            if let Action::CloseClient { conn, reason, .. } = action {
+                closed.push((conn.0, reason));
+            }
+        }
+        closed
+    };
+    for z in [a, b] {
+        zones.handle(z, t, Event::UpstreamConnected);
+        drain(&mut zones, z);
+    }
+    let accept = |zones: &mut Zones, z: ZoneId, conn: u64| {
+        zones.handle(
+            z,
+            t,
             Event::ClientAccepted {
                 conn: ConnId(conn),
                 peer: addr("10.0.0.1:5"),
                 local: addr("127.0.0.1:7100"),
             },
-            shared,
         );
-        h.drain();
+        drain(zones, z)
     };
-    accept(&mut a, 1, &mut shared);
-    accept(&mut b, 1, &mut shared);
-    accept(&mut b, 2, &mut shared);
-    assert_eq!(a.gate.sessions() + b.gate.sessions(), 2);
-    assert_eq!(b.closed_reason(2), Some(CloseReason::RefusedMaxPerIp));
+    assert_eq!(accept(&mut zones, a, 1), []);
+    assert_eq!(accept(&mut zones, b, 1), []);
+    assert_eq!(
+        accept(&mut zones, b, 2),
+        [(2, CloseReason::RefusedMaxPerIp)]
+    );
+    assert_eq!(zones.gate(a).sessions() + zones.gate(b).sessions(), 2);
+    assert_eq!(zones.tracked_ips(), 1);
     // A block list loaded once applies to both zones.
-    shared.set_block_list(BlockList::parse("10.0.0.1").expect("parses"));
-    a.gate.apply_shared_block_list(&mut shared);
-    b.gate.apply_shared_block_list(&mut shared);
-    a.drain();
-    b.drain();
-    assert_eq!(a.closed_reason(1), Some(CloseReason::KickedPermBlock));
-    assert_eq!(b.closed_reason(1), Some(CloseReason::KickedPermBlock));
+    zones.set_block_list(t, &BlockList::parse("10.0.0.1").expect("parses"));
+    for z in [a, b] {
+        assert_eq!(drain(&mut zones, z), [(1, CloseReason::KickedPermBlock)]);
+    }
     // A closed session releases its slot in the shared state.
-    shared.set_block_list(BlockList::new());
-    accept(&mut a, 3, &mut shared);
-    accept(&mut a, 4, &mut shared);
-    assert_eq!(a.gate.sessions(), 2);
+    zones.set_block_list(t, &BlockList::new());
+    assert_eq!(accept(&mut zones, a, 3), []);
+    assert_eq!(accept(&mut zones, a, 4), []);
+    assert_eq!(zones.gate(a).sessions(), 2);
 }
 
 // ---- PROXY protocol (docs/PROTOCOL.md §9) ----------------------------------

@@ -36,6 +36,7 @@ mod session;
 mod stats;
 mod timers;
 mod upstream;
+mod zones;
 
 pub use block_list::{canonical_ip, BlockList, BlockListError};
 pub use config::{Config, ConfigError, LinkDownPolicy};
@@ -45,6 +46,7 @@ pub use gate::{Gate, SharedLimits};
 pub use link::LinkState;
 pub use proxy::{ClientOrigin, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
 pub use stats::{CloseReason, DropReason, Stats};
+pub use zones::{ZoneId, Zones};
 
 #[cfg(test)]
 mod gate_tests;

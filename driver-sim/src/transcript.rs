@@ -142,6 +142,9 @@ impl Transcript {
             }
             Event::UpstreamClosed => self.line(now, &format!("db -> {GATE}"), "closed"),
             Event::Shutdown => self.line(now, GATE, "shutdown"),
+            Event::BlockListChanged(list) => {
+                self.line(now, GATE, &format!("block list: {} entries", list.len()))
+            }
             // Backlog reports and ticks depend on byte timing, not on the
             // protocol; their effects (pauses, closes) are shown.
             Event::ClientBacklog { .. } | Event::UpstreamBacklog { .. } | Event::Tick => {}

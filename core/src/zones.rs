@@ -1,0 +1,100 @@
+//! Zones: several gates in one process that count each client address once.
+
+use std::time::Instant;
+
+use crate::block_list::BlockList;
+use crate::config::{Config, ConfigError};
+use crate::event::{Action, Event};
+use crate::gate::Gate;
+use crate::limits::IpLimits;
+
+/// A zone's handle in its [`Zones`], given by [`Zones::add`]. Handing one
+/// to another `Zones` is a driver bug (it may panic, like a bad index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ZoneId(usize);
+
+impl ZoneId {
+    /// The zone's position, in the order the zones were added (0 first).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// Gates (zones: one per game server line, each with its own DBServer)
+/// that share one per-IP table: the connect windows, the sessions per IP,
+/// the operator's block list and the blocks a DBServer ordered count a
+/// client address once across every zone, so a client cannot get twice
+/// the allowance by connecting to two zones.
+///
+/// Each zone keeps its own drain contract (see [`Gate`]): the driver reports
+/// a zone's events with [`Zones::handle`] and drains that zone's
+/// [`Zones::poll_action`]. Only the per-IP state is common.
+#[derive(Debug)]
+pub struct Zones {
+    gates: Vec<Gate>,
+    limits: IpLimits,
+}
+
+impl Zones {
+    /// No zones yet, and an empty per-IP table.
+    pub fn new() -> Zones {
+        Zones {
+            gates: Vec::new(),
+            limits: IpLimits::new(),
+        }
+    }
+
+    /// Adds a zone: a gate made from `config` at `now` with `seed` (give
+    /// each zone its own seed, so their session ids differ). Its first
+    /// action, the connect request, is waiting in its queue.
+    pub fn add(&mut self, config: Config, now: Instant, seed: u64) -> Result<ZoneId, ConfigError> {
+        let gate = Gate::new(config, now, seed)?;
+        self.gates.push(gate);
+        Ok(ZoneId(self.gates.len() - 1))
+    }
+
+    /// The zones' handles, in the order they were added.
+    pub fn ids(&self) -> impl Iterator<Item = ZoneId> {
+        (0..self.gates.len()).map(ZoneId)
+    }
+
+    /// Reports one event of zone `zone` (the drain contract of [`Gate`]).
+    pub fn handle(&mut self, zone: ZoneId, now: Instant, event: Event<'_>) {
+        self.gates[zone.0]
+            .engine_with(&mut self.limits)
+            .handle(now, event);
+    }
+
+    /// The next action of zone `zone`.
+    #[must_use = "an action not carried out is lost: drain until None"]
+    pub fn poll_action(&mut self, zone: ZoneId) -> Option<Action> {
+        self.gates[zone.0].poll_action()
+    }
+
+    /// Replaces the operator's block list of every zone at once and closes
+    /// the live sessions it now names, in each zone; the actions wait in
+    /// each zone's queue.
+    pub fn set_block_list(&mut self, now: Instant, list: &BlockList) {
+        for gate in &mut self.gates {
+            gate.engine_with(&mut self.limits)
+                .handle(now, Event::BlockListChanged(list));
+        }
+    }
+
+    /// Zone `zone`'s gate, for its deadline, counters and queries. Its own
+    /// [`Gate::tracked_ips`] is always 0: see [`Zones::tracked_ips`].
+    pub fn gate(&self, zone: ZoneId) -> &Gate {
+        &self.gates[zone.0]
+    }
+
+    /// Client addresses in the shared per-IP table.
+    pub fn tracked_ips(&self) -> usize {
+        self.limits.tracked()
+    }
+}
+
+impl Default for Zones {
+    fn default() -> Zones {
+        Zones::new()
+    }
+}
