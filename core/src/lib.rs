@@ -26,8 +26,6 @@ pub mod fuzzing;
 mod gate;
 mod limits;
 mod link;
-#[cfg(feature = "pcapng")]
-pub mod pcapng;
 #[cfg(feature = "peers")]
 pub mod peers;
 mod proxy;

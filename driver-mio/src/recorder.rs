@@ -18,8 +18,8 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use selgate_core::pcapng::{build_frame, OutputLink, PcapngWriter, TcpFlags, TcpPacket};
 use selgate_core::{BlockList, Dialect};
+use selgate_pcap::{build_frame, OutputLink, PcapngWriter, TcpFlags, TcpPacket};
 
 /// Largest payload per synthesized segment (an Ethernet MSS).
 const MSS: usize = 1460;

@@ -25,8 +25,8 @@ pub enum Undecoded {
     Malformed(&'static str),
 }
 
-/// TCP header flags (shared with the frame builder in `selgate_core::pcapng`).
-pub use selgate_core::pcapng::TcpFlags;
+/// TCP header flags (shared with the frame builder in `selgate_pcap`).
+pub use selgate_pcap::TcpFlags;
 
 /// One decoded TCP segment, its payload borrowed from the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! Building frames: one TCP segment over IPv4. The builder lives in
-//! `selgate_core::pcapng` (the gate's recorder uses it too); the tests here
+//! `selgate_pcap` (the gate's recorder uses it too); the tests here
 //! check it against this crate's decoder.
 
-pub use selgate_core::pcapng::{build_frame, TcpPacket, MAX_PAYLOAD};
+pub use selgate_pcap::{build_frame, TcpPacket, MAX_PAYLOAD};
 
 #[cfg(test)]
 mod tests {

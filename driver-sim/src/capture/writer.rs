@@ -1,8 +1,8 @@
-//! pcapng output. The writer lives in `selgate_core::pcapng` (the gate's
+//! pcapng output. The writer lives in `selgate_pcap` (the gate's
 //! recorder uses it too); this module ties its framing to the reader's link
 //! types and tests that what it writes reads back.
 
-pub use selgate_core::pcapng::{OutputLink, PcapngWriter};
+pub use selgate_pcap::{OutputLink, PcapngWriter};
 
 use super::LinkType;
 
