@@ -1,6 +1,8 @@
 //! The four DBServer dialects of the gate-to-DBServer link (docs/PROTOCOL.md
-//! section 3.1): how the gate writes open, data, close and keepalive frames,
-//! and how a DBServer (or a capture reader) reads them back.
+//! §3.1): how the gate writes open, data, close and keepalive frames, and how
+//! a DBServer (or a capture reader, the recorder, the transcript) reads them
+//! back. This is the one place that knows this grammar; the other direction
+//! is `upstream`, and cutting either stream into frames is `split`.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -200,6 +202,19 @@ pub enum GateFrame<'a> {
     Keepalive,
 }
 
+impl GateFrame<'_> {
+    /// The session the frame is about; `None` for a keepalive. The recorder
+    /// keeps a recorded session's link frames by it.
+    pub fn session_id(&self) -> Option<u32> {
+        match *self {
+            GateFrame::Open { id, .. } | GateFrame::Data { id, .. } | GateFrame::Close { id } => {
+                Some(id)
+            }
+            GateFrame::Keepalive => None,
+        }
+    }
+}
+
 /// Why a gate-to-DBServer frame could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GateFrameError {
@@ -330,6 +345,23 @@ mod tests {
             );
             assert_eq!(d.parse_gate_frame(b"--"), Ok(GateFrame::Keepalive));
         }
+    }
+
+    #[test]
+    fn every_frame_but_the_keepalive_names_its_session() {
+        let open = GateFrame::Open {
+            id: 7,
+            client_ip: ip("10.0.0.9"),
+            gate_ip: None,
+        };
+        assert_eq!(open.session_id(), Some(7));
+        let data = GateFrame::Data {
+            id: 8,
+            frame: b"#1<<!",
+        };
+        assert_eq!(data.session_id(), Some(8));
+        assert_eq!(GateFrame::Close { id: 9 }.session_id(), Some(9));
+        assert_eq!(GateFrame::Keepalive.session_id(), None);
     }
 
     #[test]

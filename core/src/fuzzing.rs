@@ -7,9 +7,10 @@
 //! file through the same functions in a normal `cargo test`, so a crash the
 //! fuzzer once found stays fixed without libFuzzer.
 //!
-//! The module lives inside the crate because the deframers it checks
-//! ([`crate::client`] and [`crate::upstream`]) are crate-private; it adds no
-//! public way to reach them.
+//! The module lives inside the crate because the client deframer it checks
+//! ([`crate::client`]) is crate-private; it adds no public way to reach it.
+//! The DBServer parser ([`crate::upstream`]) is public, being the one copy of
+//! that grammar the drivers and tools read with.
 //!
 //! | function | what the bytes become | what is checked |
 //! |---|---|---|

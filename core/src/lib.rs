@@ -31,9 +31,10 @@ pub mod peers;
 mod proxy;
 mod rng;
 mod session;
+pub mod split;
 mod stats;
 mod timers;
-mod upstream;
+pub mod upstream;
 mod zones;
 
 pub use block_list::{canonical_ip, BlockList, BlockListError};

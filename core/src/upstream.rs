@@ -1,15 +1,27 @@
-//! Parsing the DBServer's stream (docs/PROTOCOL.md §3.2): every `%...$`
-//! frame of every read, frames split across reads reassembled, several
-//! frames per read, NUL padding and garbage skipped and counted.
+//! The DBServer-to-gate frames (docs/PROTOCOL.md §3.2): what their text
+//! means ([`parts`], [`classify`]), how a DBServer writes them
+//! ([`DbFrame::write`], [`write_data`], [`write_control`]), and the gate's
+//! parser of the whole stream ([`DbDeframer`]): every `%...$` frame of every
+//! read, frames split across reads reassembled, several frames per read, NUL
+//! padding and garbage skipped and counted.
+//!
+//! This is the one place that knows this grammar. The gate routes with it,
+//! the reference DBServer writes with it, and the traffic recorder, the
+//! transcript and the capture replay read with it, so a frame means the same
+//! thing to all of them.
 
 use std::net::IpAddr;
 
-use crate::dialect::parse_id;
+use bytes::BufMut;
+
+use crate::dialect::{parse_id, push_decimal};
+use crate::split::{Piece, Splitter};
 use crate::stats::DropReason;
 
-/// One DBServer frame, classified.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum DbFrame<'a> {
+/// One DBServer frame, classified: what the gate does with it
+/// (docs/PROTOCOL.md §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFrame<'a> {
     /// `%<id>/<bytes>$`: deliver `bytes` to session `id`.
     Deliver {
         /// The session id.
@@ -31,47 +43,196 @@ pub(crate) enum DbFrame<'a> {
     Drop(DropReason),
 }
 
-/// Classifies the text between `%` and `$`.
-pub(crate) fn classify(text: &[u8]) -> DbFrame<'_> {
-    if let Some(ctrl) = text.strip_prefix(b"+") {
-        let arg = ctrl.get(1..).unwrap_or(&[]);
-        let id = || parse_id(arg);
-        return match ctrl.first() {
-            Some(b'-') => id().map_or(DbFrame::Drop(DropReason::BadControl), DbFrame::Kick),
-            Some(b'B') => id().map_or(
-                DbFrame::Drop(DropReason::BadControl),
-                DbFrame::KickTempBlock,
-            ),
-            Some(b'T') => id().map_or(
-                DbFrame::Drop(DropReason::BadControl),
-                DbFrame::KickPermBlock,
-            ),
-            Some(b'M') => std::str::from_utf8(arg)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .map_or(DbFrame::Drop(DropReason::BadControl), DbFrame::BlockIp),
-            _ => DbFrame::KeepaliveAnswer,
-        };
+impl DbFrame<'_> {
+    /// The session the frame is about: the id of a delivery, a kick or a
+    /// kick-and-block. `None` for frames that name no session (a keepalive
+    /// answer, an IP block) and for frames the gate drops. The recorder
+    /// picks a recorded session's frames by it, the replay rewrites it.
+    pub fn session_id(&self) -> Option<u32> {
+        match *self {
+            DbFrame::Deliver { id, .. }
+            | DbFrame::Kick(id)
+            | DbFrame::KickTempBlock(id)
+            | DbFrame::KickPermBlock(id) => Some(id),
+            DbFrame::KeepaliveAnswer | DbFrame::BlockIp(_) | DbFrame::Drop(_) => None,
+        }
     }
-    let Some(slash) = text.iter().position(|&b| b == b'/') else {
-        return DbFrame::Drop(DropReason::Malformed);
-    };
-    let id_text = &text[..slash];
-    if !id_text.is_empty() && id_text.iter().all(|&b| b == b'0') {
-        return DbFrame::Drop(DropReason::ZeroId);
+
+    /// The same frame addressed to session `id` instead (the capture replay
+    /// maps the captured gate's ids to its own). Frames that name no session
+    /// come back unchanged.
+    pub fn with_session_id(self, id: u32) -> Self {
+        match self {
+            DbFrame::Deliver { bytes, .. } => DbFrame::Deliver { id, bytes },
+            DbFrame::Kick(_) => DbFrame::Kick(id),
+            DbFrame::KickTempBlock(_) => DbFrame::KickTempBlock(id),
+            DbFrame::KickPermBlock(_) => DbFrame::KickPermBlock(id),
+            other => other,
+        }
     }
-    match parse_id(id_text) {
-        Some(id) => DbFrame::Deliver {
-            id,
-            bytes: &text[slash + 1..],
-        },
-        None => DbFrame::Drop(DropReason::BadId),
+
+    /// Appends the frame as a DBServer writes it, `%` to `$`; [`classify`]
+    /// reads it back as `self`. A keepalive answer is written `%++$`. A
+    /// [`DbFrame::Drop`] is the gate's verdict on a frame, not a frame, and
+    /// appends nothing; a frame that must be dropped is written with
+    /// [`write_frame`].
+    pub fn write(&self, out: &mut impl BufMut) {
+        match *self {
+            DbFrame::Deliver { id, bytes } => write_data(out, id, bytes),
+            DbFrame::KeepaliveAnswer => write_control(out, Control::KeepaliveAnswer, b""),
+            DbFrame::Kick(id) => write_control_id(out, Control::Kick, id),
+            DbFrame::KickTempBlock(id) => write_control_id(out, Control::KickTempBlock, id),
+            DbFrame::KickPermBlock(id) => write_control_id(out, Control::KickPermBlock, id),
+            DbFrame::BlockIp(ip) => write_control(out, Control::BlockIp, ip.to_string().as_bytes()),
+            DbFrame::Drop(_) => {}
+        }
     }
 }
 
-/// What the parser skipped, for the counters.
+/// The kind of a `%+` control frame, by its second character
+/// (docs/PROTOCOL.md §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// `%+-<id>$`: kick.
+    Kick,
+    /// `%+B<id>$`: kick and block the IP for a while.
+    KickTempBlock,
+    /// `%+T<id>$`: kick and block the IP for good.
+    KickPermBlock,
+    /// `%+M<ip>$`: block an IP.
+    BlockIp,
+    /// Any other `%+` frame, `%++$` included: a keepalive answer.
+    KeepaliveAnswer,
+}
+
+impl Control {
+    /// The character after the `+`. A keepalive answer is written with `+`
+    /// (`%++$`), though any character not claimed by the others reads as
+    /// one.
+    pub fn letter(self) -> u8 {
+        match self {
+            Control::Kick => b'-',
+            Control::KickTempBlock => b'B',
+            Control::KickPermBlock => b'T',
+            Control::BlockIp => b'M',
+            Control::KeepaliveAnswer => b'+',
+        }
+    }
+}
+
+/// A DBServer frame's text cut into its parts, before its id or argument is
+/// checked. [`classify`] is built on it; tools that show frames as they
+/// came (the transcript) use it to show an argument the gate would reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFrameParts<'a> {
+    /// `%+<letter><arg>$`.
+    Control {
+        /// Which control frame.
+        kind: Control,
+        /// Everything after the letter (empty for a bare `%+$`).
+        arg: &'a [u8],
+    },
+    /// `%<id>/<bytes>$`, the id not yet checked.
+    Data {
+        /// The text before the first `/`.
+        id: &'a [u8],
+        /// Everything after it.
+        bytes: &'a [u8],
+    },
+    /// Neither a control frame nor one with a `/`: dropped as `malformed`.
+    NoSlash,
+}
+
+/// Cuts the text between `%` and `$` into its parts (docs/PROTOCOL.md §3.2).
+pub fn parts(text: &[u8]) -> DbFrameParts<'_> {
+    if let Some(ctrl) = text.strip_prefix(b"+") {
+        let kind = match ctrl.first() {
+            Some(b'-') => Control::Kick,
+            Some(b'B') => Control::KickTempBlock,
+            Some(b'T') => Control::KickPermBlock,
+            Some(b'M') => Control::BlockIp,
+            _ => Control::KeepaliveAnswer,
+        };
+        let arg = ctrl.get(1..).unwrap_or(&[]);
+        return DbFrameParts::Control { kind, arg };
+    }
+    match text.iter().position(|&b| b == b'/') {
+        Some(slash) => DbFrameParts::Data {
+            id: &text[..slash],
+            bytes: &text[slash + 1..],
+        },
+        None => DbFrameParts::NoSlash,
+    }
+}
+
+/// Classifies the text between `%` and `$`: what the gate does with the
+/// frame (docs/PROTOCOL.md §3.2, the drop reasons of §7).
+pub fn classify(text: &[u8]) -> DbFrame<'_> {
+    match parts(text) {
+        DbFrameParts::Control { kind, arg } => {
+            let id = |f: fn(u32) -> DbFrame<'static>| {
+                parse_id(arg).map_or(DbFrame::Drop(DropReason::BadControl), f)
+            };
+            match kind {
+                Control::Kick => id(DbFrame::Kick),
+                Control::KickTempBlock => id(DbFrame::KickTempBlock),
+                Control::KickPermBlock => id(DbFrame::KickPermBlock),
+                Control::BlockIp => std::str::from_utf8(arg)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .map_or(DbFrame::Drop(DropReason::BadControl), DbFrame::BlockIp),
+                Control::KeepaliveAnswer => DbFrame::KeepaliveAnswer,
+            }
+        }
+        DbFrameParts::Data { id, bytes } => {
+            if !id.is_empty() && id.iter().all(|&b| b == b'0') {
+                return DbFrame::Drop(DropReason::ZeroId);
+            }
+            match parse_id(id) {
+                Some(id) => DbFrame::Deliver { id, bytes },
+                None => DbFrame::Drop(DropReason::BadId),
+            }
+        }
+        DbFrameParts::NoSlash => DbFrame::Drop(DropReason::Malformed),
+    }
+}
+
+/// Appends `%<id>/<bytes>$`: `bytes` for session `id`, normally one or more
+/// server frames `#...!` (docs/PROTOCOL.md §3.2).
+pub fn write_data(out: &mut impl BufMut, id: u32, bytes: &[u8]) {
+    out.put_u8(b'%');
+    push_decimal(out, id);
+    out.put_u8(b'/');
+    out.put_slice(bytes);
+    out.put_u8(b'$');
+}
+
+/// Appends `%+<letter><arg>$`, the argument as given: an id for the kicks,
+/// an address for an IP block.
+pub fn write_control(out: &mut impl BufMut, kind: Control, arg: &[u8]) {
+    out.put_slice(&[b'%', b'+', kind.letter()]);
+    out.put_slice(arg);
+    out.put_u8(b'$');
+}
+
+fn write_control_id(out: &mut impl BufMut, kind: Control, id: u32) {
+    out.put_slice(&[b'%', b'+', kind.letter()]);
+    push_decimal(out, id);
+    out.put_u8(b'$');
+}
+
+/// Appends `%<text>$` for any text, valid or not: the frames a misbehaving
+/// DBServer sends (ids that are zero, negative or not numbers, no `/`),
+/// which no [`DbFrame`] describes.
+pub fn write_frame(out: &mut impl BufMut, text: &[u8]) {
+    out.put_u8(b'%');
+    out.put_slice(text);
+    out.put_u8(b'$');
+}
+
+/// What the parser skipped, for the counters (docs/PROTOCOL.md §7).
 #[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
-pub(crate) struct Skipped {
+pub struct Skipped {
     /// NUL padding bytes (the C++ DBServer sends `%++$\0`).
     pub nul: u64,
     /// Other bytes outside frames, or of frames cut short by a new `%`.
@@ -80,93 +241,59 @@ pub(crate) struct Skipped {
     pub oversize: u64,
 }
 
-/// Incremental splitter of the DBServer stream into frame texts.
-#[derive(Debug, Default)]
-pub(crate) struct DbDeframer {
-    in_frame: bool,
-    /// Text of the current frame when it spans reads.
-    partial: Vec<u8>,
-    /// The current frame passed the cap: skip to its `$`.
-    oversize: bool,
+impl Skipped {
+    /// Counts what `piece` skipped, the gate's way: NULs between frames
+    /// apart, every other byte outside a frame and every byte of a frame
+    /// cut short (its `%` included) as garbage, an oversize frame once.
+    pub fn count(&mut self, piece: &Piece<&[u8]>) {
+        match piece {
+            Piece::Frame(_) => {}
+            Piece::Between(gap) => {
+                let nul = gap.iter().filter(|&&b| b == 0).count() as u64;
+                self.nul += nul;
+                self.garbage += gap.len() as u64 - nul;
+            }
+            Piece::Cut(bytes) => self.garbage += bytes.len() as u64,
+            Piece::Oversize { last, .. } => self.oversize += u64::from(*last),
+        }
+    }
+}
+
+/// The gate's parser of the DBServer stream: a `%...$` [`Splitter`] whose
+/// skipped bytes are counted as [`Skipped`].
+#[derive(Debug, Clone)]
+pub struct DbDeframer {
+    splitter: Splitter,
+}
+
+impl Default for DbDeframer {
+    fn default() -> Self {
+        DbDeframer {
+            splitter: Splitter::link(usize::MAX),
+        }
+    }
 }
 
 impl DbDeframer {
     /// Forgets any partial frame (the link was closed).
-    pub(crate) fn reset(&mut self) {
-        *self = DbDeframer::default();
+    pub fn reset(&mut self) {
+        self.splitter.reset();
     }
 
-    /// Feeds one read; calls `on_frame` with the text of every complete frame.
-    pub(crate) fn push(
+    /// Feeds one read; calls `on_frame` with the text (between `%` and `$`)
+    /// of every complete frame whose text is at most `max_len` bytes.
+    pub fn push(
         &mut self,
         input: &[u8],
         max_len: usize,
         mut on_frame: impl FnMut(&[u8]),
     ) -> Skipped {
         let mut sk = Skipped::default();
-        let mut i = 0;
-        while i < input.len() {
-            if !self.in_frame {
-                // Between frames: skip to the next `%`.
-                let next = input[i..].iter().position(|&b| b == b'%');
-                let gap = &input[i..i + next.unwrap_or(input.len() - i)];
-                let nul = gap.iter().filter(|&&b| b == 0).count() as u64;
-                sk.nul += nul;
-                sk.garbage += gap.len() as u64 - nul;
-                match next {
-                    Some(p) => {
-                        i += p + 1;
-                        self.in_frame = true;
-                        self.oversize = false;
-                    }
-                    None => return sk,
-                }
-                continue;
-            }
-            // Inside a frame: find its `$`, or a `%` that starts another.
-            let rest = &input[i..];
-            let stop = rest.iter().position(|&b| b == b'$' || b == b'%');
-            let body = &rest[..stop.unwrap_or(rest.len())];
-            if !self.oversize {
-                if self.partial.len() + body.len() > max_len {
-                    self.oversize = true;
-                    self.partial.clear();
-                } else if stop.is_some_and(|p| rest[p] == b'$') && self.partial.is_empty() {
-                    on_frame(body);
-                    self.in_frame = false;
-                    i += body.len() + 1;
-                    continue;
-                } else {
-                    self.partial.extend_from_slice(body);
-                }
-            }
-            match stop {
-                None => return sk,
-                Some(p) => {
-                    i += p + 1;
-                    if rest[p] == b'$' {
-                        if self.oversize {
-                            sk.oversize += 1;
-                        } else {
-                            on_frame(&self.partial);
-                        }
-                        self.partial.clear();
-                        self.in_frame = false;
-                        self.oversize = false;
-                    } else {
-                        // A `%` inside a frame: what came before was not a
-                        // frame; start again from here.
-                        if self.oversize {
-                            sk.oversize += 1;
-                        } else {
-                            sk.garbage += 1 + self.partial.len() as u64;
-                        }
-                        self.partial.clear();
-                        self.oversize = false;
-                    }
-                }
-            }
-        }
+        self.splitter.set_max_len(max_len);
+        self.splitter.push(input, |piece| match piece.text() {
+            Some(text) => on_frame(text),
+            None => sk.count(&piece),
+        });
         sk
     }
 }
@@ -247,5 +374,80 @@ mod tests {
             DbFrame::Drop(DropReason::BadId)
         );
         assert_eq!(classify(b"12"), DbFrame::Drop(DropReason::Malformed));
+    }
+
+    #[test]
+    fn written_frames_classify_back() {
+        let frames = [
+            DbFrame::Deliver {
+                id: 308,
+                bytes: b"#abc!",
+            },
+            DbFrame::KeepaliveAnswer,
+            DbFrame::Kick(7),
+            DbFrame::KickTempBlock(i32::MAX as u32),
+            DbFrame::KickPermBlock(1),
+            DbFrame::BlockIp("10.1.2.3".parse().expect("ip")),
+            DbFrame::BlockIp("2001:db8::1".parse().expect("ip")),
+        ];
+        for f in frames {
+            let mut out = Vec::new();
+            f.write(&mut out);
+            assert_eq!((out[0], out[out.len() - 1]), (b'%', b'$'), "{f:?}");
+            assert_eq!(classify(&out[1..out.len() - 1]), f);
+        }
+        let mut out = Vec::new();
+        DbFrame::KeepaliveAnswer.write(&mut out);
+        DbFrame::Drop(DropReason::BadId).write(&mut out);
+        assert_eq!(out, b"%++$");
+    }
+
+    #[test]
+    fn the_session_of_a_frame_can_be_read_and_changed() {
+        let deliver = classify(b"00012/#a!");
+        assert_eq!(deliver.session_id(), Some(12));
+        let mut out = Vec::new();
+        deliver.with_session_id(900).write(&mut out);
+        assert_eq!(out, b"%900/#a!$");
+        for (text, id) in [
+            (&b"+-5"[..], Some(5)),
+            (b"+B5", Some(5)),
+            (b"+T5", Some(5)),
+            (b"+M1.2.3.4", None),
+            (b"++", None),
+            (b"+-", None),
+            (b"0/#a!", None),
+            (b"12", None),
+        ] {
+            let f = classify(text);
+            assert_eq!(f.session_id(), id, "{text:?}");
+            assert_eq!(f.with_session_id(9).session_id(), id.map(|_| 9));
+        }
+    }
+
+    #[test]
+    fn parts_keep_the_argument_as_it_came() {
+        assert_eq!(
+            parts(b"+Mnope"),
+            DbFrameParts::Control {
+                kind: Control::BlockIp,
+                arg: b"nope"
+            }
+        );
+        assert_eq!(
+            parts(b"+"),
+            DbFrameParts::Control {
+                kind: Control::KeepaliveAnswer,
+                arg: b""
+            }
+        );
+        assert_eq!(
+            parts(b"abc/x/y"),
+            DbFrameParts::Data {
+                id: b"abc",
+                bytes: b"x/y"
+            }
+        );
+        assert_eq!(parts(b"12"), DbFrameParts::NoSlash);
     }
 }
