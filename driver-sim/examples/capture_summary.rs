@@ -1,7 +1,7 @@
 //! Prints the TCP connections of a pcap/pcapng file as the replay will see them:
 //! `cargo run -p selgate-sim --example capture_summary -- FILE [server ports...]`.
 
-use selgate_sim::capture::{read_capture_with, CaptureOptions, HalfStream, StreamItem};
+use selgate_pcap::{read_capture_with, CaptureOptions, HalfStream, StreamItem};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -4,7 +4,7 @@
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use selgate_sim::capture::{Conversation, Direction, OutputLink, WriteOptions};
+use selgate_pcap::{Conversation, Direction, OutputLink, WriteOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -1,7 +1,5 @@
 //! selgate-sim: deterministic simulation and capture replay for selgate.
 //!
-//! * [`capture`]: pcap/pcapng files to reassembled TCP streams, and
-//!   synthetic TCP conversations to pcapng.
 //! * [`sim`]: the simulator: the gate core, the reference DBServer and bots
 //!   on virtual TCP streams with a virtual clock and seeded faults, with
 //!   invariants checked after every step.
@@ -12,10 +10,12 @@
 //!   captured gate sent.
 //! * [`transcript`], [`frames`], [`text`]: the stable rendering shared by
 //!   the above.
+//!
+//! Captures are read, reassembled and written by `selgate_pcap`, the crate
+//! of the capture format, which the gate's recorder shares.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod capture;
 pub mod frames;
 pub mod replay;
 pub mod scenarios;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use selgate_core::{Config, Dialect};
-use selgate_sim::capture::{read_capture_with, CaptureOptions};
+use selgate_pcap::{read_capture_with, CaptureOptions};
 use selgate_sim::replay::{replay, ReplayOptions};
 use selgate_sim::scenarios;
 use selgate_sim::sim::parse_seed;

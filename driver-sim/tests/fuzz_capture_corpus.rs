@@ -18,7 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use selgate_sim::capture::{
+use selgate_pcap::{
     build_frame, Conversation, Direction, OutputLink, TcpFlags, TcpPacket, WriteOptions,
 };
 

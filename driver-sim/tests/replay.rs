@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use selgate_core::Dialect;
-use selgate_sim::capture::{read_capture, read_capture_with, CaptureOptions, StreamItem};
+use selgate_pcap::{read_capture, read_capture_with, CaptureOptions, StreamItem};
 use selgate_sim::replay::{replay, ReplayOptions};
 use selgate_sim::scenarios::{self, ALL};
 

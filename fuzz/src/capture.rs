@@ -1,17 +1,15 @@
-//! The `capture_reader` target: `selgate_sim::capture::read_capture` on
+//! The `capture_reader` target: `selgate_pcap::read_capture` on
 //! arbitrary bytes, then the promises of its documentation checked on
 //! whatever it returns.
 //!
 //! This file is also compiled into `driver-sim/tests/fuzz_capture_corpus.rs`
 //! (by path), so a normal `cargo test` runs every committed corpus and
 //! regression file through the same checks. It may therefore only use
-//! `std` and `selgate_sim`.
+//! `std` and `selgate_pcap`.
 
 use std::time::Duration;
 
-use selgate_sim::capture::{
-    read_capture, read_packets, Direction, HalfStream, ReplayKind, StreamItem,
-};
+use selgate_pcap::{read_capture, read_packets, Direction, HalfStream, ReplayKind, StreamItem};
 
 /// Reads `data` as a capture; panics when the reader panics or breaks one of
 /// its documented promises:

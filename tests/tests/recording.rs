@@ -15,7 +15,7 @@ use selgate_core::codec::ids::{CM_QUERYCHR, SM_QUERYCHR};
 use selgate_core::dialect::GateFrame;
 use selgate_core::peers::RefDbConfig;
 use selgate_core::{BlockList, Config, Dialect, ProxyProtocol};
-use selgate_sim::capture::{read_capture_with, Capture, CaptureOptions, Direction};
+use selgate_pcap::{read_capture_with, Capture, CaptureOptions, Direction};
 use selgate_sim::replay::{replay, ReplayOptions};
 use selgate_tests::{
     assert_bots_ok, client_frame, lo, loopback0, normal_bot, BotThread, RawClient,

@@ -8,6 +8,7 @@
 use std::net::SocketAddrV4;
 
 use super::checksum::{internet_checksum, tcp_checksum_v4};
+use super::packet::TcpFlags;
 use super::writer::OutputLink;
 
 /// The fields of one TCP segment to build.
@@ -85,33 +86,62 @@ pub fn build_frame(link: OutputLink, p: &TcpPacket<'_>) -> Vec<u8> {
     f
 }
 
-/// TCP header flags (the low 8 bits of the flags field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct TcpFlags(pub u8);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checksum::{internet_checksum, tcp_checksum_v4};
+    use crate::linktype::LinkType;
+    use crate::packet::decode_tcp;
 
-impl TcpFlags {
-    /// No more data from the sender.
-    pub const FIN: TcpFlags = TcpFlags(0x01);
-    /// Synchronize sequence numbers (connection opening).
-    pub const SYN: TcpFlags = TcpFlags(0x02);
-    /// Reset the connection.
-    pub const RST: TcpFlags = TcpFlags(0x04);
-    /// Push.
-    pub const PSH: TcpFlags = TcpFlags(0x08);
-    /// The acknowledgment number is valid.
-    pub const ACK: TcpFlags = TcpFlags(0x10);
-    /// Urgent pointer is valid.
-    pub const URG: TcpFlags = TcpFlags(0x20);
-
-    /// Whether every flag of `other` is set in `self`.
-    pub fn contains(self, other: TcpFlags) -> bool {
-        self.0 & other.0 == other.0
+    fn packet(payload: &[u8], mss: Option<u16>) -> TcpPacket<'_> {
+        TcpPacket {
+            src: "127.0.0.1:40000".parse().expect("test address"),
+            dst: "127.0.0.2:7100".parse().expect("test address"),
+            seq: 0xdead_beef,
+            ack: 7,
+            flags: TcpFlags::ACK | TcpFlags::PSH,
+            window: 65535,
+            mss,
+            ip_id: 3,
+            payload,
+        }
     }
-}
 
-impl std::ops::BitOr for TcpFlags {
-    type Output = TcpFlags;
-    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
-        TcpFlags(self.0 | rhs.0)
+    #[test]
+    fn built_frames_decode_and_checksums_verify() {
+        for (link, lt, ip_at) in [
+            (OutputLink::Ethernet, LinkType::ETHERNET, 14),
+            (OutputLink::RawIpv4, LinkType::RAW, 0),
+        ] {
+            for (payload, mss) in [
+                (&b"odd"[..], None),
+                (&b""[..], Some(1460)),
+                (&b"#1<<<<<!"[..], Some(536)),
+            ] {
+                let p = packet(payload, mss);
+                let f = build_frame(link, &p);
+                let s = decode_tcp(lt, &f).expect("decodes");
+                assert_eq!(
+                    (s.seq, s.ack, s.flags, s.payload),
+                    (p.seq, p.ack, p.flags, payload)
+                );
+                assert_eq!(s.src, std::net::SocketAddr::V4(p.src));
+                let ip = &f[ip_at..];
+                assert_eq!(internet_checksum(&[&ip[..20]]), 0, "IPv4 header checksum");
+                assert_eq!(
+                    tcp_checksum_v4(*p.src.ip(), *p.dst.ip(), &ip[20..]),
+                    0,
+                    "TCP checksum"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_payload_is_cut_to_fit_ipv4() {
+        let big = vec![b'x'; 70_000];
+        let f = build_frame(OutputLink::RawIpv4, &packet(&big, Some(1460)));
+        assert_eq!(f.len(), 65535);
+        assert_eq!(u16::from_be_bytes([f[2], f[3]]), 65535);
     }
 }

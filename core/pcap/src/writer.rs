@@ -6,6 +6,8 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
+use super::linktype::LinkType;
+
 /// The framing of written frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutputLink {
@@ -108,4 +110,39 @@ fn push_option(buf: &mut Vec<u8>, code: u16, value: &[u8]) {
     buf.extend((value.len() as u16).to_le_bytes());
     buf.extend(value);
     buf.resize(buf.len() + (4 - value.len() % 4) % 4, 0);
+}
+
+impl From<OutputLink> for LinkType {
+    fn from(link: OutputLink) -> LinkType {
+        LinkType(link.linktype_code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::{read_packets, CaptureFormat};
+    use std::time::Duration;
+
+    #[test]
+    fn written_file_reads_back() {
+        let mut w = PcapngWriter::new(Vec::new(), OutputLink::RawIpv4).expect("vec write");
+        w.write_packet(Duration::new(1_700_000_000, 123_456_789), b"abcde")
+            .expect("vec write");
+        w.write_packet(Duration::new(1_700_000_001, 0), b"")
+            .expect("vec write");
+        let bytes = w.into_inner().expect("vec write");
+        assert_eq!(bytes.len() % 4, 0);
+        let cap = read_packets(&bytes).expect("our own output");
+        assert_eq!(cap.format, CaptureFormat::Pcapng);
+        assert!(!cap.truncated);
+        assert_eq!(cap.packets.len(), 2);
+        assert_eq!(
+            cap.packets[0].timestamp,
+            Duration::new(1_700_000_000, 123_456_789)
+        );
+        assert_eq!(cap.packets[0].data, b"abcde");
+        assert_eq!(cap.packets[0].link, LinkType::from(OutputLink::RawIpv4));
+        assert_eq!(cap.packets[1].data, b"");
+    }
 }

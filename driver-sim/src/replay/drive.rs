@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use selgate_core::dialect::{parse_id, push_decimal, GateFrame};
 use selgate_core::{Action, CloseReason, Config, ConnId, Dialect, Event, Gate};
+use selgate_pcap::{Capture, Direction, ReplayKind};
 
 use super::Role;
-use crate::capture::{Capture, Direction, ReplayKind};
 use crate::frames::{FrameSplitter, Piece};
 use crate::text::offset;
 use crate::transcript::Transcript;

@@ -33,11 +33,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use selgate_core::dialect::GateFrame;
 use selgate_core::{Config, Dialect};
+use selgate_pcap::{Capture, CaptureFormat, Direction, HalfStream, StreamItem, TcpConnection};
 
 pub use compare::{align, Alignment, Item, Step};
 pub use report::{ReplayReport, Tally, Unit};
 
-use crate::capture::{Capture, CaptureFormat, Direction, HalfStream, StreamItem, TcpConnection};
 use crate::frames::{FrameSplitter, Piece};
 use crate::text::{escape_bare, offset};
 use drive::{ClientOut, LinkOut, Replayed};

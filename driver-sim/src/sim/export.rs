@@ -15,9 +15,9 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use selgate_core::ConnId;
+use selgate_pcap::{ConnHandle, Conversation, Direction, WriteOptions};
 
 use super::pipe::End;
-use crate::capture::{ConnHandle, Conversation, Direction, WriteOptions};
 
 #[derive(Debug)]
 pub(crate) struct Recorder {

@@ -51,8 +51,8 @@ use selgate_core::peers::{
     Bot, BotAction, BotEvent, DbAction, DbEvent, LinkId, Outcome, RefDb, RefDbConfig,
 };
 use selgate_core::{Action, Config, ConnId, Dialect, Event, Gate, Stats};
+use selgate_pcap::Direction;
 
-use crate::capture::Direction;
 use crate::text::offset;
 use crate::transcript::Transcript;
 pub use faults::Faults;

@@ -118,7 +118,7 @@ fn connection_events<'a>(conn: usize, c: &'a TcpConnection, out: &mut Vec<Replay
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::{read_capture, Conversation, WriteOptions};
+    use crate::{read_capture, Conversation, WriteOptions};
     use std::net::SocketAddrV4;
 
     fn ms(n: u64) -> Duration {
@@ -201,10 +201,10 @@ mod tests {
 
     #[test]
     fn fin_and_reset_never_precede_their_data() {
-        let mut r = crate::capture::Reassembler::new(&[]);
+        let mut r = crate::Reassembler::new(&[]);
         let c = "127.0.0.1:40000".parse().expect("test address");
         let s = "127.0.0.1:7100".parse().expect("test address");
-        let seg = |seq, flags, payload| crate::capture::TcpSegment {
+        let seg = |seq, flags, payload| crate::TcpSegment {
             src: c,
             dst: s,
             seq,
@@ -214,13 +214,13 @@ mod tests {
             payload,
             payload_truncated: false,
         };
-        use crate::capture::TcpFlags;
+        use crate::TcpFlags;
         r.push(ms(1), &seg(0, TcpFlags::SYN, b""));
         r.push(ms(2), &seg(3, TcpFlags::FIN, b"cd")); // FIN ahead of its data
         r.push(ms(3), &seg(1, TcpFlags::RST, b""));
         r.push(ms(4), &seg(1, TcpFlags(0), b"ab")); // late data after the RST
         let cap = Capture {
-            format: crate::capture::CaptureFormat::Pcapng,
+            format: crate::CaptureFormat::Pcapng,
             start: Duration::ZERO,
             end: ms(4),
             connections: r.finish(),

@@ -25,8 +25,36 @@ pub enum Undecoded {
     Malformed(&'static str),
 }
 
-/// TCP header flags (shared with the frame builder in `selgate_pcap`).
-pub use selgate_pcap::TcpFlags;
+/// TCP header flags (the low 8 bits of the flags field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// No more data from the sender.
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    /// Synchronize sequence numbers (connection opening).
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    /// Reset the connection.
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    /// Push.
+    pub const PSH: TcpFlags = TcpFlags(0x08);
+    /// The acknowledgment number is valid.
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+    /// Urgent pointer is valid.
+    pub const URG: TcpFlags = TcpFlags(0x20);
+
+    /// Whether every flag of `other` is set in `self`.
+    pub fn contains(self, other: TcpFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for TcpFlags {
+    type Output = TcpFlags;
+    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | rhs.0)
+    }
+}
 
 /// One decoded TCP segment, its payload borrowed from the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
