@@ -12,19 +12,18 @@
 //! (see [`Wire`] for the list). A broken contract panics with the step that
 //! broke it, so every user of the harness is also a test of the core.
 //!
-//! What the far ends do is up to the caller: it reads [`Output`]s (bytes for
-//! a client, bytes for the DBServer, closes, connect requests) and answers
-//! with the harness's methods. Nothing here reads a clock: time moves only
-//! through [`Wire::advance_to`].
+//! What the far ends do is up to the caller: it reads the actions the
+//! harness carried out ([`Wire::poll_done`]: bytes for a client, bytes for
+//! the DBServer, closes, connect requests) and answers with the harness's
+//! methods. Nothing here reads a clock: time moves only through
+//! [`Wire::advance_to`] and [`Wire::set_clock`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod checks;
-mod output;
 mod wire;
 
 #[cfg(test)]
 mod properties;
 
-pub use output::Output;
 pub use wire::Wire;

@@ -149,7 +149,7 @@ fn run(ops: &[Op]) {
             Op::Shutdown => w.shutdown(),
         }
         // The far ends here act only through the operations.
-        while w.poll_output().is_some() {}
+        while w.poll_done().is_some() {}
     }
 }
 

@@ -7,8 +7,6 @@ use std::time::Instant;
 
 use selgate_core::{Action, BlockList, Config, ConfigError, ConnId, Event, Gate, LinkState};
 
-use crate::output::Output;
-
 /// One client connection, as the driver side of a socket sees it.
 #[derive(Debug, Default)]
 pub(crate) struct ClientEnd {
@@ -73,7 +71,10 @@ pub struct Wire {
     pub(crate) client_unread: usize,
     /// Connections sent bytes since the last check (their caps are checked).
     pub(crate) touched: Vec<ConnId>,
-    outputs: VecDeque<Output>,
+    /// The session id of the last accepted connection, as the gate gave it.
+    last_accepted: Option<u32>,
+    /// The actions carried out, for the far ends to act on.
+    done: VecDeque<Action>,
 }
 
 impl Wire {
@@ -91,7 +92,8 @@ impl Wire {
             sessions: 0,
             client_unread: 0,
             touched: Vec::new(),
-            outputs: VecDeque::new(),
+            last_accepted: None,
+            done: VecDeque::new(),
         };
         wire.drain();
         wire.check();
@@ -108,9 +110,15 @@ impl Wire {
         self.now
     }
 
-    /// The next thing a far end sees, oldest first.
-    pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+    /// The next action the harness carried out, oldest first, for the far
+    /// ends to act on: `SendToClient` bytes now wait in the client's socket
+    /// (unread until [`Wire::client_read`]), `SendUpstream` bytes in the
+    /// DBServer's (until [`Wire::db_read`]); after `ConnectUpstream` the
+    /// gate waits for [`Wire::link_connected`] or [`Wire::link_failed`].
+    /// Bytes handed over stay the far end's: a close without `flush` does
+    /// not take them back.
+    pub fn poll_done(&mut self) -> Option<Action> {
+        self.done.pop_front()
     }
 
     /// True while the gate has client reads paused.
@@ -149,6 +157,23 @@ impl Wire {
 
     // ---- time --------------------------------------------------------------
 
+    /// Moves the clock to `at` without ticking: for a driver that runs the
+    /// gate's timers itself with [`Wire::tick`], in its own order among
+    /// other things due at the same instant. The clock never goes back.
+    pub fn set_clock(&mut self, at: Instant) {
+        assert!(at >= self.now, "the clock goes back");
+        self.now = at;
+    }
+
+    /// Ticks the gate if its deadline has come; false if it has not.
+    pub fn tick(&mut self) -> bool {
+        if !self.gate.poll_timeout().is_some_and(|t| t <= self.now) {
+            return false;
+        }
+        self.handle(Event::Tick);
+        true
+    }
+
     /// Moves the clock to `at`, ticking the gate at each of its deadlines on
     /// the way (each at its own instant, as a driver that sleeps until the
     /// deadline would). The clock never goes back.
@@ -156,25 +181,94 @@ impl Wire {
         assert!(at >= self.now, "the clock goes back");
         while let Some(due) = self.gate.poll_timeout().filter(|&t| t <= at) {
             self.now = due;
-            self.step(Event::Tick);
+            self.handle(Event::Tick);
         }
         self.now = at;
     }
 
+    // ---- events ------------------------------------------------------------
+
+    /// Reports `event` to the gate at the harness's clock, as a driver
+    /// would, then drains and checks. The event must fit what the harness
+    /// knows: a backlog never above what was sent, a connect answer only
+    /// after a request, bytes from the DBServer only on an up link, no
+    /// client read while reads are paused, no accept of a live handle.
+    /// The methods below are the same events, named for what the far end
+    /// did.
+    pub fn handle(&mut self, event: Event<'_>) {
+        match event {
+            Event::ClientAccepted { conn, .. } => {
+                assert!(!self.is_open(conn), "{conn:?} accepted while live");
+                self.clients.insert(conn, ClientEnd::default());
+                self.gate.handle(self.now, event);
+                // Read before the drain: a session closed at once had an id.
+                self.last_accepted = self.gate.session_id(conn);
+                if self.last_accepted.is_some() {
+                    if let Some(c) = self.clients.get_mut(&conn) {
+                        c.has_session = true;
+                        self.sessions += 1;
+                    }
+                }
+                return self.after_event();
+            }
+            Event::ClientBytes { conn, .. } => {
+                assert!(
+                    !self.paused || !self.is_open(conn),
+                    "{conn:?} read while client reads are paused"
+                );
+            }
+            Event::ClientClosed { conn } => {
+                self.forget(conn);
+            }
+            Event::ClientBacklog { conn, queued } => {
+                if let Some(c) = self.clients.get_mut(&conn) {
+                    assert!(
+                        queued <= c.unread,
+                        "{conn:?}: a backlog of {queued} after {} bytes sent",
+                        c.unread
+                    );
+                    if c.has_session {
+                        self.client_unread -= c.unread - queued;
+                    }
+                    c.unread = queued;
+                }
+            }
+            Event::UpstreamConnected | Event::UpstreamConnectFailed => {
+                assert_eq!(self.link, LinkEnd::Connecting, "no connect was asked for");
+                self.link = match event {
+                    Event::UpstreamConnected => LinkEnd::Up { unread: 0 },
+                    _ => LinkEnd::Idle,
+                };
+            }
+            Event::UpstreamBytes(_) => {
+                assert!(self.link_up(), "DBServer bytes without an up link");
+            }
+            Event::UpstreamClosed => {
+                assert_ne!(self.link, LinkEnd::Idle, "a close without a link");
+                self.link = LinkEnd::Idle;
+            }
+            Event::UpstreamBacklog { queued } => {
+                if let LinkEnd::Up { unread } = &mut self.link {
+                    assert!(
+                        queued <= *unread,
+                        "a link backlog of {queued} after {unread} bytes sent"
+                    );
+                    *unread = queued;
+                }
+            }
+            Event::Tick | Event::BlockListChanged(_) | Event::Shutdown => {}
+        }
+        self.gate.handle(self.now, event);
+        self.after_event();
+    }
+
     // ---- clients -----------------------------------------------------------
 
-    /// Client `conn` connects from `peer` to `local`. The handle must not be
-    /// live (the contract lets a driver reuse one only after its close).
-    pub fn accept(&mut self, conn: ConnId, peer: SocketAddr, local: SocketAddr) {
-        assert!(!self.is_open(conn), "{conn:?} accepted while live");
-        self.clients.insert(conn, ClientEnd::default());
-        self.gate
-            .handle(self.now, Event::ClientAccepted { conn, peer, local });
-        if let Some(c) = self.clients.get_mut(&conn) {
-            c.has_session = self.gate.session_id(conn).is_some();
-            self.sessions += usize::from(c.has_session);
-        }
-        self.after_event();
+    /// Client `conn` connects from `peer` to `local`. Returns the session
+    /// id the gate gave it, `None` if it was refused.
+    pub fn accept(&mut self, conn: ConnId, peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+        self.handle(Event::ClientAccepted { conn, peer, local });
+        self.last_accepted
     }
 
     /// Client `conn` writes `bytes`. While reads are paused they wait in
@@ -187,7 +281,7 @@ impl Wire {
         if self.paused || !c.held.is_empty() {
             c.held.push_back(bytes.to_vec());
         } else {
-            self.step(Event::ClientBytes { conn, bytes });
+            self.handle(Event::ClientBytes { conn, bytes });
         }
         true
     }
@@ -195,17 +289,14 @@ impl Wire {
     /// Client `conn` reads `n` of its unread bytes (at most what it has);
     /// the gate hears the new backlog. Returns the bytes read.
     pub fn client_read(&mut self, conn: ConnId, n: usize) -> usize {
-        let Some(c) = self.clients.get_mut(&conn) else {
-            return 0;
-        };
-        let n = n.min(c.unread);
-        if n == 0 {
-            return 0;
+        let unread = self.unread(conn);
+        let n = n.min(unread);
+        if n > 0 {
+            self.handle(Event::ClientBacklog {
+                conn,
+                queued: unread - n,
+            });
         }
-        c.unread -= n;
-        self.client_unread -= n;
-        let queued = c.unread;
-        self.step(Event::ClientBacklog { conn, queued });
         n
     }
 
@@ -216,8 +307,8 @@ impl Wire {
 
     /// Client `conn` closes its socket (nothing happens if it is closed).
     pub fn client_close(&mut self, conn: ConnId) {
-        if self.forget(conn) {
-            self.step(Event::ClientClosed { conn });
+        if self.is_open(conn) {
+            self.handle(Event::ClientClosed { conn });
         }
     }
 
@@ -225,16 +316,12 @@ impl Wire {
 
     /// The connect the gate asked for succeeded.
     pub fn link_connected(&mut self) {
-        assert_eq!(self.link, LinkEnd::Connecting, "no connect was asked for");
-        self.link = LinkEnd::Up { unread: 0 };
-        self.step(Event::UpstreamConnected);
+        self.handle(Event::UpstreamConnected);
     }
 
     /// The connect the gate asked for failed.
     pub fn link_failed(&mut self) {
-        assert_eq!(self.link, LinkEnd::Connecting, "no connect was asked for");
-        self.link = LinkEnd::Idle;
-        self.step(Event::UpstreamConnectFailed);
+        self.handle(Event::UpstreamConnectFailed);
     }
 
     /// The DBServer writes `bytes`; false (and nothing happens) without an
@@ -243,23 +330,18 @@ impl Wire {
         if !self.link_up() {
             return false;
         }
-        self.step(Event::UpstreamBytes(bytes));
+        self.handle(Event::UpstreamBytes(bytes));
         true
     }
 
     /// The DBServer reads `n` of its unread bytes (at most what it has); the
     /// gate hears the new backlog. Returns the bytes read.
     pub fn db_read(&mut self, n: usize) -> usize {
-        let LinkEnd::Up { unread } = &mut self.link else {
-            return 0;
-        };
-        let n = n.min(*unread);
-        if n == 0 {
-            return 0;
+        let unread = self.db_unread();
+        let n = n.min(unread);
+        if n > 0 {
+            self.handle(Event::UpstreamBacklog { queued: unread - n });
         }
-        *unread -= n;
-        let queued = *unread;
-        self.step(Event::UpstreamBacklog { queued });
         n
     }
 
@@ -268,13 +350,11 @@ impl Wire {
         self.db_read(usize::MAX)
     }
 
-    /// The DBServer closes the link (nothing happens without one).
+    /// The DBServer closes the link, or refuses the connect in progress
+    /// (nothing happens without either).
     pub fn db_close(&mut self) {
         match self.link {
-            LinkEnd::Up { .. } => {
-                self.link = LinkEnd::Idle;
-                self.step(Event::UpstreamClosed);
-            }
+            LinkEnd::Up { .. } => self.handle(Event::UpstreamClosed),
             LinkEnd::Connecting => self.link_failed(),
             LinkEnd::Idle => {}
         }
@@ -284,22 +364,15 @@ impl Wire {
 
     /// The operator asks the gate to stop.
     pub fn shutdown(&mut self) {
-        self.step(Event::Shutdown);
+        self.handle(Event::Shutdown);
     }
 
     /// The operator's block list changed.
-    pub fn set_block_list(&mut self, list: BlockList) {
-        self.gate.set_block_list(list);
-        self.after_event();
+    pub fn set_block_list(&mut self, list: &BlockList) {
+        self.handle(Event::BlockListChanged(list));
     }
 
     // ---- the contract ------------------------------------------------------
-
-    /// Reports one event, then drains and checks.
-    fn step(&mut self, event: Event<'_>) {
-        self.gate.handle(self.now, event);
-        self.after_event();
-    }
 
     fn after_event(&mut self) {
         self.drain();
@@ -311,48 +384,29 @@ impl Wire {
     fn drain(&mut self) {
         while let Some(action) = self.gate.poll_action() {
             self.check_action(&action);
-            match action {
+            match &action {
                 Action::SendToClient { conn, bytes } => {
-                    if let Some(c) = self.clients.get_mut(&conn) {
+                    if let Some(c) = self.clients.get_mut(conn) {
                         c.unread += bytes.len();
                         self.client_unread += bytes.len();
-                        self.touched.push(conn);
+                        self.touched.push(*conn);
                     }
-                    self.outputs.push_back(Output::ToClient { conn, bytes });
                 }
                 Action::SendUpstream(bytes) => {
                     if let LinkEnd::Up { unread } = &mut self.link {
                         *unread += bytes.len();
                     }
-                    self.outputs.push_back(Output::ToDb(bytes));
                 }
-                Action::CloseClient {
-                    conn,
-                    reason,
-                    flush,
-                } => {
-                    self.forget(conn);
-                    self.outputs.push_back(Output::ClientClosed {
-                        conn,
-                        reason,
-                        flush,
-                    });
+                Action::CloseClient { conn, .. } => {
+                    self.forget(*conn);
                 }
-                Action::ConnectUpstream => {
-                    self.link = LinkEnd::Connecting;
-                    self.outputs.push_back(Output::ConnectRequested);
-                }
-                Action::CloseUpstream => {
-                    self.link = LinkEnd::Idle;
-                    self.outputs.push_back(Output::LinkClosed);
-                }
+                Action::ConnectUpstream => self.link = LinkEnd::Connecting,
+                Action::CloseUpstream => self.link = LinkEnd::Idle,
                 Action::PauseClientReads => self.paused = true,
                 Action::ResumeClientReads => self.paused = false,
-                Action::Stopped => {
-                    self.stopped = true;
-                    self.outputs.push_back(Output::Stopped);
-                }
+                Action::Stopped => self.stopped = true,
             }
+            self.done.push_back(action);
         }
     }
 

@@ -12,8 +12,8 @@ use selgate_core::peers::{
     Bot, BotAction, BotConfig, BotEvent, CharSpec, DbAction, DbEvent, LinkId, Outcome, Pace, RefDb,
     RefDbConfig, Step,
 };
-use selgate_core::{CloseReason, Config, ConnId, Dialect, DropReason};
-use selgate_harness::{Output, Wire};
+use selgate_core::{Action, CloseReason, Config, ConnId, Dialect, DropReason};
+use selgate_harness::Wire;
 
 /// The one DBServer link of the gate.
 const LINK: LinkId = LinkId(1);
@@ -159,7 +159,7 @@ impl Sim {
     fn pump(&mut self) {
         loop {
             let mut moved = false;
-            while let Some(o) = self.wire.poll_output() {
+            while let Some(o) = self.wire.poll_done() {
                 moved = true;
                 self.on_gate(o);
             }
@@ -188,10 +188,10 @@ impl Sim {
         }
     }
 
-    fn on_gate(&mut self, o: Output) {
+    fn on_gate(&mut self, o: Action) {
         let now = self.now();
         match o {
-            Output::ToClient { conn, bytes } => {
+            Action::SendToClient { conn, bytes } => {
                 let i = conn.0 as usize;
                 let c = &mut self.clients[i];
                 if c.bot.reading() {
@@ -202,11 +202,11 @@ impl Sim {
                     c.backlog += bytes.len();
                 }
             }
-            Output::ToDb(bytes) => {
+            Action::SendUpstream(bytes) => {
                 self.db.handle(now, DbEvent::LinkBytes(LINK, &bytes));
                 self.wire.db_read(bytes.len());
             }
-            Output::ClientClosed { conn, .. } => {
+            Action::CloseClient { conn, .. } => {
                 let i = conn.0 as usize;
                 let c = &mut self.clients[i];
                 if !c.closed {
@@ -215,12 +215,12 @@ impl Sim {
                     self.dirty.push(i);
                 }
             }
-            Output::ConnectRequested => {
+            Action::ConnectUpstream => {
                 self.db.handle(now, DbEvent::LinkOpened(LINK));
                 self.wire.link_connected();
             }
-            Output::LinkClosed => self.db.handle(now, DbEvent::LinkClosed(LINK)),
-            Output::Stopped => {}
+            Action::CloseUpstream => self.db.handle(now, DbEvent::LinkClosed(LINK)),
+            Action::PauseClientReads | Action::ResumeClientReads | Action::Stopped => {}
         }
     }
 

@@ -13,9 +13,11 @@
 //! item is one *step*; a run that takes more than
 //! [`SimOptions::step_cap`] steps fails as a livelock.
 //!
-//! The gate is driven exactly as its drain contract asks: one `handle`,
-//! drain every action, report the backlogs the actions changed, then ask
-//! for the deadline. After every such step the invariants are checked (see
+//! The gate is driven through the one in-memory driver of its drain
+//! contract, [`selgate_harness::Wire`]: one event, every action drained and
+//! the contract checked (a breach panics, and the run fails with the seed),
+//! then the backlogs the actions changed are reported. After every such
+//! step the simulator's own invariants are checked too (see
 //! [`SimError::Invariant`]):
 //!
 //! * no misrouting: bytes the DBServer sent for session `X` reach only the
@@ -51,6 +53,7 @@ use selgate_core::peers::{
     Bot, BotAction, BotEvent, DbAction, DbEvent, LinkId, Outcome, RefDb, RefDbConfig,
 };
 use selgate_core::{Action, Config, ConnId, Dialect, Event, Gate, Stats};
+use selgate_harness::Wire;
 use selgate_pcap::Direction;
 
 use crate::text::offset;
@@ -214,7 +217,6 @@ struct Client {
     bot_sending: bool,
     to_gate: Pipe,
     to_bot: Pipe,
-    reported_backlog: usize,
     outcome: Option<Outcome>,
 }
 
@@ -224,7 +226,6 @@ struct Link {
     to_gate: Pipe,
     db_open: bool,
     gate_open: bool,
-    reported_backlog: usize,
 }
 
 /// Counters at the moment client reads were paused, to bound the upstream
@@ -244,7 +245,8 @@ pub struct Sim {
     start: Instant,
     now: Instant,
     net: Net,
-    gate: Gate,
+    /// The gate, driven through the harness (which keeps the clock too).
+    wire: Wire,
     db: RefDb,
     clients: Vec<Client>,
     links: BTreeMap<LinkId, Link>,
@@ -280,7 +282,7 @@ impl Sim {
         let start = Instant::now();
         let gate_seed = SimRng::derive(opts.seed, 1).next_u64();
         let db_seed = SimRng::derive(opts.seed, 2).next_u64();
-        let gate = Gate::new(opts.gate.clone(), start, gate_seed).map_err(|e| SimError::Setup {
+        let wire = Wire::new(opts.gate.clone(), start, gate_seed).map_err(|e| SimError::Setup {
             seed: opts.seed,
             what: e.to_string(),
         })?;
@@ -304,7 +306,7 @@ impl Sim {
             start,
             now: start,
             net,
-            gate,
+            wire,
             db,
             clients: Vec::new(),
             links: BTreeMap::new(),
@@ -355,12 +357,12 @@ impl Sim {
 
     /// The gate core.
     pub fn gate(&self) -> &Gate {
-        &self.gate
+        self.wire.gate()
     }
 
     /// The gate's counters.
     pub fn gate_stats(&self) -> &Stats {
-        self.gate.stats()
+        self.wire.gate().stats()
     }
 
     /// The reference DBServer.
@@ -428,7 +430,6 @@ impl Sim {
             bot_sending: false,
             to_gate: Pipe::new(arrive),
             to_bot: Pipe::new(arrive),
-            reported_backlog: 0,
             outcome: None,
         });
         conn
@@ -469,7 +470,7 @@ impl Sim {
 
     /// The gate session id of a connection, while the gate has it.
     pub fn session_of(&self, conn: ConnId) -> Option<u32> {
-        self.gate.session_id(conn)
+        self.wire.gate().session_id(conn)
     }
 
     /// Adds a line to the transcript (what a scenario did, and why).
@@ -526,9 +527,9 @@ impl Sim {
         loop {
             self.settle()?;
             match self.next_deadline() {
-                Some(t) if t <= target => self.now = self.now.max(t),
+                Some(t) if t <= target => self.set_now(t),
                 _ => {
-                    self.now = self.now.max(target);
+                    self.set_now(target);
                     return self.settle();
                 }
             }
@@ -550,7 +551,7 @@ impl Sim {
                     waiting: self.waiting(),
                 });
             };
-            self.now = self.now.max(next);
+            self.set_now(next);
             self.check_time()?;
         }
     }
@@ -570,6 +571,12 @@ impl Sim {
         self.clients.iter().all(|c| {
             c.arrived && c.outcome.is_some() && !c.gate_open && c.to_gate.next_due().is_none()
         })
+    }
+
+    /// Moves the virtual clock forward (never back), the harness's with it.
+    fn set_now(&mut self, t: Instant) {
+        self.now = self.now.max(t);
+        self.wire.set_clock(self.now);
     }
 
     fn check_time(&self) -> Result<(), SimError> {
@@ -603,8 +610,8 @@ impl Sim {
                 .iter()
                 .filter(|c| c.outcome.is_none() || c.gate_open)
                 .count(),
-            self.gate.sessions(),
-            self.gate.link_state()
+            self.wire.gate().sessions(),
+            self.wire.gate().link_state()
         )
     }
 
@@ -616,7 +623,7 @@ impl Sim {
                 t = Some(t.map_or(x, |t| t.min(x)));
             }
         };
-        consider(self.gate.poll_timeout());
+        consider(self.wire.gate().poll_timeout());
         consider(self.db.poll_timeout());
         consider(self.connecting);
         consider(self.scheduled.first().map(|s| s.0));
@@ -646,8 +653,23 @@ impl Sim {
         t
     }
 
-    /// Handles everything due at `now`, one step at a time.
+    /// Handles everything due at `now`, one step at a time. A breach of the
+    /// drain contract, which the harness reports by panicking, fails the
+    /// run with its seed like any other broken invariant.
     fn settle(&mut self) -> Result<(), SimError> {
+        let stepped =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.settle_steps()));
+        stepped.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the harness panicked".to_string());
+            Err(self.invariant(format!("drain contract: {what}")))
+        })
+    }
+
+    fn settle_steps(&mut self) -> Result<(), SimError> {
         while self.step_once()? {
             self.steps += 1;
             if self.steps > self.opts.step_cap {
@@ -665,7 +687,7 @@ impl Sim {
     fn step_once(&mut self) -> Result<bool, SimError> {
         let now = self.now;
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-        if due(self.gate.poll_timeout()) {
+        if due(self.wire.gate().poll_timeout()) {
             self.gate_event(Event::Tick)?;
             return Ok(true);
         }
@@ -870,9 +892,9 @@ impl Sim {
         if let Some(t) = &mut self.transcript {
             t.event(now, &ev);
         }
-        self.gate.handle(now, ev);
-        // Read the id before draining: a refusal closes it in the drain.
-        self.routes.accepted(conn, self.gate.session_id(conn));
+        // The id as the gate gave it: a refusal closes it in the drain.
+        let id = self.wire.accept(conn, peer, local);
+        self.routes.accepted(conn, id);
         self.drain_gate()?;
         self.check_invariants()?;
         self.bot_event(i, BotEvent::Connected)
@@ -935,7 +957,6 @@ impl Sim {
                 to_gate: Pipe::new(now),
                 db_open: true,
                 gate_open: true,
-                reported_backlog: 0,
             },
         );
         self.current = Some(id);
@@ -950,35 +971,31 @@ impl Sim {
 
     // ---- the parties -----------------------------------------------------
 
-    /// One gate step: record, handle, drain, report backlogs, check.
+    /// One gate step: record, handle (the harness drains and checks), carry
+    /// out, report backlogs, check.
     fn gate_event(&mut self, ev: Event<'_>) -> Result<(), SimError> {
         if let Some(t) = &mut self.transcript {
             t.event(self.now, &ev);
         }
-        self.gate.handle(self.now, ev);
+        self.wire.handle(ev);
         self.drain_gate()?;
         self.report_backlogs()?;
         self.check_invariants()
     }
 
-    /// Reports the backlogs that changed, as the drain contract asks.
+    /// Reports the backlogs that went down, as the drain contract asks:
+    /// what a pipe holds is what its socket has not taken. (A rise needs no
+    /// report: the gate counts what it sent as queued.)
     fn report_backlogs(&mut self) -> Result<(), SimError> {
         loop {
             if std::mem::take(&mut self.upstream_dirty) {
                 let q = self
                     .current
-                    .and_then(|id| self.links.get_mut(&id))
+                    .and_then(|id| self.links.get(&id))
                     .filter(|l| l.gate_open)
-                    .and_then(|l| {
-                        let q = l.to_db.queued();
-                        (q != l.reported_backlog).then(|| {
-                            l.reported_backlog = q;
-                            q
-                        })
-                    });
-                if let Some(queued) = q {
-                    self.gate
-                        .handle(self.now, Event::UpstreamBacklog { queued });
+                    .map(|l| l.to_db.queued());
+                if let Some(queued) = q.filter(|&q| q < self.wire.db_unread()) {
+                    self.wire.handle(Event::UpstreamBacklog { queued });
                     self.drain_gate()?;
                 }
                 continue;
@@ -986,20 +1003,18 @@ impl Sim {
             let Some(i) = self.backlog_dirty.pop_first() else {
                 return Ok(());
             };
-            let c = &mut self.clients[i];
-            let q = c.to_bot.queued();
-            if c.gate_open && q != c.reported_backlog {
-                c.reported_backlog = q;
-                let conn = c.conn;
-                self.gate
-                    .handle(self.now, Event::ClientBacklog { conn, queued: q });
+            let c = &self.clients[i];
+            let (conn, queued) = (c.conn, c.to_bot.queued());
+            if c.gate_open && queued < self.wire.unread(conn) {
+                self.wire.handle(Event::ClientBacklog { conn, queued });
                 self.drain_gate()?;
             }
         }
     }
 
+    /// Carries out, on the pipes, the actions the harness drained.
     fn drain_gate(&mut self) -> Result<(), SimError> {
-        while let Some(a) = self.gate.poll_action() {
+        while let Some(a) = self.wire.poll_done() {
             if let Some(t) = &mut self.transcript {
                 t.action(self.now, &a);
             }
@@ -1096,9 +1111,10 @@ impl Sim {
                 }
             }
             Action::PauseClientReads => {
-                let s = self.gate.stats();
+                let g = self.wire.gate();
+                let s = g.stats();
                 self.reads_paused = Some(PauseMark {
-                    live: self.gate.sessions(),
+                    live: g.sessions(),
                     accepted: s.accepted,
                     closes: s.closes.iter().sum(),
                     keepalives: s.keepalives_sent,
@@ -1168,7 +1184,7 @@ impl Sim {
 
     fn check_invariants(&self) -> Result<(), SimError> {
         let now = self.now;
-        if let Some(t) = self.gate.poll_timeout() {
+        if let Some(t) = self.wire.gate().poll_timeout() {
             if t <= now {
                 return Err(self.invariant(format!(
                     "the gate's deadline {} is not after now",
@@ -1182,7 +1198,7 @@ impl Sim {
                 self.db.violations().iter().take(3).collect::<Vec<_>>()
             )));
         }
-        let cfg = self.gate.config();
+        let cfg = self.wire.gate().config();
         let client_cap = cfg.client_queue_cap + cfg.max_upstream_frame_len;
         for c in &self.clients {
             if c.gate_open && c.to_bot.queued() > client_cap {
@@ -1194,7 +1210,7 @@ impl Sim {
                 )));
             }
         }
-        let up = self.gate.upstream_queued();
+        let up = self.wire.gate().upstream_queued();
         let bound = self.upstream_bound();
         if up > bound {
             return Err(self.invariant(format!(
@@ -1213,11 +1229,11 @@ impl Sim {
     /// close per session that existed meanwhile (with what a held session
     /// kept, under the hold policy) and the keepalives sent.
     fn upstream_bound(&self) -> usize {
-        let cfg = self.gate.config();
+        let cfg = self.wire.gate().config();
         let Some(m) = self.reads_paused else {
             return cfg.upstream_high_watermark;
         };
-        let s = self.gate.stats();
+        let s = self.wire.gate().stats();
         let sessions = m.live as u64
             + s.accepted.saturating_sub(m.accepted)
             + s.closes.iter().sum::<u64>().saturating_sub(m.closes);
