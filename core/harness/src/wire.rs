@@ -167,7 +167,7 @@ impl Wire {
 
     /// Ticks the gate if its deadline has come; false if it has not.
     pub fn tick(&mut self) -> bool {
-        if !self.gate.poll_timeout().is_some_and(|t| t <= self.now) {
+        if self.gate.poll_timeout().is_none_or(|t| t > self.now) {
             return false;
         }
         self.handle(Event::Tick);
