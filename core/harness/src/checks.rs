@@ -175,4 +175,26 @@ mod tests {
         }
         w.check();
     }
+
+    #[test]
+    #[should_panic(expected = "a backlog of 5 after 0 bytes sent")]
+    fn a_driver_cannot_report_more_than_was_sent() {
+        let mut w = wire();
+        w.link_connected();
+        let peer = "10.0.0.1:4000".parse().expect("addr");
+        let local = "127.0.0.1:7100".parse().expect("addr");
+        w.accept(ConnId(1), peer, local);
+        w.handle(selgate_core::Event::ClientBacklog {
+            conn: ConnId(1),
+            queued: 5,
+        });
+    }
+
+    #[test]
+    #[should_panic(expected = "no connect was asked for")]
+    fn a_connect_answer_needs_a_request() {
+        let mut w = wire();
+        w.link_connected();
+        w.link_connected();
+    }
 }
