@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::io::{self, IsTerminal, Read, Write as _};
+use std::io::{self, IsTerminal, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -20,12 +20,13 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use selgate::peer_bots::{connect_from, SourceIps};
+use selgate::peer_bots::SourceIps;
 use selgate::write_queue::{Flush, WriteQueue};
 use selgate_core::codec::{client_frame, ids, HeaderLayout, Message, MsgHeader};
 
 use super::reflector::reply_for;
 use super::{LoadArgs, LoadMode};
+use crate::net::{self, Burst};
 use crate::procstat::{self, metric_sum, scrape_metrics, ProcSample};
 
 /// Connects in progress at once: enough to fill thousands of sessions in
@@ -463,12 +464,14 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
                 break;
             };
             let attempts = sessions[i].as_ref().map_or(0, |s| s.attempts) + 1;
-            let src = sources.for_bot(i).map(|ip| match (ip, args.target.ip()) {
+            // PerBot names an address for every session.
+            let ip = sources.for_bot(i).unwrap_or(IpAddr::V4(args.source_base));
+            let src = match (ip, args.target.ip()) {
                 // An IPv6 target cannot be reached from a 127.x source.
                 (IpAddr::V4(_), IpAddr::V6(_)) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
                 (ip, _) => ip,
-            });
-            match connect_from(args.target, src) {
+            };
+            match net::connect_from(src, args.target, false) {
                 Ok(mut stream) => {
                     poll.registry().register(
                         &mut stream,
@@ -501,7 +504,7 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
                     return Err(io::Error::new(
                         e.kind(),
                         format!(
-                            "session {i} could not connect to {} from {src:?}: {e}",
+                            "session {i} could not connect to {} from {src}: {e}",
                             args.target
                         ),
                     ))
@@ -672,10 +675,8 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
         } else {
             Duration::ZERO
         };
-        match poll.poll(&mut events, Some(timeout)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        if !net::poll(&mut poll, &mut events, Some(timeout))? {
+            continue;
         }
         let now = Instant::now();
         for ev in events.iter() {
@@ -688,11 +689,11 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
                     continue;
                 }
                 connecting = connecting.saturating_sub(1);
-                let ok = matches!(s.stream.take_error(), Ok(None)) && s.stream.peer_addr().is_ok();
-                if ok {
+                // Writable or failed: anything but connected now is a
+                // failed attempt.
+                if matches!(net::connect_state(&s.stream), Ok(true)) {
                     s.connected = true;
                     s.writable = true;
-                    let _ = s.stream.set_nodelay(true);
                     connected += 1;
                     if run.phase != Phase::Connecting && args.mode != LoadMode::Open {
                         s.to_send = 1;
@@ -824,47 +825,42 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
     })
 }
 
-/// Reads what a session has and matches replies to requests. Returns the
-/// number of replies.
+/// Reads what a session has (a bounded amount, see [`net::read_burst`])
+/// and matches replies to requests. Returns the number of replies.
 fn read_session(s: &mut Session, buf: &mut [u8], run: &mut Run, now: Instant) -> u32 {
     let mut replies = 0;
-    let mut total = 0;
-    while total < 4 * buf.len() {
-        match s.stream.read(buf) {
-            Ok(0) => {
-                s.dead = true;
-                s.readable = false;
-                return replies;
-            }
-            Ok(n) => {
-                total += n;
-                replies += take_replies(s, &buf[..n], run, now);
-                if cfg!(target_os = "linux") && n < buf.len() && !s.hup {
-                    // Edge-triggered: a short read emptied the socket and
-                    // later data raises a new event, so skip the read that
-                    // would only say WouldBlock (one syscall less per round
-                    // trip on the load core).
-                    s.readable = false;
-                    return replies;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                s.readable = false;
-                return replies;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                s.dead = true;
-                s.readable = false;
-                return replies;
-            }
+    let Session {
+        stream,
+        partial,
+        in_flight,
+        hup,
+        ..
+    } = s;
+    let burst = net::read_burst(stream, buf, *hup, |data| {
+        replies += take_replies(partial, in_flight, data, run, now);
+        true
+    });
+    match burst {
+        Burst::More => {}
+        Burst::Drained => s.readable = false,
+        Burst::Closed => {
+            s.dead = true;
+            s.readable = false;
         }
     }
     replies
 }
 
-fn take_replies(s: &mut Session, input: &[u8], run: &mut Run, now: Instant) -> u32 {
-    let mut carried = std::mem::take(&mut s.partial);
+/// Splits replies off `input` (after the `partial` one carried over) and
+/// times each against the oldest request in flight.
+fn take_replies(
+    partial: &mut Vec<u8>,
+    in_flight: &mut VecDeque<Instant>,
+    input: &[u8],
+    run: &mut Run,
+    now: Instant,
+) -> u32 {
+    let mut carried = std::mem::take(partial);
     let data: &[u8] = if carried.is_empty() {
         input
     } else {
@@ -880,7 +876,7 @@ fn take_replies(s: &mut Session, input: &[u8], run: &mut Run, now: Instant) -> u
         if reply != run.expected.as_slice() {
             run.bad_replies += 1;
         }
-        let sent = s.in_flight.pop_front();
+        let sent = in_flight.pop_front();
         if run.phase == Phase::Window && run.window_end.is_some_and(|t| now < t) {
             run.round_trips += 1;
             if let Some(t) = sent {
@@ -894,7 +890,7 @@ fn take_replies(s: &mut Session, input: &[u8], run: &mut Run, now: Instant) -> u
         // Not a reply stream at all; count it and drop it.
         run.bad_replies += 1;
     } else {
-        s.partial = rest.to_vec();
+        *partial = rest.to_vec();
     }
     n
 }

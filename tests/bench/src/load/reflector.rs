@@ -7,7 +7,7 @@
 //! DBServer face answers a whole batch of sessions with one write, as a
 //! real DBServer would.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use selgate_core::Dialect;
 use slab::Slab;
 
 use super::ReflectorArgs;
+use crate::net::{self, Burst};
 
 const CLIENT_LISTENER: Token = Token(0);
 const DB_LISTENER: Token = Token(1);
@@ -141,10 +142,8 @@ pub fn run(args: &ReflectorArgs) -> io::Result<ReflectorStats> {
         } else {
             Duration::ZERO
         };
-        match poll.poll(&mut events, Some(timeout)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        if !net::poll(&mut poll, &mut events, Some(timeout))? {
+            continue;
         }
         let mut stop = false;
         for ev in events.iter() {
@@ -314,54 +313,46 @@ fn accept_all(
     }
 }
 
-/// Reads what one connection has (a bounded amount) and appends replies.
+/// Reads what one connection has (a bounded amount, see
+/// [`net::read_burst`]) and appends replies.
 fn read_conn(c: &mut Conn, buf: &mut [u8], dialect: Dialect, stats: &mut ReflectorStats) {
-    let mut total = 0;
-    while total < 4 * READ_BUF {
-        match c.stream.read(buf) {
-            Ok(0) => {
-                c.dead = true;
-                c.readable = false;
-                return;
-            }
-            Ok(n) => {
-                total += n;
-                if !consume(c, &buf[..n], dialect, stats) {
-                    c.dead = true;
-                    return;
-                }
-                if cfg!(target_os = "linux") && n < buf.len() && !c.hup {
-                    // A short read emptied the socket; with edge-triggered
-                    // readiness any later data raises a new event, so the
-                    // extra read that would return WouldBlock is skipped
-                    // (this process shares the load core: every syscall
-                    // saved here is load the gate under test can get).
-                    c.readable = false;
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                c.readable = false;
-                return;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                c.dead = true;
-                c.readable = false;
-                return;
-            }
+    let Conn {
+        stream,
+        face,
+        partial,
+        pending,
+        hup,
+        ..
+    } = c;
+    let burst = net::read_burst(stream, buf, *hup, |data| {
+        consume(*face, partial, pending, data, dialect, stats)
+    });
+    match burst {
+        Burst::More => {}
+        Burst::Drained => c.readable = false,
+        Burst::Closed => {
+            c.dead = true;
+            c.readable = false;
         }
     }
 }
 
-/// Splits `input` (after any carried-over partial frame) into frames and
-/// answers them. False when the peer sent a frame longer than the cap.
-fn consume(c: &mut Conn, input: &[u8], dialect: Dialect, stats: &mut ReflectorStats) -> bool {
-    let (open, close) = match c.face {
+/// Splits `input` (after the `partial` frame carried over) into frames and
+/// appends their answers to `pending`. False when the peer sent a frame
+/// longer than the cap.
+fn consume(
+    face: Face,
+    partial: &mut Vec<u8>,
+    pending: &mut Vec<u8>,
+    input: &[u8],
+    dialect: Dialect,
+    stats: &mut ReflectorStats,
+) -> bool {
+    let (open, close) = match face {
         Face::Client => (b'#', b'!'),
         Face::Db => (b'%', b'$'),
     };
-    let mut carried = std::mem::take(&mut c.partial);
+    let mut carried = std::mem::take(partial);
     let data: &[u8] = if carried.is_empty() {
         input
     } else {
@@ -376,20 +367,18 @@ fn consume(c: &mut Conn, input: &[u8], dialect: Dialect, stats: &mut ReflectorSt
             if rest.len() > MAX_FRAME {
                 return false;
             }
-            c.partial = rest.to_vec();
+            *partial = rest.to_vec();
             return true;
         };
         let frame = &rest[start..=start + len];
-        match c.face {
+        match face {
             Face::Client => {
                 for part in reply_for(frame) {
-                    c.pending.extend_from_slice(part);
+                    pending.extend_from_slice(part);
                 }
                 stats.replies += 1;
             }
-            Face::Db => {
-                answer_gate_frame(&mut c.pending, &frame[1..frame.len() - 1], dialect, stats)
-            }
+            Face::Db => answer_gate_frame(pending, &frame[1..frame.len() - 1], dialect, stats),
         }
         rest = &rest[start + len + 1..];
     }

@@ -15,7 +15,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::addrs;
 use super::frames::{self, Rng};
-use super::sock;
+use crate::net;
 
 /// One attack of the siege.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -312,10 +312,8 @@ impl Attackers<'_> {
                 // The spray's pace: look again within a millisecond.
                 wait = wait.min(Duration::from_millis(1));
             }
-            match self.poll.poll(&mut events, Some(wait)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            if !net::poll(&mut self.poll, &mut events, Some(wait))? {
+                continue;
             }
             let now = Instant::now();
             for ev in events.iter() {
@@ -360,7 +358,7 @@ impl Attackers<'_> {
         slot.generation += 1;
         slot.sent = 0;
         slot.since = now;
-        let result = sock::connect_from(slot.source, self.target, freebind).and_then(|mut s| {
+        let result = net::connect_from(slot.source, self.target, freebind).and_then(|mut s| {
             self.poll
                 .registry()
                 .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)
@@ -420,7 +418,7 @@ impl Attackers<'_> {
             return; // an event of a connection closed earlier this turn
         };
         match slot.phase {
-            Phase::Connecting => match sock::connect_state(stream) {
+            Phase::Connecting => match net::connect_state(stream) {
                 Ok(false) => {}
                 Ok(true) => {
                     self.report.connected += 1;

@@ -10,4 +10,3 @@ pub mod players;
 pub mod probe;
 pub mod record;
 pub mod report;
-mod sock;

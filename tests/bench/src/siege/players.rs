@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::addrs;
 use super::frames::{query, ReplyWatch};
-use super::sock;
+use crate::net;
 
 /// What the players do.
 #[derive(Debug, Clone)]
@@ -184,7 +184,9 @@ pub fn run(plan: &PlayerPlan) -> io::Result<PlayerReport> {
         if next_start < plan.end {
             wait = wait.min(next_start.saturating_duration_since(now));
         }
-        poll.poll(&mut events, Some(wait))?;
+        if !net::poll(&mut poll, &mut events, Some(wait))? {
+            continue;
+        }
         let now = Instant::now();
         for ev in events.iter() {
             let i = ev.token().0;
@@ -223,7 +225,7 @@ fn start_player(
     free: &mut Vec<usize>,
 ) -> io::Result<()> {
     let started = Instant::now();
-    let mut stream = sock::connect_from(source, target, false)?;
+    let mut stream = net::connect_from(source, target, false)?;
     let i = free.pop().unwrap_or_else(|| {
         slots.push(None);
         slots.len() - 1
@@ -250,7 +252,7 @@ fn start_player(
 /// its time to the reply or why it failed.
 fn step(p: &mut Player, now: Instant, buf: &mut [u8]) -> Option<Result<Duration, Failure>> {
     if !p.connected {
-        match sock::connect_state(&p.stream) {
+        match net::connect_state(&p.stream) {
             Ok(false) => return None,
             Ok(true) => {
                 p.connected = true;
