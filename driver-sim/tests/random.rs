@@ -6,8 +6,10 @@
 //! invariants after every step; after each run every session must be closed
 //! and the DBServer must have seen no protocol error.
 //!
-//! `SELGATE_SIM_SEEDS=N` runs seeds 0..N (default 1024); `SELGATE_SEED=S`
-//! runs seed S alone, to repeat a failure. The failing seed is printed.
+//! `SGSIM_SEEDS=N` runs seeds 0..N (default 1024); `SGSIM_SEED=S` runs
+//! seed S alone, to repeat a failure. The failing seed is printed. (Not
+//! `SELGATE_...`: every `SELGATE_` variable is a setting of the gate, which
+//! refuses to start on one it does not know.)
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,10 @@ use selgate_sim::sim::{parse_seed, Sim, SimOptions, SEED_ENV};
 
 /// Seeds run by default (CI).
 const DEFAULT_SEEDS: u64 = 1024;
+/// The variable that sets how many seeds run.
+const SEEDS_ENV: &str = "SGSIM_SEEDS";
+/// Its name until the gate's `SELGATE_` prefix was left to the gate.
+const OLD_SEEDS_ENV: &str = "SELGATE_SIM_SEEDS";
 /// Most bots in one run.
 const MAX_BOTS: u64 = 40;
 /// Steps one run may take before it counts as livelocked.
@@ -29,12 +35,18 @@ fn seeds() -> Vec<u64> {
         let seed = parse_seed(&s).unwrap_or_else(|| panic!("{SEED_ENV}={s:?} is not a u64"));
         return vec![seed];
     }
-    let n = std::env::var("SELGATE_SIM_SEEDS")
+    // The old name would now be ignored and run the default count
+    // silently; say so instead.
+    assert!(
+        std::env::var_os(OLD_SEEDS_ENV).is_none(),
+        "{OLD_SEEDS_ENV} is now {SEEDS_ENV}"
+    );
+    let n = std::env::var(SEEDS_ENV)
         .ok()
         .map(|v| {
             v.trim()
                 .parse()
-                .unwrap_or_else(|_| panic!("SELGATE_SIM_SEEDS={v:?} is not a count"))
+                .unwrap_or_else(|_| panic!("{SEEDS_ENV}={v:?} is not a count"))
         })
         .unwrap_or(DEFAULT_SEEDS);
     (0..n).collect()

@@ -65,8 +65,9 @@ use rng::SimRng;
 use routes::RouteCheck;
 
 /// The environment variable that picks the seed of a run (printed on
-/// failure so the run can be repeated).
-pub const SEED_ENV: &str = "SELGATE_SEED";
+/// failure so the run can be repeated). Not `SELGATE_`: that prefix is the
+/// gate's, and `SELGATE_SEED` is its own seed setting.
+pub const SEED_ENV: &str = "SGSIM_SEED";
 
 /// The address clients connect to.
 pub const GATE_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7100);

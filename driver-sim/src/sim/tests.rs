@@ -95,7 +95,7 @@ fn the_step_cap_stops_a_run() {
     sim.add_client(Duration::from_millis(10), normal(1, 0));
     let err = sim.run_to_end().expect_err("capped");
     assert!(matches!(err, SimError::StepCap { cap: 5, .. }), "{err}");
-    assert!(err.to_string().contains("SELGATE_SEED=1"), "{err}");
+    assert!(err.to_string().contains("SGSIM_SEED=1"), "{err}");
 }
 
 #[test]
