@@ -18,11 +18,19 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use selgate_core::{BlockList, Dialect};
+use selgate_core::split::Splitter;
+use selgate_core::upstream::classify;
+use selgate_core::{BlockList, Config};
 use selgate_pcap::{build_frame, OutputLink, PcapngWriter, TcpFlags, TcpPacket};
 
 /// Largest payload per synthesized segment (an Ethernet MSS).
 const MSS: usize = 1460;
+
+/// What a gate-to-DBServer frame holds besides one client frame: the letter,
+/// an id of at most 10 digits and the `/` of a data frame, or the two
+/// addresses of an open frame (docs/PROTOCOL.md §3.1), with room to spare.
+/// It bounds the recorder's buffer for that direction.
+const GATE_FRAME_OVERHEAD: usize = 128;
 
 /// Where and how much to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +125,27 @@ pub struct RecorderStats {
     pub errors: u64,
 }
 
+/// One zone's DBServer link cut into frames, one splitter per direction, so
+/// a frame split across reads of the DBServer (or across SendUpstream
+/// buffers) is still seen whole.
+#[derive(Debug)]
+struct LinkFrames {
+    /// Gate to DBServer.
+    to_db: Splitter,
+    /// DBServer to gate.
+    from_db: Splitter,
+}
+
+impl LinkFrames {
+    fn new() -> Self {
+        // The caps are set from the zone's configuration at every push.
+        LinkFrames {
+            to_db: Splitter::link(0),
+            from_db: Splitter::link(0),
+        }
+    }
+}
+
 /// The recorder of one gate process.
 #[derive(Debug)]
 pub struct Recorder {
@@ -131,6 +160,10 @@ pub struct Recorder {
     clients: BTreeMap<usize, (usize, Option<u32>, Tcp)>,
     /// Each zone's DBServer link as a connection.
     links: BTreeMap<usize, Tcp>,
+    /// Each zone's DBServer link as frames. Fed only while the zone has a
+    /// recorded session (the driver's cost rule), so it starts afresh when
+    /// the zone's first one does.
+    link_frames: BTreeMap<usize, LinkFrames>,
     /// Recorded session ids per zone (for picking link frames).
     ids: BTreeMap<usize, BTreeSet<u32>>,
     ip_id: u16,
@@ -154,6 +187,7 @@ impl Recorder {
             next_file: 0,
             clients: BTreeMap::new(),
             links: BTreeMap::new(),
+            link_frames: BTreeMap::new(),
             ids: BTreeMap::new(),
             ip_id: 0,
             stats: RecorderStats::default(),
@@ -224,7 +258,15 @@ impl Recorder {
         self.ensure_open(&mut tcp);
         self.clients.insert(key, (zone, id, tcp));
         if let Some(id) = id {
-            self.ids.entry(zone).or_default().insert(id);
+            let ids = self.ids.entry(zone).or_default();
+            if ids.is_empty() {
+                // The link was not followed while nothing was recorded: what
+                // its splitters hold is stale. Starting between frames is
+                // safe, because a payload never holds a `%` (docs/PROTOCOL.md
+                // §2.1), so the next `%` starts a real frame.
+                self.link_frames.insert(zone, LinkFrames::new());
+            }
+            ids.insert(id);
         }
     }
 
@@ -255,6 +297,8 @@ impl Recorder {
 
     /// A zone's DBServer link came up between `local` and `remote`.
     pub fn link_up(&mut self, zone: usize, local: SocketAddr, remote: SocketAddr) {
+        // A new link's stream starts between frames.
+        self.link_frames.insert(zone, LinkFrames::new());
         if let (SocketAddr::V4(local), SocketAddr::V4(remote)) = (local, remote) {
             if let Some(mut old) = self.links.remove(&zone) {
                 if old.opened {
@@ -273,23 +317,47 @@ impl Recorder {
         }
     }
 
-    /// Bytes on a zone's DBServer link: only the frames of recorded
-    /// sessions are kept. `way` is `Out` for gate-to-DBServer bytes.
-    pub fn link_bytes(&mut self, zone: usize, dialect: Dialect, way: Way, bytes: &[u8]) {
-        let Some(ids) = self.ids.get(&zone) else {
+    /// Bytes on a zone's DBServer link, `core` being the zone's gate
+    /// configuration: only the frames of recorded sessions are kept, each
+    /// once it is complete, whatever reads or buffers it came in. The
+    /// session of a frame is what the core's parsers say it is
+    /// (`Dialect::parse_gate_frame`, `upstream::classify`). `way` is `Out`
+    /// for gate-to-DBServer bytes. A DBServer frame longer than the gate's
+    /// `max_upstream_frame_len` is not kept: the gate dropped it.
+    pub fn link_bytes(&mut self, zone: usize, core: &Config, way: Way, bytes: &[u8]) {
+        let Some(ids) = self.ids.get(&zone).filter(|ids| !ids.is_empty()) else {
             return;
         };
+        let frames = self.link_frames.entry(zone).or_insert_with(LinkFrames::new);
+        let splitter = match way {
+            Way::Out => {
+                frames
+                    .to_db
+                    .set_max_len(core.max_frame_len.saturating_add(GATE_FRAME_OVERHEAD));
+                &mut frames.to_db
+            }
+            Way::In => {
+                frames.from_db.set_max_len(core.max_upstream_frame_len);
+                &mut frames.from_db
+            }
+        };
         let mut kept = Vec::new();
-        for frame in frames(bytes) {
-            let text = &frame[1..frame.len() - 1];
+        splitter.push(bytes, |piece| {
+            let Some(text) = piece.text() else {
+                return;
+            };
             let id = match way {
-                Way::Out => gate_frame_id(dialect, text),
-                Way::In => db_frame_id(text),
+                Way::Out => core
+                    .dialect
+                    .parse_gate_frame(text)
+                    .ok()
+                    .and_then(|f| f.session_id()),
+                Way::In => classify(text).session_id(),
             };
             if id.is_some_and(|id| ids.contains(&id)) {
-                kept.extend_from_slice(frame);
+                kept.extend_from_slice(piece.bytes());
             }
-        }
+        });
         if kept.is_empty() {
             return;
         }
@@ -492,47 +560,6 @@ fn isn(a: SocketAddrV4, b: SocketAddrV4) -> u32 {
     h
 }
 
-/// The whole `%...$` frames in `bytes` (a SendUpstream or a read of the
-/// DBServer may hold many sessions' frames; partial frames at the edges of
-/// a read are left out, as they belong to the next read's record).
-fn frames(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = bytes;
-    std::iter::from_fn(move || loop {
-        let start = rest.iter().position(|&b| b == b'%')?;
-        let after = &rest[start + 1..];
-        let end = after.iter().position(|&b| b == b'$' || b == b'%')?;
-        if after[end] == b'%' {
-            rest = &after[end..];
-            continue;
-        }
-        let frame = &rest[start..start + end + 2];
-        rest = &after[end + 1..];
-        return Some(frame);
-    })
-}
-
-fn gate_frame_id(dialect: Dialect, text: &[u8]) -> Option<u32> {
-    use selgate_core::dialect::GateFrame;
-    match dialect.parse_gate_frame(text).ok()? {
-        GateFrame::Open { id, .. } | GateFrame::Data { id, .. } | GateFrame::Close { id } => {
-            Some(id)
-        }
-        GateFrame::Keepalive => None,
-    }
-}
-
-fn db_frame_id(text: &[u8]) -> Option<u32> {
-    use selgate_core::dialect::parse_id;
-    if let Some(ctrl) = text.strip_prefix(b"+") {
-        return match ctrl.first() {
-            Some(b'-' | b'B' | b'T') => parse_id(&ctrl[1..]),
-            _ => None,
-        };
-    }
-    let slash = text.iter().position(|&b| b == b'/')?;
-    parse_id(&text[..slash])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,20 +576,64 @@ mod tests {
         assert!(RecordList::parse("").expect("empty").is_empty());
     }
 
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// A link frame cut across two reads of the DBServer, or two
+    /// SendUpstream buffers, is recorded once, whole; frames of sessions not
+    /// recorded stay out.
     #[test]
-    fn frames_are_cut_whole_and_ids_found_both_ways() {
-        let up = b"%O7/1.2.3.4$%A7/#1<<!$%A8/#1<<!$%X7$%--$%A9/#1";
-        let f: Vec<&[u8]> = frames(up).collect();
-        assert_eq!(f.len(), 5);
-        let ids: Vec<Option<u32>> = f
-            .iter()
-            .map(|fr| gate_frame_id(Dialect::Wemade, &fr[1..fr.len() - 1]))
-            .collect();
-        assert_eq!(ids, [Some(7), Some(7), Some(8), Some(7), None]);
-        let down: Vec<Option<u32>> = frames(b"%7/#ab!$%++$%+-7$%+M1.2.3.4$junk%8/#c!$")
-            .map(|fr| db_frame_id(&fr[1..fr.len() - 1]))
-            .collect();
-        assert_eq!(down, [Some(7), None, Some(7), None, Some(8)]);
+    fn link_frames_split_across_buffers_are_recorded_whole() {
+        let dir = std::env::temp_dir().join(format!("selgate-rec-split-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let list = dir.join("record.txt");
+        std::fs::write(&list, "127.0.0.5\n").expect("write list");
+        let mut r = Recorder::new(RecordSpec {
+            list,
+            dir: dir.join("out"),
+            max_file_bytes: 1 << 20,
+            max_files: 2,
+        })
+        .expect("recorder");
+        let addr = |s: &str| -> SocketAddr { s.parse().expect("addr") };
+        r.link_up(0, addr("127.0.0.1:40100"), addr("127.0.0.1:5100"));
+        r.start_client(
+            1,
+            0,
+            Some(42),
+            addr("127.0.0.5:40000"),
+            addr("127.0.0.1:7100"),
+        );
+        let core = Config::default();
+        // DBServer to gate: cut after the `%`, in the id, in the payload,
+        // before the `$`; session 43 is not recorded, and a keepalive
+        // answer names no session.
+        for part in [&b"%"[..], b"4", b"2/#ab", b"c!$%43/#x!$%++$%+-42", b"$"] {
+            r.link_bytes(0, &core, Way::In, part);
+        }
+        // Gate to DBServer.
+        for part in [&b"%A42/#1<"[..], b"<<!$%--$%A43/#1<<<!$%X4", b"2$"] {
+            r.link_bytes(0, &core, Way::Out, part);
+        }
+        r.end_client(1);
+        r.flush();
+        let mut bytes = Vec::new();
+        for f in std::fs::read_dir(dir.join("out")).expect("out dir") {
+            bytes.extend(std::fs::read(f.expect("entry").path()).expect("read"));
+        }
+        for want in [&b"%42/#abc!$"[..], b"%+-42$", b"%A42/#1<<<!$", b"%X42$"] {
+            assert!(
+                contains(&bytes, want),
+                "{} is missing from the recording",
+                String::from_utf8_lossy(want)
+            );
+        }
+        for unwanted in [&b"%43/"[..], b"%A43/", b"%++$", b"%--$"] {
+            assert!(!contains(&bytes, unwanted));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

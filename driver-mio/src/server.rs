@@ -944,8 +944,8 @@ impl Server {
                         total += n;
                         if let Some(r) = self.recorder.as_mut() {
                             if r.zone_active(z) {
-                                let dialect = self.zones[z].spec.core.dialect;
-                                r.link_bytes(z, dialect, Way::In, &self.read_buf[..n]);
+                                let core = &self.zones[z].spec.core;
+                                r.link_bytes(z, core, Way::In, &self.read_buf[..n]);
                             }
                         }
                         self.zones[z].feed(now, Event::UpstreamBytes(&self.read_buf[..n]));
@@ -999,7 +999,7 @@ impl Server {
                 Action::SendUpstream(bytes) => {
                     if let Some(r) = self.recorder.as_mut() {
                         if r.zone_active(z) {
-                            r.link_bytes(z, self.zones[z].spec.core.dialect, Way::Out, &bytes);
+                            r.link_bytes(z, &self.zones[z].spec.core, Way::Out, &bytes);
                         }
                     }
                     if let Some(up) = self.zones[z].upstream.as_mut() {
