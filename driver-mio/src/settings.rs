@@ -37,16 +37,6 @@ pub const ENV_CONFIG: &str = "SELGATE_CONFIG";
 /// Environment variable naming the classic ini file (like `--classic-ini`).
 pub const ENV_CLASSIC_INI: &str = "SELGATE_CLASSIC_INI";
 
-/// Variables of the test and simulation tools (`SELGATE_SIM_SEEDS`,
-/// `SELGATE_TEST_...`, `SELGATE_BENCH_...`), which share the prefix but are not
-/// gate settings: the gate ignores them instead of refusing to start.
-pub const TOOL_ENV_PREFIXES: &[&str] = &[
-    "SELGATE_SIM_",
-    "SELGATE_TEST_",
-    "SELGATE_BENCH_",
-    "SELGATE_FUZZ_",
-];
-
 /// Default client listen address (docs/PROTOCOL.md §1).
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 7100);
@@ -587,9 +577,7 @@ impl EnvLayer {
         for (k, v) in env {
             let (k, v) = (k.as_ref(), v.as_ref());
             let lossy = k.to_string_lossy();
-            if !lossy.starts_with(ENV_PREFIX)
-                || TOOL_ENV_PREFIXES.iter().any(|p| lossy.starts_with(p))
-            {
+            if !lossy.starts_with(ENV_PREFIX) {
                 continue;
             }
             match (k.to_str(), v.to_str()) {
@@ -1513,6 +1501,12 @@ pub(crate) mod tests {
         );
         let err = EnvLayer::read([("SELGATE_FROBNICATE", "1")]).expect_err("unknown");
         assert_eq!(err.to_string(), "env SELGATE_FROBNICATE: unknown setting");
+        // The prefix is the gate's alone: no tool's variable hides in it,
+        // and the tools' own (SGSIM_...) are none of the gate's business.
+        let err = EnvLayer::read([("SELGATE_SIM_SEEDS", "20000")]).expect_err("not a tool's");
+        assert_eq!(err.to_string(), "env SELGATE_SIM_SEEDS: unknown setting");
+        let other = env(&[("SGSIM_SEEDS", "20000"), ("SGSIM_SEED", "7")]);
+        assert_eq!(other, PartialSettings::default());
         let err = PartialSettings::from_toml_str(
             "[[zone]]\nlisten = \"0.0.0.0:7101\"",
             Path::new("z.toml"),
