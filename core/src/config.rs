@@ -240,6 +240,17 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The most client connections the gate holds at once: `max_sessions`,
+    /// plus, behind a PROXY listener, the headroom of connections that wait
+    /// for their header beyond the limit before they may evict anyone
+    /// (docs/PROTOCOL.md §9). Admitted sessions never exceed `max_sessions`.
+    pub fn connection_bound(&self) -> usize {
+        match self.proxy_protocol {
+            ProxyProtocol::Off => self.max_sessions,
+            _ => self.max_sessions + self.max_sessions / 16 + 1,
+        }
+    }
+
     /// Checks that the settings make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_frame_len < 3 {

@@ -443,26 +443,31 @@ impl Engine<'_> {
             .cfg
             .gate_ip
             .unwrap_or_else(|| canonical_ip(local.ip()));
-        let full = self.s.sessions.len() >= self.s.cfg.max_sessions;
-        let victim = if full {
-            self.eviction_candidate(now)
+        let live = self.s.sessions.len();
+        let full = live >= self.s.cfg.max_sessions;
+        let mut victim = if full {
+            self.eviction_candidate(now, None)
         } else {
             None
         };
+        // Behind a proxy the newcomer's address is not known yet, and one
+        // the per-IP rules will refuse must evict nobody: it waits for its
+        // header beyond the limit (within a headroom) and evicts only once
+        // admitted (docs/PROTOCOL.md §9).
+        let over_headroom = proxied && live >= self.s.cfg.connection_bound();
         let gate_refusal = if self.s.link.state != LinkState::Up {
             Some(CloseReason::RefusedUpstreamDown)
-        } else if full && victim.is_none() {
+        } else if full && (victim.is_none() || over_headroom) {
             Some(CloseReason::RefusedMaxSessions)
         } else {
             None
         };
         let stage = if proxied {
-            // The socket's peer is the proxy: the per-IP rules wait for the
-            // client's real address in the header.
             if let Some(reason) = gate_refusal {
                 self.refuse(conn, reason);
                 return;
             }
+            victim = None;
             Stage::AwaitingProxy(Vec::new())
         } else {
             match self.limits.admit(ip, now, &self.s.cfg, || gate_refusal) {
@@ -532,15 +537,22 @@ impl Engine<'_> {
     /// oldest connection that never sent a valid frame, else the oldest
     /// session past `unvouched_grace` the DBServer never vouched for.
     /// Proven, vouched sessions are never evicted (docs/PROTOCOL.md §8).
-    fn eviction_candidate(&self, now: Instant) -> Option<(u32, CloseReason)> {
+    /// `newcomer`, when the newcomer already holds a session (a PROXY
+    /// connection whose header was just read), is never its own victim.
+    fn eviction_candidate(
+        &self,
+        now: Instant,
+        newcomer: Option<u32>,
+    ) -> Option<(u32, CloseReason)> {
         if !self.s.cfg.evict_unproven {
             return None;
         }
-        if let Some(id) = self.s.sessions.oldest_unproven() {
+        let sessions = &self.s.sessions;
+        if let Some(id) = sessions.oldest_unproven_except(newcomer) {
             return Some((id, CloseReason::EvictedUnproven));
         }
         let grace = self.s.cfg.unvouched_grace?;
-        let s = self.s.sessions.oldest_unvouched()?;
+        let s = sessions.oldest_unvouched()?;
         (s.accepted_at + grace <= now).then_some((s.id, CloseReason::EvictedUnvouched))
     }
 
@@ -595,6 +607,17 @@ impl Engine<'_> {
         match admitted {
             Ok(a) => self.s.stats.ip_entries_recycled += u64::from(a.recycled),
             Err(reason) => return self.close_session(id, reason, true),
+        }
+        if self.s.sessions.len() > self.s.cfg.max_sessions {
+            // It waited beyond the limit: now that it is admitted, it takes
+            // a victim's place, or leaves if there is none any more.
+            match self.eviction_candidate(now, Some(id)) {
+                Some((victim, reason)) => self.close_session(victim, reason, true),
+                None => {
+                    self.limits.release(ip, now, &self.s.cfg);
+                    return self.close_session(id, CloseReason::RefusedMaxSessions, true);
+                }
+            }
         }
         if let Some(s) = self.s.sessions.get_mut(id) {
             s.stage = Stage::Admitted;

@@ -853,3 +853,50 @@ fn a_proxied_connection_that_never_sends_its_header_times_out() {
     assert_eq!(h.closed_reason(1), Some(CloseReason::ProxyMissing));
     assert_eq!(h.gate.sessions(), 0);
 }
+
+#[test]
+fn behind_a_proxy_only_an_admitted_newcomer_evicts() {
+    use crate::proxy::ProxyProtocol;
+    let mut h = Harness::up(Config {
+        proxy_protocol: ProxyProtocol::V1,
+        proxy_trusted: BlockList::parse("10.9.9.9").expect("list"),
+        max_sessions: 2,
+        max_sessions_per_ip: 1,
+        ..Config::default()
+    });
+    // A session for .7 that has not sent a frame, and a connection that
+    // has not sent its header: both unproven, the gate full.
+    h.accept(1, "10.9.9.9");
+    h.client(1, &v1_header("203.0.113.7"));
+    h.accept(2, "10.9.9.9");
+    // A newcomer whose header names .7 again: the per-IP cap refuses it,
+    // and it must not have evicted anyone on its way in.
+    h.accept(3, "10.9.9.9");
+    assert_eq!(
+        h.gate.sessions(),
+        3,
+        "waits for its header beyond the limit"
+    );
+    h.client(3, &v1_header("203.0.113.7"));
+    assert_eq!(h.closed_reason(3), Some(CloseReason::RefusedMaxPerIp));
+    assert_eq!(h.closed_reason(1), None);
+    assert_eq!(h.closed_reason(2), None);
+    assert_eq!(h.gate.stats().closed(CloseReason::EvictedUnproven), 0);
+    // A health check at the full gate evicts nobody either.
+    h.accept(4, "10.9.9.9");
+    h.client(4, b"PROXY UNKNOWN\r\n");
+    assert_eq!(h.closed_reason(4), Some(CloseReason::ProxyLocal));
+    assert_eq!(h.gate.stats().closed(CloseReason::EvictedUnproven), 0);
+    // One the rules admit takes the oldest unproven connection's place.
+    h.accept(5, "10.9.9.9");
+    h.client(5, &v1_header("203.0.113.8"));
+    assert_eq!(h.closed_reason(5), None);
+    assert_eq!(h.closed_reason(1), Some(CloseReason::EvictedUnproven));
+    assert_eq!(h.gate.sessions(), 2);
+    // The headroom is bounded: with one connection already waiting beyond
+    // the limit, the next is refused at once.
+    h.accept(6, "10.9.9.9");
+    h.accept(7, "10.9.9.9");
+    assert_eq!(h.gate.sessions(), 3);
+    assert_eq!(h.closed_reason(7), Some(CloseReason::RefusedMaxSessions));
+}

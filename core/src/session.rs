@@ -194,8 +194,17 @@ impl SessionTable {
     }
 
     /// The oldest connection that has sent no complete frame.
+    #[cfg(test)]
     pub(crate) fn oldest_unproven(&self) -> Option<u32> {
-        self.unproven.first_key_value().map(|(_, &id)| id)
+        self.oldest_unproven_except(None)
+    }
+
+    /// The oldest unproven session other than `except`.
+    pub(crate) fn oldest_unproven_except(&self, except: Option<u32>) -> Option<u32> {
+        self.unproven
+            .values()
+            .copied()
+            .find(|&id| Some(id) != except)
     }
 
     /// The oldest proven session the DBServer has not vouched for.

@@ -101,7 +101,10 @@ impl Wire {
             }
         }
         assert_eq!(g.sessions(), self.sessions, "live sessions");
-        assert!(self.sessions <= cfg.max_sessions, "more than max_sessions");
+        assert!(
+            self.sessions <= cfg.connection_bound(),
+            "more connections than max_sessions allows"
+        );
         assert_eq!(
             g.client_queued(),
             self.client_unread,
