@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::deframe::{Deframer, Piece};
 use crate::codec::{self, ids, HeaderLayout, Message, MsgHeader, MsgName};
 use crate::rng::{mix, SplitMix64};
+use crate::split::{Piece, Splitter};
 
 /// Something that happened to the bot's connection, reported by the driver.
 #[derive(Debug, Clone, Copy)]
@@ -377,6 +377,19 @@ enum Phase {
     Done,
 }
 
+/// One thing the bot read from the gate, as it judges it: a server frame's
+/// text, or one unit of what is not a frame. Stray bytes between frames are
+/// a unit each, a frame cut short or too long one unit, so the counter and
+/// the failure message do not depend on how the reads cut them.
+#[derive(Debug)]
+enum Received<'a> {
+    Frame(&'a [u8]),
+    Nul,
+    Garbage,
+    Unterminated,
+    Oversize,
+}
+
 /// One game client.
 ///
 /// Drain contract (as for the gate): after every [`Bot::handle`], drain
@@ -398,7 +411,7 @@ pub struct Bot {
     start_play: Option<String>,
     latencies: Vec<Duration>,
     received: Vec<u16>,
-    rx: Deframer,
+    rx: Splitter,
     drip: VecDeque<u8>,
     next_drip: Option<Instant>,
     emitted: u64,
@@ -432,7 +445,7 @@ impl Bot {
             start_play: None,
             latencies: Vec::new(),
             received: Vec::new(),
-            rx: Deframer::new(b'#', b'!', max),
+            rx: Splitter::client(max),
             drip: VecDeque::new(),
             next_drip: None,
             emitted: 0,
@@ -490,15 +503,29 @@ impl Bot {
         if let BotEvent::Bytes(bytes) = event {
             self.stats.bytes_received += bytes.len() as u64;
             let mut pieces = Vec::new();
-            self.rx.push(bytes, &mut pieces);
-            for p in pieces {
-                self.on_piece(now, p);
-                if self.phase == Phase::Done {
+            self.rx.push(bytes, |p| pieces.push(p.into_owned()));
+            for p in &pieces {
+                let go = match p {
+                    Piece::Frame(_) => {
+                        self.take(now, Received::Frame(p.text().unwrap_or_default()))
+                    }
+                    Piece::Between(gap) => gap.iter().all(|&b| {
+                        self.take(
+                            now,
+                            if b == 0 {
+                                Received::Nul
+                            } else {
+                                Received::Garbage
+                            },
+                        )
+                    }),
+                    Piece::Cut(_) => self.take(now, Received::Unterminated),
+                    Piece::Oversize { last: true, .. } => self.take(now, Received::Oversize),
+                    Piece::Oversize { last: false, .. } => true,
+                };
+                if !go {
                     return;
                 }
-                // Move the script on before the next message, as a client
-                // that handles one message at a time would.
-                self.advance(now);
             }
         }
         self.pump(now);
@@ -596,9 +623,21 @@ impl Bot {
         self.wait_until = None;
     }
 
-    fn on_piece(&mut self, now: Instant, piece: Piece) {
+    /// Handles one thing read; false once the bot is done.
+    fn take(&mut self, now: Instant, piece: Received<'_>) -> bool {
+        self.on_piece(now, piece);
+        if self.phase == Phase::Done {
+            return false;
+        }
+        // Move the script on before the next message, as a client that
+        // handles one message at a time would.
+        self.advance(now);
+        true
+    }
+
+    fn on_piece(&mut self, now: Instant, piece: Received<'_>) {
         match piece {
-            Piece::Frame(payload) => match Message::decode(&payload, self.cfg.header_layout) {
+            Received::Frame(payload) => match Message::decode(payload, self.cfg.header_layout) {
                 Some(msg) => self.on_message(now, msg),
                 None => {
                     self.stats.bad_frames += 1;
@@ -607,7 +646,7 @@ impl Bot {
                     }
                 }
             },
-            Piece::Nul | Piece::Garbage | Piece::Unterminated | Piece::Oversize => {
+            Received::Nul | Received::Garbage | Received::Unterminated | Received::Oversize => {
                 self.stats.garbage_bytes += 1;
                 if self.judging() {
                     self.fail(format!("bytes outside a frame: {piece:?}"));
@@ -953,19 +992,15 @@ mod tests {
 
     /// The client frames in `bytes`: (check char, message).
     fn requests(bytes: &[u8]) -> Vec<(u8, Message)> {
-        let mut d = Deframer::new(b'#', b'!', usize::MAX);
-        let mut pieces = Vec::new();
-        d.push(bytes, &mut pieces);
-        pieces
-            .into_iter()
-            .map(|p| match p {
-                Piece::Frame(f) => (
-                    f[0],
-                    Message::decode(&f[1..], HeaderLayout::Classic).expect("decodes"),
-                ),
-                other => panic!("not a frame: {other:?}"),
-            })
-            .collect()
+        let mut out = Vec::new();
+        Splitter::client(usize::MAX).push(bytes, |p| match p.text() {
+            Some(f) => out.push((
+                f[0],
+                Message::decode(&f[1..], HeaderLayout::Classic).expect("decodes"),
+            )),
+            None => panic!("not a frame: {p:?}"),
+        });
+        out
     }
 
     fn reply(ident: u16, recog: i32, body: &str) -> Vec<u8> {

@@ -14,7 +14,6 @@
 //! touches a socket, so a run is a pure function of its inputs.
 
 pub mod bot;
-mod deframe;
 pub mod refdb;
 pub mod store;
 
@@ -32,11 +31,12 @@ mod tests {
     //! `%A` per client frame, replies routed by id), so the two roles are
     //! known to agree before the real gate sits between them.
 
-    use super::deframe::{Deframer, Piece};
     use super::*;
     use crate::codec::ids;
-    use crate::dialect::{parse_id, Dialect};
+    use crate::dialect::Dialect;
+    use crate::split::Splitter;
     use crate::test_util::t0;
+    use crate::upstream::{classify, DbFrame};
     use std::net::{IpAddr, Ipv4Addr};
     use std::time::{Duration, Instant};
 
@@ -44,9 +44,9 @@ mod tests {
 
     struct Wire {
         bots: Vec<Bot>,
-        up: Vec<Deframer>,
+        up: Vec<Splitter>,
         db: RefDb,
-        down: Deframer,
+        down: Splitter,
         now: Instant,
     }
 
@@ -61,18 +61,11 @@ mod tests {
                 while let Some(a) = bot.poll_action() {
                     moved = true;
                     match a {
-                        BotAction::Send(b) => {
-                            let mut pieces = Vec::new();
-                            self.up[i].push(&b, &mut pieces);
-                            for p in pieces {
-                                if let Piece::Frame(f) = p {
-                                    let mut frame = vec![b'#'];
-                                    frame.extend_from_slice(&f);
-                                    frame.push(b'!');
-                                    dialect.write_data(&mut to_db, id, &frame);
-                                }
+                        BotAction::Send(b) => self.up[i].push(&b, |p| {
+                            if p.text().is_some() {
+                                dialect.write_data(&mut to_db, id, p.bytes());
                             }
-                        }
+                        }),
                         BotAction::Close => dialect.write_close(&mut to_db, id),
                         BotAction::Done(_) => {}
                     }
@@ -94,20 +87,15 @@ mod tests {
                 let DbAction::Send { bytes, .. } = a else {
                     continue;
                 };
-                let mut pieces = Vec::new();
-                self.down.push(&bytes, &mut pieces);
-                for p in pieces {
-                    let Piece::Frame(f) = p else { continue };
-                    let Some(slash) = f.iter().position(|&b| b == b'/') else {
-                        continue;
+                let (bots, now) = (&mut self.bots, self.now);
+                self.down.push(&bytes, |p| {
+                    let Some(DbFrame::Deliver { id, bytes }) = p.text().map(classify) else {
+                        return;
                     };
-                    let Some(id) = parse_id(&f[..slash]) else {
-                        continue;
-                    };
-                    if let Some(bot) = self.bots.get_mut(id as usize - 1) {
-                        bot.handle(self.now, BotEvent::Bytes(&f[slash + 1..]));
+                    if let Some(bot) = bots.get_mut(id as usize - 1) {
+                        bot.handle(now, BotEvent::Bytes(bytes));
                     }
-                }
+                });
             }
             moved
         }
@@ -119,7 +107,7 @@ mod tests {
             let t = t0();
             let mut w = Wire {
                 bots: (0..50).map(|i| Bot::normal(11, i, t)).collect(),
-                up: (0..50).map(|_| Deframer::new(b'#', b'!', 4096)).collect(),
+                up: (0..50).map(|_| Splitter::client(4096)).collect(),
                 db: RefDb::new(
                     RefDbConfig {
                         dialect,
@@ -128,7 +116,7 @@ mod tests {
                     },
                     1,
                 ),
-                down: Deframer::new(b'%', b'$', 4096),
+                down: Splitter::link(4096),
                 now: t,
             };
             w.db.handle(t, DbEvent::LinkOpened(LINK));

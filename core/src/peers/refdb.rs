@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::deframe::{Deframer, Piece};
 use super::store::CharStore;
 use crate::codec::{self, ids, HeaderLayout, Message, MsgHeader};
-use crate::dialect::{push_decimal, Dialect, GateFrame};
+use crate::dialect::{Dialect, GateFrame, KEEPALIVE_ANSWER};
 use crate::rng::SplitMix64;
+use crate::split::{Piece, Splitter};
+use crate::upstream::{write_data, write_frame, DbFrame};
 
 /// The driver's handle for one gate link (one accepted TCP connection). The
 /// driver chooses it; it must be unique among the links the RefDb knows.
@@ -289,7 +290,7 @@ const GARBAGE: &[u8] = b"\0\0\0$\r\n xZ#!\xff";
 
 #[derive(Debug)]
 struct Link {
-    deframer: Deframer,
+    splitter: Splitter,
     recent_closed: VecDeque<u32>,
     recent_set: BTreeSet<u32>,
 }
@@ -297,7 +298,7 @@ struct Link {
 impl Link {
     fn new(max_frame_len: usize) -> Self {
         Link {
-            deframer: Deframer::new(b'%', b'$', max_frame_len),
+            splitter: Splitter::link(max_frame_len),
             recent_closed: VecDeque::new(),
             recent_set: BTreeSet::new(),
         }
@@ -393,8 +394,9 @@ impl RefDb {
                     self.stats.stale_link_events += 1;
                     return;
                 };
+                // Collected first: acting on a piece needs all of `self`.
                 let mut pieces = Vec::new();
-                l.deframer.push(bytes, &mut pieces);
+                l.splitter.push(bytes, |p| pieces.push(p.into_owned()));
                 for p in pieces {
                     self.on_piece(now, link, p);
                 }
@@ -499,22 +501,22 @@ impl RefDb {
 
     /// Sends `%+-<id>$`: the gate must close that session.
     pub fn kick(&mut self, link: LinkId, id: u32) {
-        self.send_control(link, b'-', id.to_string().as_bytes());
+        self.send_control(link, DbFrame::Kick(id));
     }
 
     /// Sends `%+B<id>$`: kick, and block the client's IP for a while.
     pub fn kick_temp_block(&mut self, link: LinkId, id: u32) {
-        self.send_control(link, b'B', id.to_string().as_bytes());
+        self.send_control(link, DbFrame::KickTempBlock(id));
     }
 
     /// Sends `%+T<id>$`: kick, and block the client's IP for good.
     pub fn kick_perm_block(&mut self, link: LinkId, id: u32) {
-        self.send_control(link, b'T', id.to_string().as_bytes());
+        self.send_control(link, DbFrame::KickPermBlock(id));
     }
 
     /// Sends `%+M<ip>$`: add `ip` to the gate's block list.
     pub fn block_ip(&mut self, link: LinkId, ip: IpAddr) {
-        self.send_control(link, b'M', ip.to_string().as_bytes());
+        self.send_control(link, DbFrame::BlockIp(ip));
     }
 
     /// Writes `bytes` on the link exactly as given (any framing, or none).
@@ -528,11 +530,7 @@ impl RefDb {
     /// should deliver `payload` verbatim to that session.
     pub fn send_to_session(&mut self, link: LinkId, id: u32, payload: &[u8]) {
         let mut f = Vec::with_capacity(payload.len() + 13);
-        f.push(b'%');
-        push_decimal(&mut f, id);
-        f.push(b'/');
-        f.extend_from_slice(payload);
-        f.push(b'$');
+        write_data(&mut f, id, payload);
         self.emit_frame(link, &f);
     }
 
@@ -546,17 +544,18 @@ impl RefDb {
         let chunk = self.cfg.filler_frame_len.max(3);
         let mut left = n.max(2);
         let mut out = Vec::with_capacity(left + left / chunk * 16 + 16);
+        let mut frame = Vec::with_capacity(chunk);
         let mut c = 0u8;
         while left > 0 {
             let this = left.min(chunk).max(2);
-            out.push(b'%');
-            push_decimal(&mut out, id);
-            out.extend_from_slice(b"/#");
+            frame.clear();
+            frame.push(b'#');
             for _ in 0..this - 2 {
-                out.push(codec::ALPHABET_FIRST + c);
+                frame.push(codec::ALPHABET_FIRST + c);
                 c = (c + 1) % 64;
             }
-            out.extend_from_slice(b"!$");
+            frame.push(b'!');
+            write_data(&mut out, id, &frame);
             left = left.saturating_sub(this);
             self.stats.filler_bytes += this as u64;
         }
@@ -613,16 +612,20 @@ impl RefDb {
         }
     }
 
-    fn on_piece(&mut self, now: Instant, link: LinkId, piece: Piece) {
-        match piece {
-            Piece::Frame(text) => {
+    fn on_piece(&mut self, now: Instant, link: LinkId, piece: Piece<Vec<u8>>) {
+        match &piece {
+            Piece::Frame(_) => {
                 self.stats.frames += 1;
-                self.on_frame(now, link, &text);
+                let text = piece.text().unwrap_or_default();
+                self.on_frame(now, link, text);
             }
-            Piece::Nul => self.stats.nul_bytes += 1,
-            Piece::Garbage => self.stats.garbage_bytes += 1,
-            Piece::Unterminated => self.stats.unterminated_frames += 1,
-            Piece::Oversize => self.stats.oversize_frames += 1,
+            Piece::Between(gap) => {
+                let nul = gap.iter().filter(|&&b| b == 0).count() as u64;
+                self.stats.nul_bytes += nul;
+                self.stats.garbage_bytes += gap.len() as u64 - nul;
+            }
+            Piece::Cut(_) => self.stats.unterminated_frames += 1,
+            Piece::Oversize { last, .. } => self.stats.oversize_frames += u64::from(*last),
         }
     }
 
@@ -632,12 +635,8 @@ impl RefDb {
                 self.stats.keepalives += 1;
                 if self.cfg.answer_keepalives {
                     self.stats.keepalive_answers += 1;
-                    let answer: &[u8] = if self.cfg.keepalive_nul {
-                        b"%++$\0"
-                    } else {
-                        b"%++$"
-                    };
-                    self.emit_frame(link, answer);
+                    let nul: &[u8] = if self.cfg.keepalive_nul { b"\0" } else { b"" };
+                    self.emit_frame(link, &[KEEPALIVE_ANSWER, nul].concat());
                 }
             }
             Ok(GateFrame::Open {
@@ -777,11 +776,7 @@ impl RefDb {
         *self.stats.replies.entry(msg.header.ident).or_insert(0) += 1;
         let frame = codec::server_frame(msg, self.cfg.header_layout);
         let mut bytes = Vec::with_capacity(frame.len() + 13);
-        bytes.push(b'%');
-        push_decimal(&mut bytes, id);
-        bytes.push(b'/');
-        bytes.extend_from_slice(&frame);
-        bytes.push(b'$');
+        write_data(&mut bytes, id, &frame);
         // Replies leave in order even if the delay shrinks mid-run.
         let mut due = now + self.cfg.answer_delay;
         if let Some(last) = self.delayed.back() {
@@ -794,13 +789,12 @@ impl RefDb {
         }
     }
 
-    fn send_control(&mut self, link: LinkId, letter: u8, arg: &[u8]) {
+    fn send_control(&mut self, link: LinkId, control: DbFrame<'_>) {
         if !self.links.contains_key(&link) {
             return;
         }
-        let mut f = vec![b'%', b'+', letter];
-        f.extend_from_slice(arg);
-        f.push(b'$');
+        let mut f = Vec::new();
+        control.write(&mut f);
         self.stats.controls_sent += 1;
         self.emit_frame(link, &f);
     }
@@ -845,9 +839,8 @@ impl RefDb {
             4 => body[1..17.min(body.len())].to_vec(),
             5 => {
                 // No `/` at all.
-                let mut f = b"%".to_vec();
-                f.extend_from_slice(self.unused_id(link).to_string().as_bytes());
-                f.push(b'$');
+                let mut f = Vec::new();
+                write_frame(&mut f, self.unused_id(link).to_string().as_bytes());
                 return f;
             }
             _ => closed
@@ -855,11 +848,9 @@ impl RefDb {
                 .to_string()
                 .into_bytes(),
         };
-        let mut f = vec![b'%'];
-        f.extend_from_slice(&id);
-        f.push(b'/');
-        f.extend_from_slice(&body);
-        f.push(b'$');
+        // Ids the gate must drop, which no DbFrame describes.
+        let mut f = Vec::new();
+        write_frame(&mut f, &[&id[..], b"/", &body].concat());
         f
     }
 
@@ -1004,6 +995,7 @@ fn answer(
 mod tests {
     use super::*;
     use crate::test_util::t0;
+    use crate::upstream::classify;
     use quickcheck::quickcheck;
     use std::net::Ipv4Addr;
 
@@ -1062,22 +1054,17 @@ mod tests {
 
     /// The `%<id>/#...!$` replies in `bytes`, decoded; other frames as text.
     fn replies(bytes: &[u8]) -> Vec<(u32, Message)> {
-        let mut d = Deframer::new(b'%', b'$', usize::MAX);
-        let mut pieces = Vec::new();
-        d.push(bytes, &mut pieces);
-        pieces
-            .into_iter()
-            .filter_map(|p| match p {
-                Piece::Frame(f) => {
-                    let slash = f.iter().position(|&b| b == b'/')?;
-                    let id = crate::dialect::parse_id(&f[..slash])?;
-                    let frame = &f[slash + 1..];
-                    let payload = frame.strip_prefix(b"#")?.strip_suffix(b"!")?;
-                    Some((id, Message::decode(payload, HeaderLayout::Classic)?))
-                }
-                _ => None,
-            })
-            .collect()
+        let mut out = Vec::new();
+        Splitter::link(usize::MAX).push(bytes, |p| {
+            let Some(DbFrame::Deliver { id, bytes }) = p.text().map(classify) else {
+                return;
+            };
+            let payload = bytes.strip_prefix(b"#").and_then(|b| b.strip_suffix(b"!"));
+            if let Some(m) = payload.and_then(|b| Message::decode(b, HeaderLayout::Classic)) {
+                out.push((id, m));
+            }
+        });
+        out
     }
 
     fn one_reply(db: &mut RefDb) -> (u32, Message) {
@@ -1391,12 +1378,11 @@ mod tests {
         let mut db = db(Dialect::Wemade);
         db.send_filler(L, 4, 4 * 1024 * 1024);
         let bytes = sent(&mut db, L);
-        let mut d = Deframer::new(b'%', b'$', 5000);
         let mut pieces = Vec::new();
-        d.push(&bytes, &mut pieces);
+        Splitter::link(5000).push(&bytes, |p| pieces.push(p.into_owned()));
         let mut payload = 0;
         for p in &pieces {
-            let Piece::Frame(f) = p else {
+            let Some(f) = p.text() else {
                 panic!("not a frame: {p:?}")
             };
             let body = f.strip_prefix(b"4/").expect("for session 4");
