@@ -18,7 +18,8 @@ pub enum CaptureError {
         /// Length of the input.
         len: usize,
     },
-    /// The first four bytes are neither a pcap nor a pcapng magic number.
+    /// The first four bytes are neither a pcap nor a pcapng magic number (nor the
+    /// swapped pcap ones).
     #[error("not a pcap or pcapng file (magic {magic:#010x})")]
     UnknownMagic {
         /// The first four bytes, read little-endian.
@@ -34,37 +35,15 @@ pub enum CaptureError {
         /// Minor version.
         minor: u16,
     },
-    /// A pcapng section header's byte-order magic is neither 0x1A2B3C4D nor its swap.
-    #[error("bad pcapng byte-order magic at offset {offset}")]
-    BadByteOrderMagic {
-        /// Offset of the section header block.
+    /// `pcap-file` rejected a record or block: a bad length, a trailing length that
+    /// differs from the leading one, a byte-order magic that is neither order, a
+    /// packet longer than its block, a malformed option, ...
+    #[error("damaged capture at offset {offset}: {reason}")]
+    Malformed {
+        /// Offset of the pcap record or pcapng block.
         offset: usize,
-    },
-    /// A pcapng block length is below the 12-byte minimum or not a multiple of 4.
-    #[error("bad pcapng block length {len} at offset {offset}")]
-    BadBlockLength {
-        /// Offset of the block.
-        offset: usize,
-        /// The length it announced.
-        len: u32,
-    },
-    /// The length at the end of a pcapng block differs from the one at its start.
-    #[error("pcapng block at offset {offset}: trailing length {trailing} != {len}")]
-    BlockLengthMismatch {
-        /// Offset of the block.
-        offset: usize,
-        /// The leading length.
-        len: u32,
-        /// The trailing length.
-        trailing: u32,
-    },
-    /// A pcapng block body is too short for its fixed fields or its packet data.
-    #[error("pcapng block of type {block_type:#x} at offset {offset} is too short")]
-    BlockTooShort {
-        /// Offset of the block.
-        offset: usize,
-        /// The block type.
-        block_type: u32,
+        /// What was wrong, in pcap-file's words.
+        reason: String,
     },
     /// A pcapng packet block names an interface no IDB of its section described.
     #[error("packet at offset {offset} names unknown interface {interface}")]

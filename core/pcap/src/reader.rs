@@ -1,17 +1,47 @@
 //! Container formats: pcap and pcapng, down to one timestamped frame per packet.
 //!
-//! Written by hand rather than with a crate because the part we need is small (five
-//! block types, two options) and we want full control over two policies a generic
-//! library decides differently: never panic on any input (the fuzz target feeds this
-//! directly), and accept a file whose last record was cut short (a capture killed
-//! mid-write) while still rejecting damage in the middle.
+//! The containers are parsed by the `pcap-file` crate: the pcap file header and
+//! record headers, the pcapng block framing (lengths, trailers, byte order per
+//! section), the section, interface and packet blocks and their options. This
+//! file is the thin layer over it for the three things pcap-file 2 does not do the
+//! way a capture replay needs:
+//!
+//! * **A cut-short last record is tolerated.** A capture killed mid-write ends
+//!   inside a record; pcap-file reports that as `IncompleteBuffer`, which for a
+//!   whole file in memory means the file was cut there. Everything before it is
+//!   read and [`RawCapture::truncated`] is set; damage in the middle of the file
+//!   is still an error.
+//! * **Timestamps use the interface's resolution and offset.** pcap-file 2 reads
+//!   every pcapng timestamp as nanoseconds, while the default unit is the
+//!   microsecond and `if_tsresol` may name any power of 10 or of 2; the raw
+//!   count is taken back from it (exactly: it is kept as nanoseconds of a
+//!   `u64`) and converted here, with `if_tsoffset` added.
+//! * **Classic pcap records are read raw.** pcap-file's checked record rejects a
+//!   wire length above the snap length, which every record cut by the snap
+//!   length has, and a fraction of a second of one second or more, which some
+//!   writers produce; the raw record is converted here instead.
+//!
+//! Kuznetsov's modified pcap (magic 0xa1b2cd34, 8 more bytes per record) is not
+//! read: pcap-file does not know it, and nothing has written it for decades.
 //!
 //! References: the pcap and pcapng drafts of the IETF OPSAWG working group
 //! (draft-ietf-opsawg-pcap, draft-ietf-opsawg-pcapng).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
-use super::bytes::{array, i64_at, u16_at, u32_at, Endian};
+use byteorder_slice::{BigEndian, LittleEndian};
+use pcap_file::pcap::PcapParser;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::blocks::{
+    ENHANCED_PACKET_BLOCK, INTERFACE_DESCRIPTION_BLOCK, PACKET_BLOCK, SECTION_HEADER_BLOCK,
+    SIMPLE_PACKET_BLOCK,
+};
+use pcap_file::pcapng::{Block, PcapNgParser, RawBlock};
+use pcap_file::{Endianness, PcapError, TsResolution};
+
 use super::error::CaptureError;
 use super::linktype::LinkType;
 
@@ -24,8 +54,6 @@ pub enum CaptureFormat {
         big_endian: bool,
         /// Timestamps carry nanoseconds (magic 0xa1b23c4d) rather than microseconds.
         nanosecond: bool,
-        /// Kuznetsov's patched format (magic 0xa1b2cd34) with 8 extra bytes per record.
-        modified: bool,
     },
     /// pcapng (one or more sections).
     Pcapng,
@@ -35,7 +63,8 @@ pub enum CaptureFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawPacket<'a> {
     /// Capture time since the Unix epoch, with the interface's resolution and offset
-    /// applied. Times before the epoch are clamped to zero.
+    /// applied. Times before the epoch are clamped to zero. A pcapng Simple Packet
+    /// Block has no timestamp of its own and gets the previous packet's.
     pub timestamp: Duration,
     /// Interface index within its pcapng section (always 0 for pcap).
     pub interface: u32,
@@ -61,108 +90,94 @@ pub struct RawCapture<'a> {
 
 const PCAP_US: u32 = 0xa1b2_c3d4;
 const PCAP_NS: u32 = 0xa1b2_3c4d;
-const PCAP_MODIFIED: u32 = 0xa1b2_cd34;
-const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
-const PCAPNG_BOM: u32 = 0x1a2b_3c4d;
-
-const BLOCK_IDB: u32 = 1;
-const BLOCK_PB: u32 = 2;
-const BLOCK_SPB: u32 = 3;
-const BLOCK_EPB: u32 = 6;
-
-const OPT_END: u16 = 0;
-const OPT_IF_TSRESOL: u16 = 9;
-const OPT_IF_TSOFFSET: u16 = 14;
 
 /// Splits a pcap or pcapng file into frames.
 ///
 /// Fails only when the container itself is damaged (see [`CaptureError`]); a file cut
 /// short inside its last record is accepted with [`RawCapture::truncated`] set.
 pub fn read_packets(bytes: &[u8]) -> Result<RawCapture<'_>, CaptureError> {
-    let magic =
-        u32_at(bytes, 0, Endian::Little).ok_or(CaptureError::TooShort { len: bytes.len() })?;
-    let pcap = |big_endian, nanosecond, modified| CaptureFormat::Pcap {
-        big_endian,
-        nanosecond,
-        modified,
-    };
+    let magic = bytes
+        .first_chunk::<4>()
+        .map(|m| u32::from_le_bytes(*m))
+        .ok_or(CaptureError::TooShort { len: bytes.len() })?;
     match magic {
-        PCAPNG_SHB => read_pcapng(bytes),
-        PCAP_US => read_pcap(bytes, pcap(false, false, false)),
-        PCAP_NS => read_pcap(bytes, pcap(false, true, false)),
-        PCAP_MODIFIED => read_pcap(bytes, pcap(false, false, true)),
-        m if m.swap_bytes() == PCAP_US => read_pcap(bytes, pcap(true, false, false)),
-        m if m.swap_bytes() == PCAP_NS => read_pcap(bytes, pcap(true, true, false)),
-        m if m.swap_bytes() == PCAP_MODIFIED => read_pcap(bytes, pcap(true, false, true)),
+        SECTION_HEADER_BLOCK => read_pcapng(bytes),
+        m if [PCAP_US, PCAP_NS].contains(&m) || [PCAP_US, PCAP_NS].contains(&m.swap_bytes()) => {
+            read_pcap(bytes)
+        }
         magic => Err(CaptureError::UnknownMagic { magic }),
     }
 }
 
-fn read_pcap(bytes: &[u8], format: CaptureFormat) -> Result<RawCapture<'_>, CaptureError> {
-    let (big_endian, nanosecond, modified) = match format {
-        CaptureFormat::Pcap {
-            big_endian,
-            nanosecond,
-            modified,
-        } => (big_endian, nanosecond, modified),
-        // Not reached: `read_packets` sends pcapng elsewhere. Little-endian microseconds
-        // is the harmless reading if it ever were.
-        CaptureFormat::Pcapng => (false, false, false),
-    };
-    let e = if big_endian {
-        Endian::Big
-    } else {
-        Endian::Little
-    };
-    let too_short = CaptureError::TooShort { len: bytes.len() };
-    let major = u16_at(bytes, 4, e).ok_or(too_short.clone())?;
-    let minor = u16_at(bytes, 6, e).ok_or(too_short.clone())?;
-    // The link type shares its 32-bit field with FCS information in the upper bits.
-    let link_field = u32_at(bytes, 20, e).ok_or(too_short)?;
-    if major != 2 {
+/// The error for what pcap-file rejected in the block or record at `offset`.
+fn malformed(offset: usize, e: &PcapError) -> CaptureError {
+    CaptureError::Malformed {
+        offset,
+        reason: e.to_string(),
+    }
+}
+
+/// The bytes of a block or record parsed from the input slice. pcap-file's parsers
+/// borrow from their input, so the owned case does not happen.
+fn borrowed(data: Cow<'_, [u8]>, offset: usize) -> Result<&[u8], CaptureError> {
+    match data {
+        Cow::Borrowed(d) => Ok(d),
+        Cow::Owned(_) => Err(CaptureError::Malformed {
+            offset,
+            reason: "packet data not borrowed from the input".to_string(),
+        }),
+    }
+}
+
+fn read_pcap(bytes: &[u8]) -> Result<RawCapture<'_>, CaptureError> {
+    let (mut rem, parser) = PcapParser::new(bytes).map_err(|e| match e {
+        PcapError::IncompleteBuffer => CaptureError::TooShort { len: bytes.len() },
+        e => malformed(0, &e),
+    })?;
+    let header = parser.header();
+    if header.version_major != 2 {
         return Err(CaptureError::UnsupportedVersion {
             offset: 0,
-            major,
-            minor,
+            major: header.version_major,
+            minor: header.version_minor,
         });
     }
-    let link = LinkType((link_field & 0xffff) as u16);
-    let record_header = if modified { 24 } else { 16 };
+    let nanosecond = header.ts_resolution == TsResolution::NanoSecond;
+    let format = CaptureFormat::Pcap {
+        big_endian: header.endianness == Endianness::Big,
+        nanosecond,
+    };
+    // The link type shares its 32-bit field with FCS information in the upper bits.
+    let link = LinkType((u32::from(header.datalink) & 0xffff) as u16);
 
     let mut packets = Vec::new();
     let mut truncated = false;
-    let mut off = 24usize;
-    while off < bytes.len() {
-        let (Some(secs), Some(frac), Some(incl), Some(orig)) = (
-            u32_at(bytes, off, e),
-            u32_at(bytes, off + 4, e),
-            u32_at(bytes, off + 8, e),
-            u32_at(bytes, off + 12, e),
-        ) else {
-            truncated = true;
-            break;
-        };
-        let start = off.saturating_add(record_header);
-        let end = start.saturating_add(incl as usize);
-        let Some(data) = bytes.get(start..end) else {
-            truncated = true;
-            break;
+    while !rem.is_empty() {
+        let offset = bytes.len() - rem.len();
+        let (next, raw) = match parser.next_raw_packet(rem) {
+            Ok(r) => r,
+            // A record header or its data cut off by the end of the file.
+            Err(PcapError::IncompleteBuffer) => {
+                truncated = true;
+                break;
+            }
+            Err(e) => return Err(malformed(offset, &e)),
         };
         // Writers sometimes put a whole second into the fraction; carrying it over is
         // what every reader does, and Duration addition cannot overflow from u32 inputs.
         let frac = if nanosecond {
-            Duration::from_nanos(u64::from(frac))
+            Duration::from_nanos(u64::from(raw.ts_frac))
         } else {
-            Duration::from_micros(u64::from(frac))
+            Duration::from_micros(u64::from(raw.ts_frac))
         };
         packets.push(RawPacket {
-            timestamp: Duration::from_secs(u64::from(secs)) + frac,
+            timestamp: Duration::from_secs(u64::from(raw.ts_sec)) + frac,
             interface: 0,
             link,
-            data,
-            orig_len: orig,
+            data: borrowed(raw.data, offset)?,
+            orig_len: raw.orig_len,
         });
-        off = end;
+        rem = next;
     }
     Ok(RawCapture {
         format,
@@ -215,6 +230,31 @@ struct Interface {
 }
 
 impl Interface {
+    /// The interface an IDB describes; the block was at `offset`.
+    fn new(idb: &InterfaceDescriptionBlock<'_>, offset: usize) -> Result<Self, CaptureError> {
+        let mut iface = Interface {
+            // The IDB's link type field is 16 bits wide.
+            link: LinkType((u32::from(idb.linktype) & 0xffff) as u16),
+            snaplen: idb.snaplen,
+            resol: TsResol::Pow10(6),
+            offset_secs: 0,
+        };
+        for option in &idb.options {
+            match *option {
+                InterfaceDescriptionOption::IfTsResol(value) => {
+                    iface.resol = TsResol::from_option(value)
+                        .ok_or(CaptureError::BadTimestampResolution { offset, value })?;
+                }
+                // pcap-file reads the signed field as unsigned; the bits are the same.
+                InterfaceDescriptionOption::IfTsOffset(secs) => {
+                    iface.offset_secs = i64::from_ne_bytes(secs.to_ne_bytes());
+                }
+                _ => {}
+            }
+        }
+        Ok(iface)
+    }
+
     fn timestamp(&self, ts: u64) -> Duration {
         let t = self.resol.to_duration(ts);
         let off = Duration::from_secs(self.offset_secs.unsigned_abs());
@@ -226,173 +266,132 @@ impl Interface {
     }
 }
 
+/// Whether the block at the start of `rem` runs past the end of the input: the
+/// file was cut inside it. Any other problem with the block is left to the parser.
+fn cut_short(rem: &[u8], e: Endianness) -> bool {
+    let framing = match e {
+        Endianness::Big => RawBlock::from_slice::<BigEndian>(rem).map(drop),
+        Endianness::Little => RawBlock::from_slice::<LittleEndian>(rem).map(drop),
+    };
+    matches!(framing, Err(PcapError::IncompleteBuffer))
+}
+
+/// Parses a packet block's body in the section's byte order.
+fn parse_block(raw: RawBlock<'_>, e: Endianness) -> Result<Block<'_>, PcapError> {
+    match e {
+        Endianness::Big => raw.try_into_block::<BigEndian>(),
+        Endianness::Little => raw.try_into_block::<LittleEndian>(),
+    }
+}
+
+/// Rejects a section header of a major version other than 1.
+fn check_version(parser: &PcapNgParser, offset: usize) -> Result<(), CaptureError> {
+    let section = parser.section();
+    if section.major_version != 1 {
+        return Err(CaptureError::UnsupportedVersion {
+            offset,
+            major: section.major_version,
+            minor: section.minor_version,
+        });
+    }
+    Ok(())
+}
+
 fn read_pcapng(bytes: &[u8]) -> Result<RawCapture<'_>, CaptureError> {
+    let (mut rem, mut parser) = PcapNgParser::new(bytes).map_err(|e| match e {
+        // Cut inside the first section header: there is nothing to read.
+        PcapError::IncompleteBuffer => CaptureError::TooShort { len: bytes.len() },
+        e => malformed(0, &e),
+    })?;
+    check_version(&parser, 0)?;
     let mut packets = Vec::new();
     let mut truncated = false;
+    // Interface ids are numbered per section; the parser keeps its own list, this one
+    // has what we need of each (link type, snap length, time unit and offset).
     let mut interfaces: Vec<Interface> = Vec::new();
-    // The byte order of the current section; the first block is an SHB (we were called
-    // because of its magic), which sets it before anything else is read.
-    let mut e = Endian::Little;
     // SPBs carry no timestamp; they get the last one seen (see `RawPacket` docs).
     let mut last_ts = Duration::ZERO;
-    let mut off = 0usize;
 
-    while off < bytes.len() {
-        let Some(block_type_raw) = array::<4>(bytes, off) else {
-            truncated = true;
-            break;
-        };
-        if u32::from_le_bytes(block_type_raw) == PCAPNG_SHB {
-            // The section's byte order is only known from the magic inside its header.
-            let bom = u32_at(bytes, off + 8, Endian::Little)
-                .ok_or(CaptureError::TooShort { len: bytes.len() });
-            match bom {
-                Ok(PCAPNG_BOM) => e = Endian::Little,
-                Ok(b) if b.swap_bytes() == PCAPNG_BOM => e = Endian::Big,
-                Ok(_) => return Err(CaptureError::BadByteOrderMagic { offset: off }),
-                Err(err) if off == 0 => return Err(err),
-                Err(_) => {
-                    truncated = true;
-                    break;
-                }
-            }
-        }
-        let block_type = u32_at(bytes, off, e).unwrap_or(0);
-        let Some(len) = u32_at(bytes, off + 4, e) else {
-            truncated = true;
-            break;
-        };
-        if len < 12 || len % 4 != 0 {
-            return Err(CaptureError::BadBlockLength { offset: off, len });
-        }
-        let end = off.saturating_add(len as usize);
-        if end > bytes.len() {
-            if off == 0 {
-                return Err(CaptureError::TooShort { len: bytes.len() });
-            }
+    while !rem.is_empty() {
+        let offset = bytes.len() - rem.len();
+        let endianness = parser.section().endianness;
+        if cut_short(rem, endianness) {
             truncated = true;
             break;
         }
-        let trailing = u32_at(bytes, end - 4, e).unwrap_or(0);
-        if trailing != len {
-            return Err(CaptureError::BlockLengthMismatch {
-                offset: off,
-                len,
-                trailing,
-            });
-        }
-        let body = bytes.get(off + 8..end - 4).unwrap_or(&[]);
-        let too_short = CaptureError::BlockTooShort {
-            offset: off,
-            block_type,
-        };
-
-        match block_type {
-            PCAPNG_SHB => {
-                let major = u16_at(body, 4, e).ok_or(too_short.clone())?;
-                let minor = u16_at(body, 6, e).ok_or(too_short)?;
-                if major != 1 {
-                    return Err(CaptureError::UnsupportedVersion {
-                        offset: off,
-                        major,
-                        minor,
-                    });
-                }
-                // Interface ids are numbered per section.
+        // Parses SHBs and IDBs into the parser's state; other blocks stay raw.
+        let (next, raw) = parser
+            .next_raw_block(rem)
+            .map_err(|e| malformed(offset, &e))?;
+        rem = next;
+        match raw.type_ {
+            SECTION_HEADER_BLOCK => {
+                check_version(&parser, offset)?;
                 interfaces.clear();
             }
-            BLOCK_IDB => {
-                let link = u16_at(body, 0, e).ok_or(too_short.clone())?;
-                let snaplen = u32_at(body, 4, e).ok_or(too_short)?;
-                let mut iface = Interface {
-                    link: LinkType(link),
-                    snaplen,
-                    resol: TsResol::Pow10(6),
-                    offset_secs: 0,
-                };
-                for (code, value) in options(body.get(8..).unwrap_or(&[]), e) {
-                    match code {
-                        OPT_IF_TSRESOL => {
-                            let v = value.first().copied().unwrap_or(6);
-                            iface.resol = TsResol::from_option(v).ok_or(
-                                CaptureError::BadTimestampResolution {
-                                    offset: off,
-                                    value: v,
-                                },
-                            )?;
+            INTERFACE_DESCRIPTION_BLOCK => {
+                if let Some(idb) = parser.interfaces().last() {
+                    interfaces.push(Interface::new(idb, offset)?);
+                }
+            }
+            ENHANCED_PACKET_BLOCK | PACKET_BLOCK | SIMPLE_PACKET_BLOCK => {
+                let block = parse_block(raw, endianness).map_err(|e| malformed(offset, &e))?;
+                let unknown = |interface| CaptureError::UnknownInterface { offset, interface };
+                let packet = match block {
+                    Block::EnhancedPacket(epb) => {
+                        let iface = interfaces
+                            .get(epb.interface_id as usize)
+                            .ok_or(unknown(epb.interface_id))?;
+                        // pcap-file made nanoseconds of the raw count; they fit a u64.
+                        let ts = u64::try_from(epb.timestamp.as_nanos()).unwrap_or(u64::MAX);
+                        RawPacket {
+                            timestamp: iface.timestamp(ts),
+                            interface: epb.interface_id,
+                            link: iface.link,
+                            data: borrowed(epb.data, offset)?,
+                            orig_len: epb.original_len,
                         }
-                        OPT_IF_TSOFFSET => {
-                            if let Some(s) = i64_at(value, 0, e) {
-                                iface.offset_secs = s;
-                            }
-                        }
-                        _ => {}
                     }
-                }
-                interfaces.push(iface);
-            }
-            BLOCK_EPB | BLOCK_PB => {
-                // EPB: if_id u32; PB (obsolete): if_id u16 + drops u16. Same layout after.
-                let interface = if block_type == BLOCK_EPB {
-                    u32_at(body, 0, e)
-                } else {
-                    u16_at(body, 0, e).map(u32::from)
-                }
-                .ok_or(too_short.clone())?;
-                let (Some(hi), Some(lo), Some(cap), Some(orig)) = (
-                    u32_at(body, 4, e),
-                    u32_at(body, 8, e),
-                    u32_at(body, 12, e),
-                    u32_at(body, 16, e),
-                ) else {
-                    return Err(too_short);
-                };
-                let data = body
-                    .get(20..20usize.saturating_add(cap as usize))
-                    .ok_or(too_short)?;
-                let iface =
-                    interfaces
-                        .get(interface as usize)
-                        .ok_or(CaptureError::UnknownInterface {
-                            offset: off,
+                    // The obsolete Packet Block: a 16-bit interface id and a drop count.
+                    Block::Packet(pb) => {
+                        let interface = u32::from(pb.interface_id);
+                        let iface = interfaces
+                            .get(interface as usize)
+                            .ok_or(unknown(interface))?;
+                        RawPacket {
+                            timestamp: iface.timestamp(pb.timestamp),
                             interface,
-                        })?;
-                let timestamp = iface.timestamp((u64::from(hi) << 32) | u64::from(lo));
-                last_ts = timestamp;
-                packets.push(RawPacket {
-                    timestamp,
-                    interface,
-                    link: iface.link,
-                    data,
-                    orig_len: orig,
-                });
-            }
-            BLOCK_SPB => {
-                let orig = u32_at(body, 0, e).ok_or(too_short)?;
-                let iface = interfaces.first().ok_or(CaptureError::UnknownInterface {
-                    offset: off,
-                    interface: 0,
-                })?;
-                // The captured length is implied: the smaller of the wire length and the
-                // snap length, and the body holds it padded to 4 bytes.
-                let avail = body.len().saturating_sub(4);
-                let mut cap = (orig as usize).min(avail);
-                if iface.snaplen != 0 {
-                    cap = cap.min(iface.snaplen as usize);
-                }
-                let data = body.get(4..4 + cap).unwrap_or(&[]);
-                packets.push(RawPacket {
-                    timestamp: last_ts,
-                    interface: 0,
-                    link: iface.link,
-                    data,
-                    orig_len: orig,
-                });
+                            link: iface.link,
+                            data: borrowed(pb.data, offset)?,
+                            orig_len: pb.original_len,
+                        }
+                    }
+                    Block::SimplePacket(spb) => {
+                        let iface = interfaces.first().ok_or(unknown(0))?;
+                        // The captured length is implied: the smaller of the wire length
+                        // and the snap length; the data pcap-file hands over still has
+                        // the block's padding.
+                        let data = borrowed(spb.data, offset)?;
+                        let mut cap = (spb.original_len as usize).min(data.len());
+                        if iface.snaplen != 0 {
+                            cap = cap.min(iface.snaplen as usize);
+                        }
+                        RawPacket {
+                            timestamp: last_ts,
+                            interface: 0,
+                            link: iface.link,
+                            data: data.get(..cap).unwrap_or_default(),
+                            orig_len: spb.original_len,
+                        }
+                    }
+                    _ => continue,
+                };
+                last_ts = packet.timestamp;
+                packets.push(packet);
             }
             // Name resolution, statistics, secrets, custom blocks: nothing for us.
             _ => {}
         }
-        off = end;
     }
     Ok(RawCapture {
         format: CaptureFormat::Pcapng,
@@ -401,27 +400,17 @@ fn read_pcapng(bytes: &[u8]) -> Result<RawCapture<'_>, CaptureError> {
     })
 }
 
-/// Iterates the options of a pcapng block: (code, value) pairs up to `opt_endofopt`.
-///
-/// Options are advisory, so a malformed option list ends the iteration instead of
-/// failing the capture.
-fn options(mut b: &[u8], e: Endian) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let code = u16_at(b, 0, e)?;
-        let len = usize::from(u16_at(b, 2, e)?);
-        if code == OPT_END {
-            return None;
-        }
-        let value = b.get(4..4 + len)?;
-        let padded = 4 + len.div_ceil(4) * 4;
-        b = b.get(padded..).unwrap_or(&[]);
-        Some((code, value))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
+    const PCAPNG_BOM: u32 = 0x1a2b_3c4d;
+    const BLOCK_IDB: u32 = 1;
+    const BLOCK_SPB: u32 = 3;
+    const BLOCK_EPB: u32 = 6;
+    const OPT_IF_TSRESOL: u16 = 9;
+    const OPT_IF_TSOFFSET: u16 = 14;
 
     fn pcap_header(magic: u32, link: u32, be: bool) -> Vec<u8> {
         let w32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
@@ -461,7 +450,6 @@ mod tests {
                 CaptureFormat::Pcap {
                     big_endian: be,
                     nanosecond: ns,
-                    modified: false
                 }
             );
             assert!(!cap.truncated);
@@ -491,8 +479,33 @@ mod tests {
 
     #[test]
     fn pcap_link_type_ignores_fcs_bits() {
-        let f = pcap_header(PCAP_US, 0x1000_0000 | 113, false);
-        assert_eq!(read_packets(&f).map(|c| c.packets.len()), Ok(0));
+        let mut f = pcap_header(PCAP_US, 0x1000_0000 | 113, false);
+        f.extend(pcap_record(false, 1, 0, b"sll"));
+        let cap = read_packets(&f).expect("valid pcap");
+        assert_eq!(cap.packets[0].link, LinkType::LINUX_SLL);
+    }
+
+    #[test]
+    fn pcap_records_cut_by_the_snap_length_or_with_a_second_in_the_fraction_read() {
+        // The header's snap length is 65535: a record of a longer frame cut to it,
+        // and a fraction of 1.5 s, are both what real writers produce.
+        let mut f = pcap_header(PCAP_US, 101, false);
+        let mut rec = pcap_record(false, 10, 1_500_000, b"head");
+        rec[12..16].copy_from_slice(&100_000u32.to_le_bytes());
+        f.extend(rec);
+        let cap = read_packets(&f).expect("valid pcap");
+        assert_eq!(cap.packets[0].orig_len, 100_000);
+        assert_eq!(cap.packets[0].data, b"head");
+        assert_eq!(cap.packets[0].timestamp, Duration::from_millis(11_500));
+    }
+
+    #[test]
+    fn kuznetsov_modified_pcap_is_not_read() {
+        let f = pcap_header(0xa1b2_cd34, 1, false);
+        assert_eq!(
+            read_packets(&f),
+            Err(CaptureError::UnknownMagic { magic: 0xa1b2_cd34 })
+        );
     }
 
     #[test]
@@ -668,31 +681,32 @@ mod tests {
         let mut mismatch = good.clone();
         let n = mismatch.len();
         mismatch[n - 4] ^= 4;
+        // The block at offset 52 (after the 28-byte SHB and the 24-byte IDB).
         assert!(matches!(
             read_packets(&mismatch),
-            Err(CaptureError::BlockLengthMismatch { .. })
+            Err(CaptureError::Malformed { offset: 52, .. })
         ));
 
         let mut odd = good.clone();
         odd[28 + 4] = 13; // IDB length
         assert!(matches!(
             read_packets(&odd),
-            Err(CaptureError::BadBlockLength { .. })
+            Err(CaptureError::Malformed { offset: 28, .. })
         ));
 
         let mut bom = good.clone();
         bom[8] = 0;
-        assert_eq!(
+        assert!(matches!(
             read_packets(&bom),
-            Err(CaptureError::BadByteOrderMagic { offset: 0 })
-        );
+            Err(CaptureError::Malformed { offset: 0, .. })
+        ));
 
         let mut caplen = good;
         let epb = 28 + 24;
         caplen[epb + 20..epb + 24].copy_from_slice(&100u32.to_le_bytes());
         assert!(matches!(
             read_packets(&caplen),
-            Err(CaptureError::BlockTooShort { .. })
+            Err(CaptureError::Malformed { offset: 52, .. })
         ));
 
         let mut resol = Ng::new(false);

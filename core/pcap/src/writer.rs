@@ -3,8 +3,17 @@
 //! The interface declares nanosecond timestamps (`if_tsresol` = 9) so the simulator's
 //! virtual times are written exactly. Little-endian, as every current writer does.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::time::Duration;
+
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::{DataLink, Endianness, PcapError};
 
 use super::linktype::LinkType;
 
@@ -29,41 +38,59 @@ impl OutputLink {
     }
 }
 
-const SHB: u32 = 0x0a0d_0d0a;
-const IDB: u32 = 1;
-const EPB: u32 = 6;
-const SHB_USERAPPL: u16 = 4;
-const IF_NAME: u16 = 2;
-const IF_TSRESOL: u16 = 9;
-
 /// Writes frames as a pcapng file.
-#[derive(Debug)]
-pub struct PcapngWriter<W> {
-    out: W,
+///
+/// The blocks are written by `pcap-file`'s pcapng writer; this type fixes the one
+/// layout selgate writes and keeps the `io::Result` interface of the recorder and
+/// the simulator's export.
+pub struct PcapngWriter<W: Write> {
+    inner: PcapNgWriter<W>,
 }
+
+impl<W: Write> std::fmt::Debug for PcapngWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcapngWriter").finish_non_exhaustive()
+    }
+}
+
+/// An `io::Error` for what pcap-file reports (its I/O errors are passed through).
+fn io_error(e: PcapError) -> io::Error {
+    match e {
+        PcapError::IoError(e) => e,
+        e => io::Error::new(io::ErrorKind::InvalidInput, e),
+    }
+}
+
+/// The largest frame whose Enhanced Packet Block (32 bytes of header and trailer,
+/// the frame, up to 3 bytes of padding) still has a 32-bit length.
+const MAX_FRAME: usize = u32::MAX as usize - 32 - 3;
 
 impl<W: Write> PcapngWriter<W> {
     /// Writes the section header and the interface description, ready for packets.
     pub fn new(out: W, link: OutputLink) -> io::Result<Self> {
-        let mut w = PcapngWriter { out };
-        let mut shb = Vec::new();
-        shb.extend(0x1a2b_3c4du32.to_le_bytes());
-        shb.extend(1u16.to_le_bytes());
-        shb.extend(0u16.to_le_bytes());
-        shb.extend((-1i64).to_le_bytes()); // section length not known in advance
-        push_option(&mut shb, SHB_USERAPPL, b"selgate");
-        push_option(&mut shb, 0, b"");
-        w.block(SHB, &shb)?;
-
-        let mut idb = Vec::new();
-        idb.extend(link.linktype_code().to_le_bytes());
-        idb.extend(0u16.to_le_bytes());
-        idb.extend(0u32.to_le_bytes()); // snap length: no limit
-        push_option(&mut idb, IF_NAME, b"selgate");
-        push_option(&mut idb, IF_TSRESOL, &[9]);
-        push_option(&mut idb, 0, b"");
-        w.block(IDB, &idb)?;
-        Ok(w)
+        let section = SectionHeaderBlock {
+            endianness: Endianness::Little,
+            major_version: 1,
+            minor_version: 0,
+            // The section length is not known in advance.
+            section_length: -1,
+            options: vec![SectionHeaderOption::UserApplication(Cow::Borrowed(
+                "selgate",
+            ))],
+        };
+        let mut inner = PcapNgWriter::with_section_header(out, section).map_err(io_error)?;
+        inner
+            .write_pcapng_block(InterfaceDescriptionBlock {
+                linktype: DataLink::from(u32::from(link.linktype_code())),
+                // No snap length limit.
+                snaplen: 0,
+                options: vec![
+                    InterfaceDescriptionOption::IfName(Cow::Borrowed("selgate")),
+                    InterfaceDescriptionOption::IfTsResol(9),
+                ],
+            })
+            .map_err(io_error)?;
+        Ok(PcapngWriter { inner })
     }
 
     /// Writes one frame captured at `timestamp` (since the Unix epoch).
@@ -71,45 +98,32 @@ impl<W: Write> PcapngWriter<W> {
     /// Nanoseconds since the epoch fit the 64-bit field until the year 2554; later
     /// times are clamped.
     pub fn write_packet(&mut self, timestamp: Duration, frame: &[u8]) -> io::Result<()> {
+        if frame.len() > MAX_FRAME {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "frame over 4 GiB",
+            ));
+        }
         let ts = u64::try_from(timestamp.as_nanos()).unwrap_or(u64::MAX);
-        let len = u32::try_from(frame.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame over 4 GiB"))?;
-        let mut epb = Vec::with_capacity(20 + frame.len() + 3);
-        epb.extend(0u32.to_le_bytes()); // interface 0
-        epb.extend(((ts >> 32) as u32).to_le_bytes());
-        epb.extend((ts as u32).to_le_bytes());
-        epb.extend(len.to_le_bytes());
-        epb.extend(len.to_le_bytes());
-        epb.extend(frame);
-        self.block(EPB, &epb)
+        self.inner
+            .write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                // With if_tsresol 9 the field counts nanoseconds, as pcap-file writes it.
+                timestamp: Duration::from_nanos(ts),
+                original_len: frame.len() as u32,
+                data: Cow::Borrowed(frame),
+                options: Vec::new(),
+            })
+            .map(drop)
+            .map_err(io_error)
     }
 
     /// Flushes and returns the underlying writer.
-    pub fn into_inner(mut self) -> io::Result<W> {
-        self.out.flush()?;
-        Ok(self.out)
+    pub fn into_inner(self) -> io::Result<W> {
+        let mut out = self.inner.into_inner();
+        out.flush()?;
+        Ok(out)
     }
-
-    /// Writes a block: type, length, body padded to 4 bytes, length again.
-    fn block(&mut self, block_type: u32, body: &[u8]) -> io::Result<()> {
-        let pad = (4 - body.len() % 4) % 4;
-        let len = u32::try_from(12 + body.len() + pad)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pcapng block over 4 GiB"))?;
-        self.out.write_all(&block_type.to_le_bytes())?;
-        self.out.write_all(&len.to_le_bytes())?;
-        self.out.write_all(body)?;
-        self.out.write_all(&[0u8; 3][..pad])?;
-        self.out.write_all(&len.to_le_bytes())
-    }
-}
-
-/// Appends one option (code, length, value padded to 4 bytes).
-fn push_option(buf: &mut Vec<u8>, code: u16, value: &[u8]) {
-    buf.extend(code.to_le_bytes());
-    // Our option values are a few bytes long.
-    buf.extend((value.len() as u16).to_le_bytes());
-    buf.extend(value);
-    buf.resize(buf.len() + (4 - value.len() % 4) % 4, 0);
 }
 
 impl From<OutputLink> for LinkType {
