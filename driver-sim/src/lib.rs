@@ -8,15 +8,16 @@
 //! * [`replay`]: feeding a capture's client and DBServer streams into a
 //!   fresh core at the captured times and comparing its output with what the
 //!   captured gate sent.
-//! * [`transcript`], [`frames`], [`text`]: the stable rendering shared by
-//!   the above.
+//! * [`transcript`], [`text`]: the stable rendering shared by the above.
+//!   Streams are cut into frames and frames read with the core's own
+//!   functions (`selgate_core::split`, `upstream`, `dialect`), so the
+//!   simulator sees the wire exactly as the gate does.
 //!
 //! Captures are read, reassembled and written by `selgate_pcap`, the crate
 //! of the capture format, which the gate's recorder shares.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod frames;
 pub mod replay;
 pub mod scenarios;
 pub mod sim;

@@ -18,14 +18,38 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use selgate_core::codec::{HeaderLayout, Message, MsgName};
-use selgate_core::dialect::{parse_id, GateFrame};
+use selgate_core::dialect::GateFrame;
+use selgate_core::split::{Piece, Splitter};
+use selgate_core::upstream::{classify, parts, Control, DbFrameParts};
 use selgate_core::{Action, ConnId, Dialect, Event};
 
-use crate::frames::{FrameSplitter, Piece};
 use crate::text::{escape, offset, PAYLOAD_CAP};
 
 /// Who a transcript line is about, left of the text.
 const GATE: &str = "gate";
+
+/// Longest frame text the simulator's observers (the transcript, the route
+/// check, the replay's id map) hold while it is incomplete. Far above any
+/// cap of the gate, so they see whole every frame the gate could take, and
+/// still a bound.
+pub(crate) const SPLIT_CAP: usize = 1 << 20;
+
+/// The pieces `bytes` complete, owned: rendering one needs the transcript.
+/// An empty piece (the end of an oversize frame cut by a new one) shows
+/// nothing and is left out.
+pub(crate) fn pieces(splitter: &mut Splitter, bytes: &[u8]) -> Vec<Piece<Vec<u8>>> {
+    let mut out = Vec::new();
+    splitter.push(bytes, |p| {
+        if !p.bytes().is_empty() {
+            out.push(p.into_owned());
+        }
+    });
+    out
+}
+
+fn client_splitter() -> Splitter {
+    Splitter::client(SPLIT_CAP)
+}
 
 /// A transcript being recorded.
 #[derive(Debug, Clone)]
@@ -36,10 +60,10 @@ pub struct Transcript {
     lines: Vec<String>,
     conns: BTreeMap<ConnId, usize>,
     sessions: BTreeMap<u32, usize>,
-    client_in: BTreeMap<ConnId, FrameSplitter>,
-    client_out: BTreeMap<ConnId, FrameSplitter>,
-    db_in: FrameSplitter,
-    db_out: FrameSplitter,
+    client_in: BTreeMap<ConnId, Splitter>,
+    client_out: BTreeMap<ConnId, Splitter>,
+    db_in: Splitter,
+    db_out: Splitter,
 }
 
 impl Transcript {
@@ -55,8 +79,8 @@ impl Transcript {
             sessions: BTreeMap::new(),
             client_in: BTreeMap::new(),
             client_out: BTreeMap::new(),
-            db_in: FrameSplitter::link(),
-            db_out: FrameSplitter::link(),
+            db_in: Splitter::link(SPLIT_CAP),
+            db_out: Splitter::link(SPLIT_CAP),
         }
     }
 
@@ -98,8 +122,8 @@ impl Transcript {
         match *event {
             Event::ClientAccepted { conn, peer, .. } => {
                 let c = self.conn_name(conn);
-                self.client_in.insert(conn, FrameSplitter::client());
-                self.client_out.insert(conn, FrameSplitter::client());
+                self.client_in.insert(conn, client_splitter());
+                self.client_out.insert(conn, client_splitter());
                 self.line(
                     now,
                     &format!("{c} -> {GATE}"),
@@ -108,12 +132,8 @@ impl Transcript {
             }
             Event::ClientBytes { conn, bytes } => {
                 let c = self.conn_name(conn);
-                let mut pieces = Vec::new();
-                self.client_in
-                    .entry(conn)
-                    .or_insert_with(FrameSplitter::client)
-                    .push(bytes, &mut pieces);
-                for p in pieces {
+                let splitter = self.client_in.entry(conn).or_insert_with(client_splitter);
+                for p in pieces(splitter, bytes) {
                     let text = self.client_piece(&p, true);
                     self.line(now, &format!("{c} -> {GATE}"), &text);
                 }
@@ -125,17 +145,15 @@ impl Transcript {
                 self.line(now, &format!("{c} -> {GATE}"), "closed");
             }
             Event::UpstreamConnected => {
-                self.db_in = FrameSplitter::link();
-                self.db_out = FrameSplitter::link();
+                self.db_in.reset();
+                self.db_out.reset();
                 self.line(now, &format!("db -> {GATE}"), "connected");
             }
             Event::UpstreamConnectFailed => {
                 self.line(now, &format!("db -> {GATE}"), "connect failed");
             }
             Event::UpstreamBytes(bytes) => {
-                let mut pieces = Vec::new();
-                self.db_in.push(bytes, &mut pieces);
-                for p in pieces {
+                for p in pieces(&mut self.db_in, bytes) {
                     let text = self.db_piece(&p);
                     self.line(now, &format!("db -> {GATE}"), &text);
                 }
@@ -156,20 +174,14 @@ impl Transcript {
         match action {
             Action::SendToClient { conn, bytes } => {
                 let c = self.conn_name(*conn);
-                let mut pieces = Vec::new();
-                self.client_out
-                    .entry(*conn)
-                    .or_insert_with(FrameSplitter::client)
-                    .push(bytes, &mut pieces);
-                for p in pieces {
+                let splitter = self.client_out.entry(*conn).or_insert_with(client_splitter);
+                for p in pieces(splitter, bytes) {
                     let text = self.client_piece(&p, false);
                     self.line(now, &format!("{GATE} -> {c}"), &text);
                 }
             }
             Action::SendUpstream(bytes) => {
-                let mut pieces = Vec::new();
-                self.db_out.push(bytes, &mut pieces);
-                for p in pieces {
+                for p in pieces(&mut self.db_out, bytes) {
                     let text = self.gate_frame(&p);
                     self.line(now, &format!("{GATE} -> db"), &text);
                 }
@@ -200,64 +212,68 @@ impl Transcript {
 
     /// A client-side piece: a decoded message, or the raw bytes. Frames
     /// from clients carry a check character after `#`; the gate's do not.
-    fn client_piece(&self, piece: &Piece, with_check: bool) -> String {
+    fn client_piece(&self, piece: &Piece<Vec<u8>>, with_check: bool) -> String {
         match piece {
             Piece::Frame(f) => describe_client_frame(f, with_check, self.layout),
-            Piece::Other(b) => format!("bytes {}", escape(b, PAYLOAD_CAP)),
+            other => format!("bytes {}", escape(other.bytes(), PAYLOAD_CAP)),
         }
     }
 
-    /// A DBServer-to-gate frame (docs/PROTOCOL.md §3.2).
-    fn db_piece(&mut self, piece: &Piece) -> String {
-        let f = match piece {
-            Piece::Frame(f) => f,
-            Piece::Other(b) => return format!("garbage {}", escape(b, PAYLOAD_CAP)),
+    /// A DBServer-to-gate frame (docs/PROTOCOL.md §3.2), read with the
+    /// core's parser; arguments and ids the gate rejects are shown as they
+    /// came.
+    fn db_piece(&mut self, piece: &Piece<Vec<u8>>) -> String {
+        let Some(text) = piece.text() else {
+            return format!("garbage {}", escape(piece.bytes(), PAYLOAD_CAP));
         };
-        let text = &f[1..f.len() - 1];
-        if let Some(ctrl) = text.strip_prefix(b"+") {
-            let arg = ctrl.get(1..).unwrap_or(&[]);
-            let what = match ctrl.first() {
-                Some(b'-') => "kick",
-                Some(b'B') => "kick + temporary block",
-                Some(b'T') => "kick + permanent block",
-                Some(b'M') => return format!("block ip {}", escape(arg, PAYLOAD_CAP)),
-                _ => return "keepalive answer".to_string(),
-            };
-            return match parse_id(arg) {
-                Some(id) => format!("{what} {}", self.session_name(id)),
-                None => format!("{what} {}", escape(arg, PAYLOAD_CAP)),
-            };
-        }
-        let Some(slash) = text.iter().position(|&b| b == b'/') else {
-            return format!("frame {}", escape(f, PAYLOAD_CAP));
+        let session = classify(text).session_id();
+        let (id_text, bytes) = match parts(text) {
+            DbFrameParts::Control { kind, arg } => {
+                let what = match kind {
+                    Control::Kick => "kick",
+                    Control::KickTempBlock => "kick + temporary block",
+                    Control::KickPermBlock => "kick + permanent block",
+                    Control::BlockIp => return format!("block ip {}", escape(arg, PAYLOAD_CAP)),
+                    Control::KeepaliveAnswer => return "keepalive answer".to_string(),
+                };
+                return match session {
+                    Some(id) => format!("{what} {}", self.session_name(id)),
+                    None => format!("{what} {}", escape(arg, PAYLOAD_CAP)),
+                };
+            }
+            DbFrameParts::NoSlash => {
+                return format!("frame {}", escape(piece.bytes(), PAYLOAD_CAP))
+            }
+            DbFrameParts::Data { id, bytes } => (id, bytes),
         };
-        let (id_text, bytes) = (&text[..slash], &text[slash + 1..]);
-        let who = match parse_id(id_text) {
+        let who = match session {
             // Only ids the gate announced get a small number; others (noise
             // frames for unknown ids) are shown as they came.
             Some(id) if self.sessions.contains_key(&id) => self.session_name(id),
             _ => format!("id {}", escape(id_text, 16)),
         };
-        let mut parts = Vec::new();
-        for p in crate::frames::split_all(b'#', b'!', bytes) {
-            parts.push(match p {
-                Piece::Frame(f) => describe_client_frame(&f, false, self.layout),
-                Piece::Other(b) => format!("bytes {}", escape(&b, PAYLOAD_CAP)),
-            });
+        let mut shown = Vec::new();
+        let mut frames = Splitter::client(usize::MAX);
+        let mut show = |p: Piece<&[u8]>| {
+            shown.push(match p {
+                Piece::Frame(f) => describe_client_frame(f, false, self.layout),
+                other => format!("bytes {}", escape(other.bytes(), PAYLOAD_CAP)),
+            })
+        };
+        frames.push(bytes, &mut show);
+        frames.finish(&mut show);
+        if shown.is_empty() {
+            shown.push("(empty)".to_string());
         }
-        if parts.is_empty() {
-            parts.push("(empty)".to_string());
-        }
-        format!("{who} {}", parts.join(" + "))
+        format!("{who} {}", shown.join(" + "))
     }
 
-    /// A gate-to-DBServer frame in the gate's dialect (section 3.1).
-    fn gate_frame(&mut self, piece: &Piece) -> String {
-        let f = match piece {
-            Piece::Frame(f) => f,
-            Piece::Other(b) => return format!("bytes {}", escape(b, PAYLOAD_CAP)),
+    /// A gate-to-DBServer frame in the gate's dialect (docs/PROTOCOL.md
+    /// §3.1).
+    fn gate_frame(&mut self, piece: &Piece<Vec<u8>>) -> String {
+        let Some(text) = piece.text() else {
+            return format!("bytes {}", escape(piece.bytes(), PAYLOAD_CAP));
         };
-        let text = &f[1..f.len() - 1];
         match self.dialect.parse_gate_frame(text) {
             Ok(GateFrame::Open {
                 id,
@@ -276,7 +292,7 @@ impl Transcript {
             }
             Ok(GateFrame::Close { id }) => format!("close {}", self.session_name(id)),
             Ok(GateFrame::Keepalive) => "keepalive".to_string(),
-            Err(_) => format!("frame {}", escape(f, PAYLOAD_CAP)),
+            Err(_) => format!("frame {}", escape(piece.bytes(), PAYLOAD_CAP)),
         }
     }
 }

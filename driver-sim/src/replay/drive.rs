@@ -30,14 +30,15 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use selgate_core::dialect::{parse_id, push_decimal, GateFrame};
+use selgate_core::dialect::GateFrame;
+use selgate_core::split::Splitter;
+use selgate_core::upstream::classify;
 use selgate_core::{Action, CloseReason, Config, ConnId, Dialect, Event, Gate};
 use selgate_pcap::{Capture, Direction, ReplayKind};
 
 use super::Role;
-use crate::frames::{FrameSplitter, Piece};
 use crate::text::offset;
-use crate::transcript::Transcript;
+use crate::transcript::{Transcript, SPLIT_CAP};
 
 /// How far the core's clock may be advanced to reach its reconnect.
 const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(60);
@@ -99,9 +100,9 @@ struct IdMap {
     /// The core's open frames not yet paired, per client IP, in order.
     core_opens: BTreeMap<IpAddr, VecDeque<u32>>,
     map: BTreeMap<u32, u32>,
-    core_out: FrameSplitter,
-    captured_out: FrameSplitter,
-    db_in: FrameSplitter,
+    core_out: Splitter,
+    captured_out: Splitter,
+    db_in: Splitter,
 }
 
 impl IdMap {
@@ -110,32 +111,29 @@ impl IdMap {
             dialect,
             core_opens: BTreeMap::new(),
             map: BTreeMap::new(),
-            core_out: FrameSplitter::link(),
-            captured_out: FrameSplitter::link(),
-            db_in: FrameSplitter::link(),
+            core_out: Splitter::link(SPLIT_CAP),
+            captured_out: Splitter::link(SPLIT_CAP),
+            db_in: Splitter::link(SPLIT_CAP),
         }
     }
 
     /// A new link: every stream starts afresh.
     fn new_link(&mut self) {
-        self.core_out = FrameSplitter::link();
-        self.captured_out = FrameSplitter::link();
-        self.db_in = FrameSplitter::link();
+        self.core_out.reset();
+        self.captured_out.reset();
+        self.db_in.reset();
     }
 
-    fn opens(dialect: Dialect, splitter: &mut FrameSplitter, bytes: &[u8]) -> Vec<(u32, IpAddr)> {
-        let mut pieces = Vec::new();
-        splitter.push(bytes, &mut pieces);
-        pieces
-            .iter()
-            .filter_map(|p| match p {
-                Piece::Frame(f) => match dialect.parse_gate_frame(&f[1..f.len() - 1]) {
-                    Ok(GateFrame::Open { id, client_ip, .. }) => Some((id, client_ip)),
-                    _ => None,
-                },
-                Piece::Other(_) => None,
-            })
-            .collect()
+    fn opens(dialect: Dialect, splitter: &mut Splitter, bytes: &[u8]) -> Vec<(u32, IpAddr)> {
+        let mut opens = Vec::new();
+        splitter.push(bytes, |p| {
+            if let Some(Ok(GateFrame::Open { id, client_ip, .. })) =
+                p.text().map(|t| dialect.parse_gate_frame(t))
+            {
+                opens.push((id, client_ip));
+            }
+        });
+        opens
     }
 
     /// The core wrote `bytes` toward the DBServer.
@@ -157,42 +155,23 @@ impl IdMap {
         }
     }
 
-    /// The DBServer's `bytes` with captured ids replaced by the core's.
-    /// An unfinished frame is held until its end arrives.
+    /// The DBServer's `bytes` with captured ids replaced by the core's:
+    /// every frame that names a session the core's parser finds (a
+    /// delivery, a kick, a kick and block) and that was paired is written
+    /// again for the core's id; everything else passes unchanged. An
+    /// unfinished frame is held until its end arrives.
     fn rewrite(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut pieces = Vec::new();
-        self.db_in.push(bytes, &mut pieces);
         let mut out = Vec::with_capacity(bytes.len() + 16);
-        for p in pieces {
-            match p {
-                Piece::Frame(f) => self.rewrite_frame(&f, &mut out),
-                Piece::Other(b) => out.extend_from_slice(&b),
+        let map = &self.map;
+        self.db_in.push(bytes, |p| {
+            let frame = p.text().map(classify);
+            let core = frame.and_then(|f| map.get(&f.session_id()?).copied());
+            match (frame, core) {
+                (Some(f), Some(core)) => f.with_session_id(core).write(&mut out),
+                _ => out.extend_from_slice(p.bytes()),
             }
-        }
+        });
         out
-    }
-
-    fn rewrite_frame(&self, f: &[u8], out: &mut Vec<u8>) {
-        let inner = &f[1..f.len() - 1];
-        // Where the id is: after `+-`, `+B`, `+T`, or before the `/`.
-        let (start, end) = match inner {
-            [b'+', b'-' | b'B' | b'T', rest @ ..] => (2, 2 + rest.len()),
-            _ => match inner.iter().position(|&b| b == b'/') {
-                Some(slash) if !inner.starts_with(b"+") => (0, slash),
-                _ => (0, 0),
-            },
-        };
-        let mapped = parse_id(&inner[start..end]).and_then(|id| self.map.get(&id));
-        match mapped {
-            Some(&core) => {
-                out.push(b'%');
-                out.extend_from_slice(&inner[..start]);
-                push_decimal(out, core);
-                out.extend_from_slice(&inner[end..]);
-                out.push(b'$');
-            }
-            None => out.extend_from_slice(f),
-        }
     }
 }
 

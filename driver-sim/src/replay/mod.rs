@@ -32,13 +32,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use selgate_core::dialect::GateFrame;
+use selgate_core::split::{Piece, Splitter};
 use selgate_core::{Config, Dialect};
 use selgate_pcap::{Capture, CaptureFormat, Direction, HalfStream, StreamItem, TcpConnection};
 
 pub use compare::{align, Alignment, Item, Step};
 pub use report::{ReplayReport, Tally, Unit};
 
-use crate::frames::{FrameSplitter, Piece};
 use crate::text::{escape_bare, offset};
 use drive::{ClientOut, LinkOut, Replayed};
 
@@ -240,7 +240,9 @@ fn stream_frames(
     h: &HalfStream,
     cut: Option<Duration>,
 ) -> Vec<(Duration, Vec<u8>)> {
-    let mut s = FrameSplitter::new(start, end, usize::MAX);
+    // The whole capture is in memory already: no cap, so every frame is
+    // compared whole.
+    let mut s = Splitter::new(start, end, usize::MAX);
     let mut out = Vec::new();
     for item in &h.items {
         match item {
@@ -248,24 +250,20 @@ fn stream_frames(
                 if cut.is_some_and(|c| *at >= c) {
                     break;
                 }
-                let mut pieces = Vec::new();
-                s.push(bytes, &mut pieces);
-                out.extend(pieces.into_iter().map(|p| (*at, piece_bytes(p))));
+                s.push(bytes, |p| out.push((*at, piece_bytes(p))));
             }
             StreamItem::Gap { .. } => return out,
         }
     }
-    let mut pieces = Vec::new();
-    s.finish(&mut pieces);
     let at = h.items.last().map_or(Duration::ZERO, StreamItem::at);
-    out.extend(pieces.into_iter().map(|p| (at, piece_bytes(p))));
+    s.finish(|p| out.push((at, piece_bytes(p))));
     out
 }
 
-fn piece_bytes(p: Piece) -> Vec<u8> {
-    match p {
-        Piece::Frame(f) | Piece::Other(f) => f,
-    }
+/// A piece as compared: its bytes. A frame and the bytes around it are
+/// items alike, so stray bytes are compared too.
+fn piece_bytes(p: Piece<&[u8]>) -> Vec<u8> {
+    p.bytes().to_vec()
 }
 
 fn link_frames(h: &HalfStream, cut: Option<Duration>) -> Vec<(Duration, Vec<u8>)> {
@@ -281,17 +279,13 @@ fn client_frames(h: &HalfStream, cut: Option<Duration>) -> Vec<Item> {
 
 /// The frames of what the core wrote, each with its write's time.
 fn write_frames(start: u8, end: u8, writes: &[(Duration, Bytes)]) -> Vec<(Duration, Vec<u8>)> {
-    let mut s = FrameSplitter::new(start, end, usize::MAX);
+    let mut s = Splitter::new(start, end, usize::MAX);
     let mut out = Vec::new();
     for (at, b) in writes {
-        let mut pieces = Vec::new();
-        s.push(b, &mut pieces);
-        out.extend(pieces.into_iter().map(|p| (*at, piece_bytes(p))));
+        s.push(b, |p| out.push((*at, piece_bytes(p))));
     }
-    let mut pieces = Vec::new();
-    s.finish(&mut pieces);
     let at = writes.last().map_or(Duration::ZERO, |w| w.0);
-    out.extend(pieces.into_iter().map(|p| (at, piece_bytes(p))));
+    s.finish(|p| out.push((at, piece_bytes(p))));
     out
 }
 

@@ -13,11 +13,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use selgate_core::dialect::parse_id;
+use selgate_core::split::Splitter;
+use selgate_core::upstream::{classify, DbFrame};
 use selgate_core::ConnId;
 
-use crate::frames::{FrameSplitter, Piece};
 use crate::text::escape;
+use crate::transcript::SPLIT_CAP;
 
 /// Payloads per session kept for matching; the oldest are forgotten beyond
 /// this, so a client that never reads cannot grow the checker without end.
@@ -25,7 +26,7 @@ const PER_SESSION_CAP: usize = 4096;
 
 #[derive(Debug, Default)]
 pub(crate) struct RouteCheck {
-    splitter: Option<FrameSplitter>,
+    splitter: Option<Splitter>,
     conn_session: BTreeMap<ConnId, u32>,
     session_conn: BTreeMap<u32, ConnId>,
     sent: BTreeMap<u32, VecDeque<Vec<u8>>>,
@@ -36,7 +37,7 @@ pub(crate) struct RouteCheck {
 impl RouteCheck {
     /// A new DBServer link: its stream starts afresh.
     pub(crate) fn link_reset(&mut self) {
-        self.splitter = Some(FrameSplitter::link());
+        self.splitter = Some(Splitter::link(SPLIT_CAP));
     }
 
     /// The gate accepted `conn` as session `id`.
@@ -57,28 +58,25 @@ impl RouteCheck {
 
     /// Bytes the gate is about to read from the DBServer.
     pub(crate) fn observe_db(&mut self, bytes: &[u8]) {
-        let splitter = self.splitter.get_or_insert_with(FrameSplitter::link);
-        let mut pieces = Vec::new();
-        splitter.push(bytes, &mut pieces);
-        for p in pieces {
-            let Piece::Frame(f) = p else { continue };
-            let text = &f[1..f.len() - 1];
-            let Some(slash) = text.iter().position(|&b| b == b'/') else {
-                continue;
-            };
-            let Some(id) = parse_id(&text[..slash]) else {
-                continue;
+        let splitter = self
+            .splitter
+            .get_or_insert_with(|| Splitter::link(SPLIT_CAP));
+        let (session_conn, sent) = (&self.session_conn, &mut self.sent);
+        splitter.push(bytes, |p| {
+            // The gate's own parser says which frames are deliveries.
+            let Some(DbFrame::Deliver { id, bytes }) = p.text().map(classify) else {
+                return;
             };
             // Only live sessions can receive; frames for others must be dropped,
             // which the delivery check catches if they are not.
-            if self.session_conn.contains_key(&id) {
-                let q = self.sent.entry(id).or_default();
-                q.push_back(text[slash + 1..].to_vec());
+            if session_conn.contains_key(&id) {
+                let q = sent.entry(id).or_default();
+                q.push_back(bytes.to_vec());
                 if q.len() > PER_SESSION_CAP {
                     q.pop_front();
                 }
             }
-        }
+        });
     }
 
     /// The gate sends `bytes` to `conn`: they must be the next (or a later)
