@@ -34,8 +34,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod bytes;
-mod checksum;
 mod conversation;
 mod error;
 mod linktype;
@@ -48,10 +46,9 @@ mod writer;
 
 use std::time::{Duration, SystemTime};
 
-pub use checksum::{internet_checksum, tcp_checksum_v4};
 pub use conversation::{ConnHandle, Conversation, ConversationError, WriteOptions};
 pub use error::CaptureError;
-pub use linktype::{ip_payload, LinkType};
+pub use linktype::LinkType;
 pub use packet::{decode_tcp, TcpFlags, TcpSegment, Undecoded};
 pub use reader::{read_packets, CaptureFormat, RawCapture, RawPacket};
 pub use synth::{build_frame, TcpPacket, MAX_PAYLOAD};

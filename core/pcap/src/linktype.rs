@@ -1,12 +1,23 @@
-//! Link layers: from a captured frame to the IP packet inside it.
+//! Link layers: from a captured frame to the packet inside it.
 //!
 //! The link types are the ones a SelGate capture is likely to come in: Ethernet from a
 //! network tap or a VM bridge, Linux "any" (SLL/SLL2) from `tcpdump -i any`, BSD and
 //! macOS loopback (NULL/LOOP) and raw IP from `tcpdump -i lo` on some systems and from
 //! tunnels. Numbers are the LINKTYPE_ values of the tcpdump.org registry.
 
-use super::bytes::{array, be16};
 use super::packet::Undecoded;
+
+/// `N` bytes at `at`, or `None` when they are not all there (never a slice-index
+/// panic: the reader must survive any input a fuzzer invents).
+fn array<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
+    let end = at.checked_add(N)?;
+    b.get(at..end)?.try_into().ok()
+}
+
+/// A network-order (big-endian) `u16`.
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    array::<2>(b, at).map(u16::from_be_bytes)
+}
 
 /// A pcap/pcapng link-layer type (LINKTYPE_ value).
 ///
@@ -37,7 +48,7 @@ impl LinkType {
     /// Linux cooked capture v2 (`tcpdump -i any` since libpcap 1.10).
     pub const LINUX_SLL2: LinkType = LinkType(276);
 
-    /// Whether [`ip_payload`] can decode frames of this link type.
+    /// Whether [`decode_tcp`](crate::decode_tcp) can decode frames of this link type.
     pub fn is_supported(self) -> bool {
         matches!(
             self,
@@ -55,31 +66,43 @@ impl LinkType {
     }
 }
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_QINQ: u16 = 0x88a8;
-const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
+/// What a link-layer header wraps, for etherparse to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inner<'a> {
+    /// A whole Ethernet II frame (etherparse reads its header and VLAN tags).
+    Ethernet(&'a [u8]),
+    /// A payload of the given EtherType (VLAN tags may still follow).
+    EtherType(u16, &'a [u8]),
+    /// An IPv4 or IPv6 packet.
+    Ip(&'a [u8]),
+}
 
-/// Strips the link-layer header of `frame` and returns the IPv4 or IPv6 packet inside.
+/// Strips the link-layer header of `frame`, down to what etherparse decodes.
 ///
-/// The returned slice may still carry link-layer padding or a trailing FCS after the
-/// IP packet; the IP decoder trims to the IP total length.
-pub fn ip_payload(link: LinkType, frame: &[u8]) -> Result<&[u8], Undecoded> {
+/// Ethernet II is left to etherparse whole. The other headers are read here:
+/// etherparse does not know BSD loopback (NULL, LOOP) or Linux cooked v2, and its
+/// Linux cooked v1 accepts only five ARPHRD types, refusing ARPHRD_LOOPBACK and so
+/// every loopback packet of `tcpdump -i any`, which is how a gate running beside
+/// its DBServer is captured. Only the protocol field is needed from either cooked
+/// header.
+pub(crate) fn link_payload(link: LinkType, frame: &[u8]) -> Result<Inner<'_>, Undecoded> {
+    let short = |what| Undecoded::Malformed(what);
     match link {
-        LinkType::ETHERNET => ethertype_payload(frame, 12),
+        LinkType::ETHERNET => Ok(Inner::Ethernet(frame)),
         // SLL: packet type, ARPHRD, address length, 8 address bytes, then the protocol.
-        LinkType::LINUX_SLL => ethertype_payload(frame, 14),
+        LinkType::LINUX_SLL => {
+            let proto = be16(frame, 14).ok_or(short("short SLL header"))?;
+            let rest = frame.get(16..).ok_or(short("short SLL header"))?;
+            Ok(Inner::EtherType(proto, rest))
+        }
         // SLL2 puts the protocol first and the 20-byte header's remaining fields after.
         LinkType::LINUX_SLL2 => {
-            let proto = be16(frame, 0).ok_or(Undecoded::Malformed("short SLL2 header"))?;
-            let rest = frame
-                .get(20..)
-                .ok_or(Undecoded::Malformed("short SLL2 header"))?;
-            after_ethertype(proto, rest)
+            let proto = be16(frame, 0).ok_or(short("short SLL2 header"))?;
+            let rest = frame.get(20..).ok_or(short("short SLL2 header"))?;
+            Ok(Inner::EtherType(proto, rest))
         }
         LinkType::NULL | LinkType::LOOP => {
-            let raw = array::<4>(frame, 0).ok_or(Undecoded::Malformed("short loopback header"))?;
+            let raw = array::<4>(frame, 0).ok_or(short("short loopback header"))?;
             let family = if link == LinkType::LOOP {
                 u32::from_be_bytes(raw)
             } else {
@@ -96,45 +119,24 @@ pub fn ip_payload(link: LinkType, frame: &[u8]) -> Result<&[u8], Undecoded> {
                 // AF_INET everywhere; AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, macOS.
                 2 | 10 | 24 | 28 | 30 => frame
                     .get(4..)
-                    .ok_or(Undecoded::Malformed("short loopback header")),
+                    .map(Inner::Ip)
+                    .ok_or(short("short loopback header")),
                 _ => Err(Undecoded::NotIp),
             }
         }
-        LinkType::RAW | LinkType::RAW_BSD | LinkType::RAW_OPENBSD => Ok(frame),
+        LinkType::RAW | LinkType::RAW_BSD | LinkType::RAW_OPENBSD => Ok(Inner::Ip(frame)),
         LinkType::IPV4 => version_is(frame, 4),
         LinkType::IPV6 => version_is(frame, 6),
         other => Err(Undecoded::UnsupportedLink(other)),
     }
 }
 
-fn version_is(frame: &[u8], v: u8) -> Result<&[u8], Undecoded> {
+/// A raw IP frame of a link type that names the version.
+fn version_is(frame: &[u8], v: u8) -> Result<Inner<'_>, Undecoded> {
     match frame.first() {
-        Some(b) if b >> 4 == v => Ok(frame),
+        Some(b) if b >> 4 == v => Ok(Inner::Ip(frame)),
         Some(_) => Err(Undecoded::Malformed("IP version does not match link type")),
         None => Err(Undecoded::Malformed("empty frame")),
-    }
-}
-
-/// Reads the EtherType at `at`, then skips any VLAN tags.
-fn ethertype_payload(frame: &[u8], at: usize) -> Result<&[u8], Undecoded> {
-    let proto = be16(frame, at).ok_or(Undecoded::Malformed("short link header"))?;
-    let rest = frame
-        .get(at + 2..)
-        .ok_or(Undecoded::Malformed("short link header"))?;
-    after_ethertype(proto, rest)
-}
-
-fn after_ethertype(mut proto: u16, mut rest: &[u8]) -> Result<&[u8], Undecoded> {
-    // Each tag consumes 4 bytes, so the loop ends with the frame.
-    while matches!(proto, ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD) {
-        proto = be16(rest, 2).ok_or(Undecoded::Malformed("short VLAN tag"))?;
-        rest = rest
-            .get(4..)
-            .ok_or(Undecoded::Malformed("short VLAN tag"))?;
-    }
-    match proto {
-        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => Ok(rest),
-        _ => Err(Undecoded::NotIp),
     }
 }
 
@@ -145,59 +147,43 @@ mod tests {
     const IP4: &[u8] = &[0x45, 0, 0, 20];
     const IP6: &[u8] = &[0x60, 0, 0, 0];
 
-    fn eth(types: &[u16], payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![0u8; 12];
-        for (i, t) in types.iter().enumerate() {
-            f.extend(t.to_be_bytes());
-            if i + 1 < types.len() {
-                f.extend([0x00, 0x05]); // VLAN TCI: the tag's own 2 bytes
-            }
-        }
-        f.extend(payload);
-        f
-    }
-
     #[test]
-    fn ethernet_with_and_without_vlans() {
+    fn ethernet_is_left_to_etherparse_whole() {
+        let f = [0u8; 20];
         assert_eq!(
-            ip_payload(LinkType::ETHERNET, &eth(&[0x0800], IP4)),
-            Ok(IP4)
+            link_payload(LinkType::ETHERNET, &f),
+            Ok(Inner::Ethernet(&f[..]))
         );
-        assert_eq!(
-            ip_payload(LinkType::ETHERNET, &eth(&[0x8100, 0x86dd], IP6)),
-            Ok(IP6)
-        );
-        assert_eq!(
-            ip_payload(LinkType::ETHERNET, &eth(&[0x88a8, 0x8100, 0x0800], IP4)),
-            Ok(IP4)
-        );
-        assert_eq!(
-            ip_payload(LinkType::ETHERNET, &eth(&[0x0806], IP4)),
-            Err(Undecoded::NotIp)
-        );
-        assert!(matches!(
-            ip_payload(LinkType::ETHERNET, &[0; 13]),
-            Err(Undecoded::Malformed(_))
-        ));
-        assert!(matches!(
-            ip_payload(LinkType::ETHERNET, &eth(&[0x8100], &[])),
-            Err(Undecoded::Malformed(_))
-        ));
     }
 
     #[test]
     fn linux_cooked() {
-        let mut sll = vec![0u8; 14];
-        sll.extend(0x0800u16.to_be_bytes());
-        sll.extend(IP4);
-        assert_eq!(ip_payload(LinkType::LINUX_SLL, &sll), Ok(IP4));
+        // ARPHRD 0 and 772 (loopback): etherparse's own SLL reader refuses both.
+        for arphrd in [0u16, 772] {
+            let mut sll = vec![0, 0];
+            sll.extend(arphrd.to_be_bytes());
+            sll.extend([0u8; 10]);
+            sll.extend(0x0800u16.to_be_bytes());
+            sll.extend(IP4);
+            assert_eq!(
+                link_payload(LinkType::LINUX_SLL, &sll),
+                Ok(Inner::EtherType(0x0800, IP4))
+            );
+        }
+        assert!(matches!(
+            link_payload(LinkType::LINUX_SLL, &[0; 15]),
+            Err(Undecoded::Malformed(_))
+        ));
 
         let mut sll2 = 0x86ddu16.to_be_bytes().to_vec();
         sll2.extend([0u8; 18]);
         sll2.extend(IP6);
-        assert_eq!(ip_payload(LinkType::LINUX_SLL2, &sll2), Ok(IP6));
+        assert_eq!(
+            link_payload(LinkType::LINUX_SLL2, &sll2),
+            Ok(Inner::EtherType(0x86dd, IP6))
+        );
         assert!(matches!(
-            ip_payload(LinkType::LINUX_SLL2, &sll2[..19]),
+            link_payload(LinkType::LINUX_SLL2, &sll2[..19]),
             Err(Undecoded::Malformed(_))
         ));
     }
@@ -206,14 +192,14 @@ mod tests {
     fn loopback_families_in_either_order() {
         let mut le = 2u32.to_le_bytes().to_vec();
         le.extend(IP4);
-        assert_eq!(ip_payload(LinkType::NULL, &le), Ok(IP4));
+        assert_eq!(link_payload(LinkType::NULL, &le), Ok(Inner::Ip(IP4)));
         let mut be = 30u32.to_be_bytes().to_vec();
         be.extend(IP6);
-        assert_eq!(ip_payload(LinkType::NULL, &be), Ok(IP6));
-        assert_eq!(ip_payload(LinkType::LOOP, &be), Ok(IP6));
+        assert_eq!(link_payload(LinkType::NULL, &be), Ok(Inner::Ip(IP6)));
+        assert_eq!(link_payload(LinkType::LOOP, &be), Ok(Inner::Ip(IP6)));
         let mut ipx = 23u32.to_be_bytes().to_vec();
         ipx.extend(IP4);
-        assert_eq!(ip_payload(LinkType::LOOP, &ipx), Err(Undecoded::NotIp));
+        assert_eq!(link_payload(LinkType::LOOP, &ipx), Err(Undecoded::NotIp));
     }
 
     #[test]
@@ -224,15 +210,15 @@ mod tests {
             LinkType::RAW_OPENBSD,
             LinkType::IPV4,
         ] {
-            assert_eq!(ip_payload(l, IP4), Ok(IP4));
+            assert_eq!(link_payload(l, IP4), Ok(Inner::Ip(IP4)));
         }
-        assert_eq!(ip_payload(LinkType::IPV6, IP6), Ok(IP6));
+        assert_eq!(link_payload(LinkType::IPV6, IP6), Ok(Inner::Ip(IP6)));
         assert!(matches!(
-            ip_payload(LinkType::IPV6, IP4),
+            link_payload(LinkType::IPV6, IP4),
             Err(Undecoded::Malformed(_))
         ));
         assert_eq!(
-            ip_payload(LinkType(127), IP4),
+            link_payload(LinkType(127), IP4),
             Err(Undecoded::UnsupportedLink(LinkType(127)))
         );
         assert!(!LinkType(127).is_supported());

@@ -1,12 +1,21 @@
 //! IP and TCP headers: from a captured frame to a TCP segment.
 //!
+//! The headers are decoded by etherparse (`LaxSlicedPacket`): Ethernet II and its
+//! VLAN tags (802.1Q, 802.1ad, the old 0x9100), IPv4 with options and the IPsec
+//! authentication header, IPv6 with its extension headers, TCP. The lax slicing
+//! falls back to the captured length where the IP length says more was sent,
+//! which is how a payload cut by the snap length is noticed. The link layers
+//! etherparse does not know are stripped first by `linktype.rs`.
+//!
 //! Checksums are not verified: captures taken on the sending host see the checksum
 //! before the NIC fills it in (offload), so a wrong checksum there is normal.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
-use super::bytes::{array, be16, be32};
-use super::linktype::{ip_payload, LinkType};
+use etherparse::err::Layer;
+use etherparse::{ip_number, EtherType, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice};
+
+use super::linktype::{link_payload, Inner, LinkType};
 
 /// Why a frame did not yield a TCP segment. Not an error: a capture holds ARP, DNS
 /// and other traffic too; the reader counts these per kind and moves on.
@@ -42,6 +51,27 @@ impl TcpFlags {
     pub const ACK: TcpFlags = TcpFlags(0x10);
     /// Urgent pointer is valid.
     pub const URG: TcpFlags = TcpFlags(0x20);
+    /// ECN echo.
+    pub const ECE: TcpFlags = TcpFlags(0x40);
+    /// Congestion window reduced.
+    pub const CWR: TcpFlags = TcpFlags(0x80);
+
+    /// The flags of a TCP header etherparse decoded.
+    fn of(t: &TcpSlice<'_>) -> TcpFlags {
+        let bits = [
+            (t.fin(), TcpFlags::FIN),
+            (t.syn(), TcpFlags::SYN),
+            (t.rst(), TcpFlags::RST),
+            (t.psh(), TcpFlags::PSH),
+            (t.ack(), TcpFlags::ACK),
+            (t.urg(), TcpFlags::URG),
+            (t.ece(), TcpFlags::ECE),
+            (t.cwr(), TcpFlags::CWR),
+        ];
+        bits.into_iter()
+            .filter(|(set, _)| *set)
+            .fold(TcpFlags(0), |all, (_, f)| all | f)
+    }
 
     /// Whether every flag of `other` is set in `self`.
     pub fn contains(self, other: TcpFlags) -> bool {
@@ -78,125 +108,107 @@ pub struct TcpSegment<'a> {
     pub payload_truncated: bool,
 }
 
-const PROTO_TCP: u8 = 6;
-
 /// Decodes a frame of the given link type down to its TCP segment.
 pub fn decode_tcp(link: LinkType, frame: &[u8]) -> Result<TcpSegment<'_>, Undecoded> {
-    let ip = ip_payload(link, frame)?;
-    match ip.first().map(|b| b >> 4) {
-        Some(4) => ipv4(ip),
-        Some(6) => ipv6(ip),
-        Some(_) => Err(Undecoded::Malformed("unknown IP version")),
-        None => Err(Undecoded::Malformed("empty IP packet")),
-    }
+    let sliced = match link_payload(link, frame)? {
+        Inner::Ethernet(f) => LaxSlicedPacket::from_ethernet(f)
+            .map_err(|e| Undecoded::Malformed(e.layer.error_title()))?,
+        Inner::EtherType(t, p) => LaxSlicedPacket::from_ether_type(EtherType(t), p),
+        Inner::Ip(p) => LaxSlicedPacket::from_ip(p).map_err(|e| {
+            Undecoded::Malformed(match e {
+                etherparse::err::ip::LaxHeaderSliceError::Len(l) => l.layer.error_title(),
+                etherparse::err::ip::LaxHeaderSliceError::Content(_) => {
+                    Layer::IpHeader.error_title()
+                }
+            })
+        })?,
+    };
+    segment(&sliced)
 }
 
-/// Cuts the IP payload to the length the IP header declares, which drops Ethernet
-/// padding and trailers; a zero length (TSO on the capturing host, IPv6 jumbograms)
-/// means "the rest of the frame".
-fn cut(packet: &[u8], header_len: usize, declared_total: usize) -> (&[u8], bool) {
-    let rest = packet.get(header_len..).unwrap_or(&[]);
-    if declared_total == 0 {
-        return (rest, false);
-    }
-    let want = declared_total.saturating_sub(header_len);
-    match rest.get(..want) {
-        Some(r) => (r, false),
-        None => (rest, true),
-    }
+/// Whether slicing stopped before the transport header: in a VLAN or MACsec header,
+/// the IP header or an IP extension header. A stop in a transport header still
+/// leaves the packet classified (a UDP packet with a broken header is not TCP).
+fn stopped_before_transport(layer: Layer) -> bool {
+    !matches!(
+        layer,
+        Layer::UdpHeader
+            | Layer::UdpPayload
+            | Layer::TcpHeader
+            | Layer::Icmpv4
+            | Layer::Icmpv4Timestamp
+            | Layer::Icmpv4TimestampReply
+            | Layer::Icmpv6
+            | Layer::Igmp
+    )
 }
 
-fn ipv4(p: &[u8]) -> Result<TcpSegment<'_>, Undecoded> {
-    let short = Undecoded::Malformed("short IPv4 header");
-    let ihl = usize::from(p.first().ok_or(short)? & 0x0f) * 4;
-    if ihl < 20 || p.len() < ihl {
-        return Err(Undecoded::Malformed("bad IPv4 header length"));
+fn segment<'a>(sliced: &LaxSlicedPacket<'a>) -> Result<TcpSegment<'a>, Undecoded> {
+    let stop = sliced.stop_err.as_ref().map(|(_, layer)| *layer);
+    let (src, dst, payload) = match &sliced.net {
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            // A total length below the header's own (other than the zero of a
+            // segmentation offload) is inconsistent; etherparse would fall back to
+            // the captured length.
+            let total = usize::from(h.total_len());
+            if total != 0 && total < h.slice().len() {
+                return Err(Undecoded::Malformed(
+                    "IPv4 total length below header length",
+                ));
+            }
+            let ip = |a: [u8; 4]| IpAddr::from(a);
+            (ip(h.source()), ip(h.destination()), v4.payload())
+        }
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            let ip = |a: [u8; 16]| IpAddr::from(a);
+            (ip(h.source()), ip(h.destination()), v6.payload())
+        }
+        Some(LaxNetSlice::Arp(_)) => return Err(Undecoded::NotIp),
+        None => {
+            return Err(match stop {
+                // ARP, or a VLAN tag, a MACsec header or an IP header cut short.
+                Some(Layer::Arp) => Undecoded::NotIp,
+                Some(layer) => Undecoded::Malformed(layer.error_title()),
+                // Another EtherType (LLC, ...).
+                None => Undecoded::NotIp,
+            });
+        }
+    };
+    if let Some(layer) = stop.filter(|l| stopped_before_transport(*l)) {
+        return Err(Undecoded::Malformed(layer.error_title()));
     }
-    let total = usize::from(be16(p, 2).ok_or(short)?);
-    if total != 0 && total < ihl {
-        return Err(Undecoded::Malformed(
-            "IPv4 total length below header length",
-        ));
-    }
-    let frag = be16(p, 6).ok_or(short)?;
-    let proto = *p.get(9).ok_or(short)?;
-    let src = Ipv4Addr::from(array::<4>(p, 12).ok_or(short)?);
-    let dst = Ipv4Addr::from(array::<4>(p, 16).ok_or(short)?);
-    if proto != PROTO_TCP {
+    if payload.ip_number != ip_number::TCP {
         return Err(Undecoded::NotTcp);
     }
-    // More-fragments set, or a non-zero offset.
-    if frag & 0x3fff != 0 {
+    if payload.fragmented {
         return Err(Undecoded::Fragment);
     }
-    let (tcp_bytes, truncated) = cut(p, ihl, total);
-    tcp(IpAddr::V4(src), IpAddr::V4(dst), tcp_bytes, truncated)
-}
-
-fn ipv6(p: &[u8]) -> Result<TcpSegment<'_>, Undecoded> {
-    let short = Undecoded::Malformed("short IPv6 header");
-    let payload_len = usize::from(be16(p, 4).ok_or(short)?);
-    let mut next = *p.get(6).ok_or(short)?;
-    let src = Ipv6Addr::from(array::<16>(p, 8).ok_or(short)?);
-    let dst = Ipv6Addr::from(array::<16>(p, 24).ok_or(short)?);
-    let total = if payload_len == 0 {
-        0
-    } else {
-        40 + payload_len
+    let tcp = match &sliced.transport {
+        Some(TransportSlice::Tcp(tcp)) => tcp,
+        _ => {
+            let layer = stop.unwrap_or(Layer::TcpHeader);
+            return Err(Undecoded::Malformed(layer.error_title()));
+        }
     };
-    let (mut rest, truncated) = cut(p, 40, total);
-    // Each extension header is at least 8 bytes, so the walk ends with the packet.
-    loop {
-        let ext_short = Undecoded::Malformed("short IPv6 extension header");
-        let len = match next {
-            PROTO_TCP => break,
-            // Hop-by-hop, routing, destination options: length in 8-byte units, minus one.
-            0 | 43 | 60 => (usize::from(*rest.get(1).ok_or(ext_short)?) + 1) * 8,
-            44 => {
-                let off_m = be16(rest, 2).ok_or(ext_short)?;
-                if off_m & 0xfff9 != 0 {
-                    return Err(Undecoded::Fragment);
-                }
-                8
-            }
-            // Authentication header: length in 4-byte units, minus two.
-            51 => (usize::from(*rest.get(1).ok_or(ext_short)?) + 2) * 4,
-            _ => return Err(Undecoded::NotTcp),
-        };
-        next = *rest.first().ok_or(ext_short)?;
-        rest = rest.get(len..).ok_or(ext_short)?;
-    }
-    tcp(IpAddr::V6(src), IpAddr::V6(dst), rest, truncated)
-}
-
-fn tcp(src: IpAddr, dst: IpAddr, t: &[u8], truncated: bool) -> Result<TcpSegment<'_>, Undecoded> {
-    let short = Undecoded::Malformed("short TCP header");
-    let sport = be16(t, 0).ok_or(short)?;
-    let dport = be16(t, 2).ok_or(short)?;
-    let seq = be32(t, 4).ok_or(short)?;
-    let ack = be32(t, 8).ok_or(short)?;
-    let doff = usize::from(t.get(12).ok_or(short)? >> 4) * 4;
-    let flags = TcpFlags(*t.get(13).ok_or(short)?);
-    let window = be16(t, 14).ok_or(short)?;
-    if doff < 20 {
-        return Err(Undecoded::Malformed("TCP data offset below 5"));
-    }
-    let payload = t.get(doff..).ok_or(short)?;
     Ok(TcpSegment {
-        src: SocketAddr::new(src, sport),
-        dst: SocketAddr::new(dst, dport),
-        seq,
-        ack,
-        flags,
-        window,
-        payload,
-        payload_truncated: truncated,
+        src: SocketAddr::new(src, tcp.source_port()),
+        dst: SocketAddr::new(dst, tcp.destination_port()),
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        flags: TcpFlags::of(tcp),
+        window: tcp.window_size(),
+        payload: tcp.payload(),
+        // The IP length says more was sent than captured (the snap length).
+        payload_truncated: payload.incomplete,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv6Addr;
 
     fn tcp_header(flags: u8, payload: &[u8]) -> Vec<u8> {
         let mut t = Vec::new();
@@ -293,6 +305,65 @@ mod tests {
             decode_tcp(LinkType::RAW, &[0x75]),
             Err(Undecoded::Malformed(_))
         ));
+    }
+
+    /// An Ethernet frame: the EtherTypes in order (VLAN tags get a TCI), then `payload`.
+    fn eth(types: &[u16], payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        for (i, t) in types.iter().enumerate() {
+            f.extend(t.to_be_bytes());
+            if i + 1 < types.len() {
+                f.extend([0x00, 0x05]); // VLAN TCI: the tag's own 2 bytes
+            }
+        }
+        f.extend(payload);
+        f
+    }
+
+    #[test]
+    fn ethernet_with_and_without_vlans() {
+        let ip = ipv4_packet(6, 0, &tcp_header(0x18, b"hi"), None);
+        for types in [
+            &[0x0800][..],
+            &[0x8100, 0x0800],
+            &[0x88a8, 0x8100, 0x0800],
+            &[0x9100, 0x8100, 0x0800],
+        ] {
+            let f = eth(types, &ip);
+            let s = decode_tcp(LinkType::ETHERNET, &f).expect("valid");
+            assert_eq!(s.payload, b"hi", "{types:x?}");
+        }
+        assert_eq!(
+            decode_tcp(LinkType::ETHERNET, &eth(&[0x0806], &[0; 28])),
+            Err(Undecoded::NotIp)
+        );
+        assert_eq!(
+            decode_tcp(LinkType::ETHERNET, &eth(&[0x0806], &ip[..4])),
+            Err(Undecoded::NotIp)
+        );
+        assert_eq!(
+            decode_tcp(LinkType::ETHERNET, &eth(&[0x88cc], &ip)),
+            Err(Undecoded::NotIp)
+        );
+        assert!(matches!(
+            decode_tcp(LinkType::ETHERNET, &[0; 13]),
+            Err(Undecoded::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_tcp(LinkType::ETHERNET, &eth(&[0x8100], &[])),
+            Err(Undecoded::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_tcp(LinkType::ETHERNET, &eth(&[0x0800], &ip[..12])),
+            Err(Undecoded::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_broken_header_of_another_protocol_is_not_tcp() {
+        // A UDP packet cut inside its header: etherparse stops there, but it is UDP.
+        let p = ipv4_packet(17, 0, &[0, 53, 0], None);
+        assert_eq!(decode_tcp(LinkType::RAW, &p), Err(Undecoded::NotTcp));
     }
 
     fn ipv6_packet(exts: &[(u8, Vec<u8>)], tcp: &[u8]) -> Vec<u8> {

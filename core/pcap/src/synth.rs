@@ -3,11 +3,13 @@
 //!
 //! Used by the conversation writer, and by tests that need hand-crafted segments
 //! (reordered, duplicated, missing) in a real capture file, and by the gate's
-//! traffic recorder.
+//! traffic recorder. The headers, lengths and checksums are written by etherparse's
+//! `PacketBuilder`; this file only chooses the header fields.
 
 use std::net::SocketAddrV4;
 
-use super::checksum::{internet_checksum, tcp_checksum_v4};
+use etherparse::{IpHeaders, Ipv4Header, PacketBuilder, TcpHeader, TcpOptionElement};
+
 use super::packet::TcpFlags;
 use super::writer::OutputLink;
 
@@ -30,7 +32,7 @@ pub struct TcpPacket<'a> {
     pub mss: Option<u16>,
     /// The IPv4 identification field.
     pub ip_id: u16,
-    /// Payload; at most 65495 bytes so the IPv4 length fits (longer is cut).
+    /// Payload; at most [`MAX_PAYLOAD`] bytes so the IPv4 length fits (longer is cut).
     pub payload: &'a [u8],
 }
 
@@ -38,58 +40,66 @@ pub struct TcpPacket<'a> {
 /// header with one option word.
 pub const MAX_PAYLOAD: usize = 65535 - 20 - 24;
 
+/// The TCP header of `p`: every flag bit of [`TcpFlags`], and the MSS option if any.
+fn tcp_header(p: &TcpPacket<'_>) -> TcpHeader {
+    let mut t = TcpHeader::new(p.src.port(), p.dst.port(), p.seq, p.window);
+    t.acknowledgment_number = p.ack;
+    let f = p.flags;
+    t.fin = f.contains(TcpFlags::FIN);
+    t.syn = f.contains(TcpFlags::SYN);
+    t.rst = f.contains(TcpFlags::RST);
+    t.psh = f.contains(TcpFlags::PSH);
+    t.ack = f.contains(TcpFlags::ACK);
+    t.urg = f.contains(TcpFlags::URG);
+    t.ece = f.contains(TcpFlags::ECE);
+    t.cwr = f.contains(TcpFlags::CWR);
+    if let Some(mss) = p.mss {
+        // One option word always fits the 40 bytes of options.
+        t.set_options(&[TcpOptionElement::MaximumSegmentSize(mss)])
+            .unwrap_or_default();
+    }
+    t
+}
+
 /// Builds the frame for `p` in the given framing.
+///
+/// The IPv4 header is the one Linux sends TCP with: don't-fragment set, TTL 64, the
+/// given identification. In Ethernet framing the MAC addresses are locally
+/// administered ones made from the IPs (02:00 and the four address bytes), so hosts
+/// are told apart in Wireshark's Ethernet columns.
 pub fn build_frame(link: OutputLink, p: &TcpPacket<'_>) -> Vec<u8> {
     let payload = p.payload.get(..MAX_PAYLOAD).unwrap_or(p.payload);
-    let tcp_len = if p.mss.is_some() { 24 } else { 20 };
-    let total = 20 + tcp_len + payload.len();
-    let mut f = Vec::with_capacity(14 + total);
-
-    if link == OutputLink::Ethernet {
-        // Locally administered MACs made from the IPs, so hosts are told apart in
-        // Wireshark's Ethernet columns.
-        f.extend([0x02, 0x00]);
-        f.extend(p.dst.ip().octets());
-        f.extend([0x02, 0x00]);
-        f.extend(p.src.ip().octets());
-        f.extend(0x0800u16.to_be_bytes());
+    let ip = Ipv4Header {
+        identification: p.ip_id,
+        dont_fragment: true,
+        time_to_live: 64,
+        source: p.src.ip().octets(),
+        destination: p.dst.ip().octets(),
+        // Length, protocol and checksum are filled in by the builder.
+        ..Ipv4Header::default()
+    };
+    let ip = IpHeaders::Ipv4(ip, Default::default());
+    let mac = |addr: &SocketAddrV4| {
+        let [a, b, c, d] = addr.ip().octets();
+        [0x02, 0x00, a, b, c, d]
+    };
+    let builder = match link {
+        OutputLink::Ethernet => PacketBuilder::ethernet2(mac(&p.src), mac(&p.dst)).ip(ip),
+        OutputLink::RawIpv4 => PacketBuilder::ip(ip),
     }
-
-    let ip_start = f.len();
-    // `total` <= 65535 because the payload was capped at MAX_PAYLOAD.
-    let total16 = u16::try_from(total).unwrap_or(u16::MAX);
-    f.extend([0x45, 0x00]);
-    f.extend(total16.to_be_bytes());
-    f.extend(p.ip_id.to_be_bytes());
-    f.extend(0x4000u16.to_be_bytes()); // don't fragment, as Linux sends TCP
-    f.extend([64, 6, 0, 0]); // TTL, protocol TCP, checksum placeholder
-    f.extend(p.src.ip().octets());
-    f.extend(p.dst.ip().octets());
-    let ip_sum = internet_checksum(&[&f[ip_start..]]);
-    f[ip_start + 10..ip_start + 12].copy_from_slice(&ip_sum.to_be_bytes());
-
-    let tcp_start = f.len();
-    f.extend(p.src.port().to_be_bytes());
-    f.extend(p.dst.port().to_be_bytes());
-    f.extend(p.seq.to_be_bytes());
-    f.extend(p.ack.to_be_bytes());
-    f.extend([((tcp_len / 4) as u8) << 4, p.flags.0]);
-    f.extend(p.window.to_be_bytes());
-    f.extend([0, 0, 0, 0]); // checksum placeholder, urgent pointer
-    if let Some(mss) = p.mss {
-        f.extend([2, 4]);
-        f.extend(mss.to_be_bytes());
+    .tcp_header(tcp_header(p));
+    let mut frame = Vec::with_capacity(builder.size(payload.len()));
+    // Writing to a Vec does not fail, and the payload was cut so that the IPv4 and
+    // TCP lengths fit; an error would leave an empty frame.
+    match builder.write_to_vec(&mut frame, payload) {
+        Ok(()) => frame,
+        Err(_) => Vec::new(),
     }
-    f.extend(payload);
-    let tcp_sum = tcp_checksum_v4(*p.src.ip(), *p.dst.ip(), &f[tcp_start..]);
-    f[tcp_start + 16..tcp_start + 18].copy_from_slice(&tcp_sum.to_be_bytes());
-    f
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checksum::{internet_checksum, tcp_checksum_v4};
     use crate::linktype::LinkType;
     use crate::packet::decode_tcp;
 
@@ -126,15 +136,54 @@ mod tests {
                     (p.seq, p.ack, p.flags, payload)
                 );
                 assert_eq!(s.src, std::net::SocketAddr::V4(p.src));
-                let ip = &f[ip_at..];
-                assert_eq!(internet_checksum(&[&ip[..20]]), 0, "IPv4 header checksum");
+                // The checksums, recomputed by etherparse from what was written.
+                let (ip, rest) = Ipv4Header::from_slice(&f[ip_at..]).expect("IPv4 header");
+                assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "IPv4");
+                let (tcp, data) = TcpHeader::from_slice(rest).expect("TCP header");
                 assert_eq!(
-                    tcp_checksum_v4(*p.src.ip(), *p.dst.ip(), &ip[20..]),
-                    0,
+                    Ok(tcp.checksum),
+                    tcp.calc_checksum_ipv4(&ip, data),
                     "TCP checksum"
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_frame_layout_is_the_one_recordings_have_always_had() {
+        // Bytes of the hand-written builder this one replaced: Ethernet with MACs
+        // from the IPs, IPv4 with DF, TTL 64 and the given id, TCP with the MSS.
+        let p = TcpPacket {
+            src: "10.0.0.2:40000".parse().expect("test address"),
+            dst: "10.0.0.1:7100".parse().expect("test address"),
+            seq: 0x0102_0304,
+            ack: 0x0506_0708,
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            window: 512,
+            mss: Some(1460),
+            ip_id: 0x1234,
+            payload: b"hi",
+        };
+        let hex: String = build_frame(OutputLink::Ethernet, &p)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "02000a00000102000a0000020800\
+             4500002e12344000400614940a0000020a000001\
+             9c401bbc01020304050607086012020051980000020405b4\
+             6869"
+        );
+    }
+
+    #[test]
+    fn every_flag_bit_is_written() {
+        let mut p = packet(b"", None);
+        p.flags = TcpFlags(0xff);
+        let f = build_frame(OutputLink::RawIpv4, &p);
+        let s = decode_tcp(LinkType::RAW, &f).expect("decodes");
+        assert_eq!(s.flags, TcpFlags(0xff));
     }
 
     #[test]
