@@ -185,7 +185,7 @@ fn build_report(
                 let cut = limit(lo.cut_at);
                 let mut exp = link_frames(&c.to_server, cut);
                 exp.retain(|f| cut.is_none_or(|t| f.0 < t));
-                let mut act = write_frames(b'%', b'$', &lo.writes);
+                let mut act = write_frames(Splitter::link(usize::MAX), &lo.writes);
                 act.retain(|f| cut.is_none_or(|t| f.0 < t));
                 sessions.add_link(*k, dialect, &exp, &act, &mut report);
                 let link_end = (
@@ -215,10 +215,10 @@ fn build_report(
                         "closed by the client",
                     ))
                     .collect();
-                let act: Vec<Item> = write_frames(b'#', b'!', &co.writes)
+                let act: Vec<Item> = write_frames(Splitter::client(usize::MAX), &co.writes)
                     .into_iter()
                     .filter(|f| cut.is_none_or(|t| f.0 < t))
-                    .map(|(at, f)| Item::new(at, escape_bare(&f, FRAME_CAP)))
+                    .map(|(at, f)| Item::new(at, escape_bare(f.bytes(), FRAME_CAP)))
                     .chain(actual_client_end(co, cut))
                     .collect();
                 let title = format!("client connection {} ({})", i + 1, c.client);
@@ -232,17 +232,14 @@ fn build_report(
     report
 }
 
+/// What is compared: every piece of a stream, frames and the bytes around
+/// them alike, so stray bytes are compared too, each with a time.
+type Pieces = Vec<(Duration, Piece<Vec<u8>>)>;
+
 /// Frames of a captured stream with the time of the item completing each,
-/// up to the first gap.
-fn stream_frames(
-    start: u8,
-    end: u8,
-    h: &HalfStream,
-    cut: Option<Duration>,
-) -> Vec<(Duration, Vec<u8>)> {
-    // The whole capture is in memory already: no cap, so every frame is
-    // compared whole.
-    let mut s = Splitter::new(start, end, usize::MAX);
+/// up to the first gap. The whole capture is in memory already, so `s` is
+/// uncapped and every frame is compared whole.
+fn stream_frames(mut s: Splitter, h: &HalfStream, cut: Option<Duration>) -> Pieces {
     let mut out = Vec::new();
     for item in &h.items {
         match item {
@@ -250,42 +247,36 @@ fn stream_frames(
                 if cut.is_some_and(|c| *at >= c) {
                     break;
                 }
-                s.push(bytes, |p| out.push((*at, piece_bytes(p))));
+                s.push(bytes, |p| out.push((*at, p.into_owned())));
             }
             StreamItem::Gap { .. } => return out,
         }
     }
     let at = h.items.last().map_or(Duration::ZERO, StreamItem::at);
-    s.finish(|p| out.push((at, piece_bytes(p))));
+    s.finish(|p| out.push((at, p.into_owned())));
     out
 }
 
-/// A piece as compared: its bytes. A frame and the bytes around it are
-/// items alike, so stray bytes are compared too.
-fn piece_bytes(p: Piece<&[u8]>) -> Vec<u8> {
-    p.bytes().to_vec()
-}
-
-fn link_frames(h: &HalfStream, cut: Option<Duration>) -> Vec<(Duration, Vec<u8>)> {
-    stream_frames(b'%', b'$', h, cut)
+fn link_frames(h: &HalfStream, cut: Option<Duration>) -> Pieces {
+    stream_frames(Splitter::link(usize::MAX), h, cut)
 }
 
 fn client_frames(h: &HalfStream, cut: Option<Duration>) -> Vec<Item> {
-    stream_frames(b'#', b'!', h, cut)
+    stream_frames(Splitter::client(usize::MAX), h, cut)
         .into_iter()
-        .map(|(at, f)| Item::new(at, escape_bare(&f, FRAME_CAP)))
+        .map(|(at, f)| Item::new(at, escape_bare(f.bytes(), FRAME_CAP)))
         .collect()
 }
 
-/// The frames of what the core wrote, each with its write's time.
-fn write_frames(start: u8, end: u8, writes: &[(Duration, Bytes)]) -> Vec<(Duration, Vec<u8>)> {
-    let mut s = Splitter::new(start, end, usize::MAX);
+/// The frames of what the core wrote, each with its write's time (`s`
+/// uncapped, as for the capture).
+fn write_frames(mut s: Splitter, writes: &[(Duration, Bytes)]) -> Pieces {
     let mut out = Vec::new();
     for (at, b) in writes {
-        s.push(b, |p| out.push((*at, piece_bytes(p))));
+        s.push(b, |p| out.push((*at, p.into_owned())));
     }
     let at = writes.last().map_or(Duration::ZERO, |w| w.0);
-    s.finish(|p| out.push((at, piece_bytes(p))));
+    s.finish(|p| out.push((at, p.into_owned())));
     out
 }
 
@@ -359,16 +350,14 @@ struct SessionSeq {
     frames: Vec<(Duration, String, String)>,
 }
 
-fn split_link(dialect: Dialect, frames: &[(Duration, Vec<u8>)]) -> Side {
+fn split_link(dialect: Dialect, frames: &[(Duration, Piece<Vec<u8>>)]) -> Side {
     let mut side = Side::default();
     let mut live: BTreeMap<u32, usize> = BTreeMap::new();
-    for (at, f) in frames {
-        let inner = match f.as_slice() {
-            [b'%', inner @ .., b'$'] => inner,
-            _ => {
-                side.link.push(Item::new(*at, escape_bare(f, FRAME_CAP)));
-                continue;
-            }
+    for (at, piece) in frames {
+        let f = piece.bytes();
+        let Some(inner) = piece.text() else {
+            side.link.push(Item::new(*at, escape_bare(f, FRAME_CAP)));
+            continue;
         };
         let parsed = dialect.parse_gate_frame(inner);
         let (id, ip, closes) = match parsed {
@@ -427,8 +416,8 @@ impl SessionBook {
         &mut self,
         k: usize,
         dialect: Dialect,
-        exp: &[(Duration, Vec<u8>)],
-        act: &[(Duration, Vec<u8>)],
+        exp: &[(Duration, Piece<Vec<u8>>)],
+        act: &[(Duration, Piece<Vec<u8>>)],
         report: &mut ReplayReport,
     ) {
         let (e, a) = (split_link(dialect, exp), split_link(dialect, act));
