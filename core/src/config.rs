@@ -183,10 +183,13 @@ pub enum ConfigError {
         /// max_frame_len
         frame: usize,
     },
-    /// A duration that must be positive is zero.
+    /// A duration that must be positive is zero (the field's name).
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),
-    /// A count that must be positive is zero.
+    /// The longest wait of `link_down_policy = hold:...` is zero.
+    #[error("link_down_policy hold must be greater than zero")]
+    ZeroHold,
+    /// A count that must be positive is zero (the field's name).
     #[error("{0} must be greater than zero")]
     ZeroCount(&'static str),
     /// The keepalive must fire before the link is declared dead.
@@ -239,6 +242,30 @@ pub enum ConfigError {
     ProxyWithoutTrusted,
 }
 
+impl ConfigError {
+    /// The [`Config`] fields at fault, by their Rust names, in the order the
+    /// message names them: what a settings loader needs to say which of its
+    /// keys (and which of their sources) to look at, without reading the
+    /// message.
+    pub fn fields(&self) -> &[&'static str] {
+        use ConfigError as E;
+        match self {
+            E::FrameLenTooSmall(_) => &["max_frame_len"],
+            E::PendingBelowFrame { .. } => &["max_pending_bytes", "max_frame_len"],
+            E::ZeroDuration(field) | E::ZeroCount(field) => std::slice::from_ref(field),
+            E::ZeroHold => &["link_down_policy"],
+            E::KeepaliveNotBeforeTimeout { .. } => &["keepalive_interval", "keepalive_timeout"],
+            E::BackoffInverted { .. } => &["reconnect_min", "reconnect_max"],
+            E::JitterTooLarge(_) => &["reconnect_jitter_pct"],
+            E::WatermarksInverted { .. } => &["upstream_low_watermark", "upstream_high_watermark"],
+            E::TooManySessions(_) => &["max_sessions"],
+            E::PrefixOutOfRange { name, .. } => std::slice::from_ref(name),
+            E::NothingVouches => &["unvouched_grace", "vouch_messages"],
+            E::ProxyWithoutTrusted => &["proxy_protocol", "proxy_trusted"],
+        }
+    }
+}
+
 impl Config {
     /// The most client connections the gate holds at once: `max_sessions`,
     /// plus, behind a PROXY listener, the headroom of connections that wait
@@ -280,7 +307,7 @@ impl Config {
         }
         if let LinkDownPolicy::Hold { max } = self.link_down_policy {
             if max.is_zero() {
-                return Err(ConfigError::ZeroDuration("link_down_policy hold"));
+                return Err(ConfigError::ZeroHold);
             }
         }
         let counts = [
@@ -433,5 +460,96 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(bad.validate(), Err(ConfigError::NothingVouches));
+    }
+
+    #[test]
+    fn every_error_names_its_fields_as_data_and_in_its_message() {
+        let d = Config::default;
+        let bad = [
+            Config {
+                max_frame_len: 2,
+                max_pending_bytes: 2,
+                ..d()
+            },
+            Config {
+                max_pending_bytes: 100,
+                ..d()
+            },
+            Config {
+                shutdown_timeout: Duration::ZERO,
+                ..d()
+            },
+            Config {
+                link_down_policy: LinkDownPolicy::Hold {
+                    max: Duration::ZERO,
+                },
+                ..d()
+            },
+            Config {
+                max_tracked_ips: 0,
+                ..d()
+            },
+            Config {
+                keepalive_interval: Duration::from_secs(10),
+                ..d()
+            },
+            Config {
+                reconnect_min: Duration::from_secs(11),
+                ..d()
+            },
+            Config {
+                reconnect_jitter_pct: 100,
+                ..d()
+            },
+            Config {
+                upstream_low_watermark: 1 << 20,
+                ..d()
+            },
+            Config {
+                max_sessions: usize::MAX,
+                ..d()
+            },
+            Config {
+                ipv4_prefix_len: 0,
+                ..d()
+            },
+            Config {
+                vouch_messages: BTreeSet::new(),
+                ..d()
+            },
+            Config {
+                proxy_protocol: ProxyProtocol::Any,
+                ..d()
+            },
+        ];
+        let fields: Vec<Vec<&str>> = bad
+            .iter()
+            .map(|c| {
+                let err = c.validate().expect_err("invalid");
+                let message = err.to_string();
+                for field in err.fields() {
+                    assert!(message.contains(field), "{message} names {field}");
+                }
+                err.fields().to_vec()
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                vec!["max_frame_len"],
+                vec!["max_pending_bytes", "max_frame_len"],
+                vec!["shutdown_timeout"],
+                vec!["link_down_policy"],
+                vec!["max_tracked_ips"],
+                vec!["keepalive_interval", "keepalive_timeout"],
+                vec!["reconnect_min", "reconnect_max"],
+                vec!["reconnect_jitter_pct"],
+                vec!["upstream_low_watermark", "upstream_high_watermark"],
+                vec!["max_sessions"],
+                vec!["ipv4_prefix_len"],
+                vec!["unvouched_grace", "vouch_messages"],
+                vec!["proxy_protocol", "proxy_trusted"],
+            ]
+        );
     }
 }

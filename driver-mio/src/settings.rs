@@ -845,8 +845,10 @@ impl Settings {
     /// Checks the core's rules and the driver's own.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if let Err(err) = self.core.validate() {
-            let involved = keys_named_in(&err.to_string())
-                .into_iter()
+            let involved = err
+                .fields()
+                .iter()
+                .filter_map(|&field| key_of_field(field))
                 .map(|key| {
                     let value = self.value(key).map(|v| v.to_string()).unwrap_or_default();
                     (key.to_string(), value, self.origin(key))
@@ -1009,23 +1011,16 @@ fn int(n: u64) -> toml::Value {
     }
 }
 
-/// The settings keys named in a core error message, in order. The core names
-/// its fields in its messages; `shutdown_timeout` is `drain_timeout` here.
-fn keys_named_in(message: &str) -> Vec<&'static str> {
-    let mut keys: Vec<&'static str> = Vec::new();
-    for word in message.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-        let word = if word == "shutdown_timeout" {
-            "drain_timeout"
-        } else {
-            word
-        };
-        if let Some(&key) = KEYS.iter().find(|&&k| k == word) {
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-    }
-    keys
+/// The settings key that sets the core field `field` (a name from
+/// [`ConfigError::fields`]): the same name, but `shutdown_timeout` is
+/// `drain_timeout` here.
+fn key_of_field(field: &str) -> Option<&'static str> {
+    let key = if field == "shutdown_timeout" {
+        "drain_timeout"
+    } else {
+        field
+    };
+    KEYS.iter().copied().find(|&k| k == key)
 }
 
 /// The TOML value as the raw text every source shares: strings as they are,
