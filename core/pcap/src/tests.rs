@@ -806,8 +806,8 @@ fn prop_damaged_files_never_panic() {
         let _ = read_capture(&pcap);
         true
     }
-    // SELGATE_SIM_FUZZ_ITERS raises the count for a longer manual run.
-    let iters = std::env::var("SELGATE_SIM_FUZZ_ITERS")
+    // SGSIM_FUZZ_ITERS raises the count for a longer manual run.
+    let iters = std::env::var("SGSIM_FUZZ_ITERS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
