@@ -92,9 +92,7 @@ pub fn load(path: &Path) -> Result<ClassicIni, SettingsError> {
     let mut ini = parse(&bytes, path)?;
     if let Some(block_list) = find_beside(path, BLOCK_LIST_FILE) {
         ini.settings
-            .origins
-            .insert("block_list", Source::BesideClassicIni(block_list.clone()));
-        ini.settings.block_list = Some(Some(block_list));
+            .set_block_list(block_list.clone(), Source::BesideClassicIni(block_list));
     }
     Ok(ini)
 }
@@ -326,6 +324,7 @@ fn unquote(v: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::Settings;
     use std::time::Duration;
 
     const CLASSIC: &[u8] = b"[SelGate]\r\n\
@@ -347,14 +346,32 @@ mod tests {
         parse(bytes, Path::new("Config.ini"))
     }
 
+    /// The value the layer `p` gives `key` (read with `field`), `None` when
+    /// it gives none.
+    fn given<T>(p: &PartialSettings, key: &str, field: impl Fn(&Settings) -> T) -> Option<T> {
+        p.gives(key).then(|| field(p.values()))
+    }
+
     #[test]
     fn a_classic_config_ini_maps_and_warns() {
         let got = ini(CLASSIC).expect("parses");
         let s = &got.settings;
-        assert_eq!(s.upstream, Some("10.0.0.5:5100".parse().expect("addr")));
-        assert_eq!(s.listen, Some(vec!["0.0.0.0:7101".parse().expect("addr")]));
-        assert_eq!(s.idle_timeout, Some(Duration::from_secs(120)));
-        assert_eq!(s.max_sessions_per_ip, Some(20));
+        assert_eq!(
+            given(s, "upstream", |v| v.upstream),
+            Some("10.0.0.5:5100".parse().expect("addr"))
+        );
+        assert_eq!(
+            given(s, "listen", |v| v.listen.clone()),
+            Some(vec!["0.0.0.0:7101".parse().expect("addr")])
+        );
+        assert_eq!(
+            given(s, "idle_timeout", |v| v.core.idle_timeout),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            given(s, "max_sessions_per_ip", |v| v.core.max_sessions_per_ip),
+            Some(20)
+        );
         assert_eq!(
             s.origins
                 .get("upstream")
@@ -393,7 +410,7 @@ mod tests {
         let text = b"\xEF\xBB\xBF; comment\n[selgate]\nserverport = \"5200\"\nSERVERPORT=1\nFancyNewKey=yes\nno equals sign\n";
         let got = ini(text).expect("parses");
         assert_eq!(
-            got.settings.upstream,
+            given(&got.settings, "upstream", |v| v.upstream),
             Some("127.0.0.1:5200".parse().expect("addr"))
         );
         assert_eq!(got.warnings.len(), 3, "{:?}", got.warnings);
@@ -410,7 +427,7 @@ mod tests {
         }
         let got = ini(&bytes).expect("parses");
         assert_eq!(
-            got.settings.listen,
+            given(&got.settings, "listen", |v| v.listen.clone()),
             Some(vec!["0.0.0.0:7200".parse().expect("addr")])
         );
     }
@@ -433,7 +450,7 @@ mod tests {
             "classic ini Config.ini: no [SelGate] section"
         );
         let got = ini(b"[SelGate]\r\nKeepConnectTimeOut=0\r\n").expect("parses");
-        assert_eq!(got.settings.idle_timeout, None);
+        assert!(!got.settings.gives("idle_timeout"));
         assert!(got.warnings[0].contains("means unset"));
     }
 
@@ -442,11 +459,11 @@ mod tests {
         let dir = crate::settings::tests::test_dir("ini-block-list");
         let path = dir.join("Config.ini");
         std::fs::write(&path, CLASSIC).expect("write ini");
-        assert_eq!(load(&path).expect("loads").settings.block_list, None);
+        assert!(!load(&path).expect("loads").settings.gives("block_list"));
         std::fs::write(dir.join("blockiplist.TXT"), "10.0.0.0/8\r\n").expect("write list");
         let got = load(&path).expect("loads");
         assert_eq!(
-            got.settings.block_list,
+            given(&got.settings, "block_list", |v| v.block_list.clone()),
             Some(Some(dir.join("blockiplist.TXT")))
         );
         assert!(matches!(

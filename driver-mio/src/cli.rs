@@ -1,19 +1,25 @@
-//! The command line of `selgate`: subcommands and flags (clap derive).
+//! The command line of `selgate`: subcommands and flags (clap derive; the
+//! setting flags are built from the key table, `settings::KEYS`).
 //!
 //! Setting flags are kept as raw strings here on purpose: the same parser
 //! then reads a value whether it comes from a flag, an environment variable
 //! or a file (see `settings.rs`), so `--idle-timeout 30` and
 //! `SELGATE_IDLE_TIMEOUT=30` fail with the same message, each naming its
 //! source. No flag has a clap-level default or env fallback, so an absent
-//! flag (`None`) lets the lower layers decide.
+//! flag lets the lower layers decide; the `[default: ...]` of each help text
+//! is written from `Settings::default()`.
 //!
 //! The flag names are a public contract (scripts and service files use
 //! them): each is the kebab-case form of its settings key.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{
+    Arg, ArgAction, ArgGroup, ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum,
+};
 use selgate_core::Dialect;
+
+use crate::settings::{Settings, KEYS};
 
 /// selgate: the Legend of Mir 2 character-selection gateway.
 ///
@@ -165,248 +171,117 @@ pub struct DemoArgs {
 
 /// Every setting of `run` and `check-config`, as given on the command line.
 ///
-/// Field names are the settings keys; `None` (or an empty `listen`) means
-/// "not given as a flag". Defaults are listed in each help text and applied
-/// in `settings.rs`.
-#[derive(Debug, Default, Clone, Args)]
+/// The setting flags are made from the key table (`settings::KEYS`): one
+/// `--<key>` per key, listed under its heading, with its help text and its
+/// default as [`Settings::default`] holds it. `None` / absent means "not
+/// given as a flag".
+#[derive(Debug, Default, Clone)]
 pub struct SettingsArgs {
-    /// TOML file of settings (keys as the flag names with `_`). Env: SELGATE_CONFIG.
-    #[arg(long, value_name = "FILE", help_heading = "Sources")]
+    /// `--config`: TOML file of settings.
     pub config: Option<PathBuf>,
-    /// Classic Delphi SelGate Config.ini to read the [SelGate] section of
-    /// (below --config). Env: SELGATE_CLASSIC_INI.
-    #[arg(long, value_name = "FILE", help_heading = "Sources")]
+    /// `--classic-ini`: classic `Config.ini` to read.
     pub classic_ini: Option<PathBuf>,
-
-    /// Client listen address; repeat for several listeners [default: 0.0.0.0:7100].
-    #[arg(long, value_name = "ADDR:PORT", help_heading = "Network")]
-    pub listen: Vec<String>,
-    /// DBServer address [default: 127.0.0.1:5100].
-    #[arg(long, value_name = "ADDR:PORT", help_heading = "Network")]
-    pub upstream: Option<String>,
-    /// Metrics endpoint, or `off` [default: off].
-    #[arg(long, value_name = "ADDR:PORT", help_heading = "Network")]
-    pub metrics: Option<String>,
-    /// DBServer dialect [default: wemade].
-    #[arg(long, value_name = "wemade|delphi|ndc|kal", help_heading = "Network")]
-    pub dialect: Option<String>,
-    /// Gate IP written in open frames, or `auto` for the address the client
-    /// connected to [default: auto].
-    #[arg(long, value_name = "IP|auto", help_heading = "Network")]
-    pub gate_ip: Option<String>,
-    /// Message header layout, for the message filter [default: classic].
-    #[arg(long, value_name = "classic|wide", help_heading = "Network")]
-    pub header_layout: Option<String>,
-
-    /// Longest client frame, `#` to `!` [default: 1KiB].
-    #[arg(long, value_name = "SIZE", help_heading = "Client limits")]
-    pub max_frame_len: Option<String>,
-    /// Most bytes a session may hold before forwarding [default: 4KiB].
-    #[arg(long, value_name = "SIZE", help_heading = "Client limits")]
-    pub max_pending_bytes: Option<String>,
-    /// Time from accept to the first complete frame [default: 10s].
-    #[arg(long, value_name = "DURATION", help_heading = "Client limits")]
-    pub first_frame_timeout: Option<String>,
-    /// Time without a frame before a session is closed [default: 60s].
-    #[arg(long, value_name = "DURATION", help_heading = "Client limits")]
-    pub idle_timeout: Option<String>,
-    /// Most frames per second from one session [default: 50].
-    #[arg(long, value_name = "N", help_heading = "Client limits")]
-    pub max_frames_per_sec: Option<String>,
-    /// Message ids allowed to pass, e.g. 100,101,102,103, or `all` [default: all].
-    #[arg(long, value_name = "IDS|all", help_heading = "Client limits")]
-    pub allowed_messages: Option<String>,
-    /// Bytes queued toward one client before it is closed as slow [default: 64KiB].
-    #[arg(long, value_name = "SIZE", help_heading = "Client limits")]
-    pub client_queue_cap: Option<String>,
-
-    /// Interval between keepalives to the DBServer [default: 2s].
-    #[arg(long, value_name = "DURATION", help_heading = "DBServer link")]
-    pub keepalive_interval: Option<String>,
-    /// Silence after which the link is declared dead [default: 10s].
-    #[arg(long, value_name = "DURATION", help_heading = "DBServer link")]
-    pub keepalive_timeout: Option<String>,
-    /// Longest a connect attempt may take [default: 5s].
-    #[arg(long, value_name = "DURATION", help_heading = "DBServer link")]
-    pub connect_timeout: Option<String>,
-    /// First reconnect delay, doubling after each failure [default: 1s].
-    #[arg(long, value_name = "DURATION", help_heading = "DBServer link")]
-    pub reconnect_min: Option<String>,
-    /// Cap of the reconnect delay [default: 10s].
-    #[arg(long, value_name = "DURATION", help_heading = "DBServer link")]
-    pub reconnect_max: Option<String>,
-    /// Jitter of each reconnect delay, in percent (±) [default: 20].
-    #[arg(long, value_name = "PCT", help_heading = "DBServer link")]
-    pub reconnect_jitter_pct: Option<String>,
-    /// Sessions when the link drops: `close`, or `hold:DURATION` [default: close].
-    #[arg(
-        long,
-        value_name = "close|hold:DURATION",
-        help_heading = "DBServer link"
-    )]
-    pub link_down_policy: Option<String>,
-    /// Bytes queued toward the DBServer at which client reads pause [default: 1MiB].
-    #[arg(long, value_name = "SIZE", help_heading = "DBServer link")]
-    pub upstream_high_watermark: Option<String>,
-    /// Bytes queued toward the DBServer at which client reads resume [default: 256KiB].
-    #[arg(long, value_name = "SIZE", help_heading = "DBServer link")]
-    pub upstream_low_watermark: Option<String>,
-    /// Longest DBServer frame accepted [default: 64KiB].
-    #[arg(long, value_name = "SIZE", help_heading = "DBServer link")]
-    pub max_upstream_frame_len: Option<String>,
-
-    /// Most live sessions [default: 8000].
-    #[arg(long, value_name = "N", help_heading = "Admission")]
-    pub max_sessions: Option<String>,
-    /// Most live sessions from one IP [default: 50].
-    #[arg(long, value_name = "N", help_heading = "Admission")]
-    pub max_sessions_per_ip: Option<String>,
-    /// Most connects from one IP within 1 s [default: 10].
-    #[arg(long, value_name = "N", help_heading = "Admission")]
-    pub max_connects_per_ip_1s: Option<String>,
-    /// Most connects from one IP within 10 s [default: 40].
-    #[arg(long, value_name = "N", help_heading = "Admission")]
-    pub max_connects_per_ip_10s: Option<String>,
-    /// How long an IP that broke a connect-rate window stays blocked [default: 60s].
-    #[arg(long, value_name = "DURATION", help_heading = "Admission")]
-    pub rate_block_duration: Option<String>,
-    /// How long a DBServer `%+B` blocks an IP [default: 10m].
-    #[arg(long, value_name = "DURATION", help_heading = "Admission")]
-    pub temp_block_duration: Option<String>,
-    /// Most IPs tracked at once for rates and blocks [default: 65536].
-    #[arg(long, value_name = "N", help_heading = "Admission")]
-    pub max_tracked_ips: Option<String>,
-    /// Prefix length by which per-IP rules count IPv4 clients [default: 32].
-    #[arg(long, value_name = "N", help_heading = "Admission")]
-    pub ipv4_prefix_len: Option<String>,
-    /// Prefix length by which per-IP rules count IPv6 clients [default: 64].
-    #[arg(long, value_name = "N", help_heading = "Admission")]
-    pub ipv6_prefix_len: Option<String>,
-    /// When max_sessions is reached, a newcomer evicts the oldest connection
-    /// that has not sent a complete, valid frame [default: true].
-    #[arg(long, value_name = "true|false", help_heading = "Admission")]
-    pub evict_unproven: Option<String>,
-    /// When max_sessions is reached and nothing is unproven, a newcomer evicts
-    /// the oldest session older than this that the DBServer never vouched
-    /// for, or `off` [default: 10s].
-    #[arg(long, value_name = "DURATION|off", help_heading = "Admission")]
-    pub unvouched_grace: Option<String>,
-    /// DBServer message ids that vouch for a session [default: 520
-    /// (SM_QUERYCHR)].
-    #[arg(long, value_name = "IDS", help_heading = "Admission")]
-    pub vouch_messages: Option<String>,
-    /// PROXY protocol header expected before client bytes on the listeners
-    /// [default: off].
-    #[arg(long, value_name = "off|v1|v2|any", help_heading = "Admission")]
-    pub proxy_protocol: Option<String>,
-    /// Addresses and CIDRs of the proxies allowed to send a PROXY header,
-    /// comma-separated [default: none].
-    #[arg(long, value_name = "CIDRS", help_heading = "Admission")]
-    pub proxy_trusted: Option<String>,
-    /// Text file of blocked IPs and CIDRs, or `none` [default: none].
-    #[arg(long, value_name = "FILE", help_heading = "Admission")]
-    pub block_list: Option<String>,
-
-    /// Log output format [default: pretty].
-    #[arg(long, value_name = "pretty|json", help_heading = "Operation")]
-    pub log_format: Option<String>,
-    /// Interval of the one-line status log; 0 disables it [default: 10s].
-    #[arg(long, value_name = "DURATION", help_heading = "Operation")]
-    pub status_interval: Option<String>,
-    /// Longest a graceful shutdown may take [default: 5s].
-    #[arg(long, value_name = "DURATION", help_heading = "Operation")]
-    pub drain_timeout: Option<String>,
-    /// Seed of the gate's randomness (jitter), or `auto` to derive one
-    /// from the clock [default: auto].
-    #[arg(long, value_name = "N|auto", help_heading = "Operation")]
-    pub seed: Option<String>,
-    /// With `[[zone]]` tables: zones share per-IP limits, blocks and the
-    /// block list [default: false].
-    #[arg(long, value_name = "true|false", help_heading = "Admission")]
-    pub shared_ip_limits: Option<String>,
-    /// Record the sessions this file names (IPs, CIDRs, `session:<id>`),
-    /// reloaded like the block list, or `none` [default: none].
-    #[arg(long, value_name = "FILE", help_heading = "Recording")]
-    pub record_list: Option<String>,
-    /// Directory of the pcapng recordings [default: recordings].
-    #[arg(long, value_name = "DIR", help_heading = "Recording")]
-    pub record_dir: Option<String>,
-    /// Size at which a recording file is closed and the next started
-    /// [default: 16MiB].
-    #[arg(long, value_name = "SIZE", help_heading = "Recording")]
-    pub record_max_file_size: Option<String>,
-    /// Most recording files kept; the oldest is deleted [default: 8].
-    #[arg(long, value_name = "N", help_heading = "Recording")]
-    pub record_max_files: Option<String>,
+    /// The settings given as flags: (settings key, raw value), in the order
+    /// of the key table. A repeated flag (`--listen`) is joined with commas,
+    /// the list syntax every source shares.
+    pub given: Vec<(&'static str, String)>,
 }
 
 impl SettingsArgs {
-    /// The settings given as flags: (settings key, raw value), in a stable
-    /// order. Repeated `--listen` flags are joined with commas, the list
-    /// syntax every source shares.
-    pub fn given(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if !self.listen.is_empty() {
-            out.push(("listen", self.listen.join(",")));
+    /// The raw value given for `key`, if its flag was given.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.given
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The argument group of the settings flags (what `derive(Args)` would add).
+const SETTINGS_GROUP: &str = "SettingsArgs";
+
+impl Args for SettingsArgs {
+    fn group_id() -> Option<clap::Id> {
+        Some(clap::Id::from(SETTINGS_GROUP))
+    }
+
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let defaults = Settings::default();
+        let ids = ["config", "classic_ini"]
+            .into_iter()
+            .chain(KEYS.iter().map(|k| k.name));
+        let cmd = cmd
+            .group(ArgGroup::new(SETTINGS_GROUP).multiple(true).args(ids))
+            .arg(
+                Arg::new("config")
+                    .long("config")
+                    .value_name("FILE")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .action(ArgAction::Set)
+                    .help_heading("Sources")
+                    .help("TOML file of settings (keys as the flag names with `_`). Env: SELGATE_CONFIG"),
+            )
+            .arg(
+                Arg::new("classic_ini")
+                    .long("classic-ini")
+                    .value_name("FILE")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .action(ArgAction::Set)
+                    .help_heading("Sources")
+                    .help(
+                        "Classic Delphi SelGate Config.ini to read the [SelGate] section of \
+                         (below --config). Env: SELGATE_CLASSIC_INI",
+                    ),
+            );
+        cmd.args(KEYS.iter().map(|key| {
+            Arg::new(key.name)
+                .long(key.long())
+                .value_name(key.value_name)
+                .value_parser(clap::value_parser!(String))
+                .action(if key.repeats {
+                    ArgAction::Append
+                } else {
+                    ArgAction::Set
+                })
+                .help_heading(key.heading)
+                .help(format!(
+                    "{} [default: {}]",
+                    key.help,
+                    key.flag_text(&defaults)
+                ))
+        }))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        SettingsArgs::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for SettingsArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = SettingsArgs::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        if let Some(path) = matches.get_one::<PathBuf>("config") {
+            self.config = Some(path.clone());
         }
-        macro_rules! push_given {
-            ($($field:ident),* $(,)?) => {
-                $(
-                    if let Some(v) = &self.$field {
-                        out.push((stringify!($field), v.clone()));
-                    }
-                )*
+        if let Some(path) = matches.get_one::<PathBuf>("classic_ini") {
+            self.classic_ini = Some(path.clone());
+        }
+        for key in KEYS {
+            let Some(values) = matches.get_many::<String>(key.name) else {
+                continue;
             };
+            let raw = values.map(String::as_str).collect::<Vec<_>>().join(",");
+            match self.given.iter_mut().find(|(k, _)| *k == key.name) {
+                Some(slot) => slot.1 = raw,
+                None => self.given.push((key.name, raw)),
+            }
         }
-        push_given!(
-            upstream,
-            metrics,
-            dialect,
-            gate_ip,
-            header_layout,
-            max_frame_len,
-            max_pending_bytes,
-            first_frame_timeout,
-            idle_timeout,
-            max_frames_per_sec,
-            allowed_messages,
-            client_queue_cap,
-            keepalive_interval,
-            keepalive_timeout,
-            connect_timeout,
-            reconnect_min,
-            reconnect_max,
-            reconnect_jitter_pct,
-            link_down_policy,
-            upstream_high_watermark,
-            upstream_low_watermark,
-            max_upstream_frame_len,
-            max_sessions,
-            max_sessions_per_ip,
-            max_connects_per_ip_1s,
-            max_connects_per_ip_10s,
-            rate_block_duration,
-            temp_block_duration,
-            max_tracked_ips,
-            ipv4_prefix_len,
-            ipv6_prefix_len,
-            evict_unproven,
-            unvouched_grace,
-            vouch_messages,
-            proxy_protocol,
-            proxy_trusted,
-            block_list,
-            log_format,
-            status_interval,
-            drain_timeout,
-            seed,
-            shared_ip_limits,
-            record_list,
-            record_dir,
-            record_max_file_size,
-            record_max_files,
-        );
-        out
+        Ok(())
     }
 }
 
@@ -431,16 +306,15 @@ mod tests {
         else {
             panic!("expected run");
         };
-        assert_eq!(args.listen, ["0.0.0.0:7100", "[::]:7100"]);
         assert_eq!(
-            args.given(),
+            args.given,
             [("listen", "0.0.0.0:7100,[::]:7100".to_string())]
         );
         assert!(matches!(parse(&[]), Ok(Command::Run(_))));
         let Ok(Command::Run(args)) = parse(&["run", "--idle-timeout", "30s"]) else {
             panic!("expected run");
         };
-        assert_eq!(args.idle_timeout.as_deref(), Some("30s"));
+        assert_eq!(args.get("idle_timeout"), Some("30s"));
     }
 
     #[test]
@@ -466,7 +340,15 @@ mod tests {
         ]) else {
             panic!("expected check-config");
         };
-        assert_eq!(args.given().len(), 16);
+        assert_eq!(args.given.len(), 16);
+        assert_eq!(args.get("max_sessions_per_ip"), Some("5"));
+        let Ok(Command::Run(args)) = parse(&["--config", "a.toml", "--classic-ini", "b.ini"])
+        else {
+            panic!("expected run");
+        };
+        assert_eq!(args.config, Some(PathBuf::from("a.toml")));
+        assert_eq!(args.classic_ini, Some(PathBuf::from("b.ini")));
+        assert!(args.given.is_empty());
     }
 
     #[test]

@@ -2,7 +2,14 @@
 //! flag, then environment (`SELGATE_<NAME>`), then file (`--config` TOML,
 //! above `--classic-ini`), then default.
 //!
-//! Each layer is a [`PartialSettings`] (`Option` per key, plus where each
+//! Every key is one line of [`KEYS`]: its name (from which the flag and the
+//! variable are derived), the field of [`Settings`] it sets, how its value is
+//! spelt, its scope and its `--help` text. The flags (`cli.rs`), the
+//! environment, the TOML file and `check-config` all go through that table,
+//! and the defaults are those of [`Settings::default`] (the core's from
+//! [`Config::default`]).
+//!
+//! Each layer is a [`PartialSettings`] (the keys it gives, and where each
 //! given value came from). Every layer hands raw text to the same per-key
 //! parser, so a value is read identically wherever it is written, and every
 //! error names its source: `flag --idle-timeout`, `env SELGATE_IDLE_TIMEOUT`,
@@ -240,175 +247,411 @@ fn list_origins(involved: &[(String, String, Source)]) -> String {
         .collect()
 }
 
-/// Defines [`PartialSettings`], [`KEYS`] and the per-key dispatch from one
-/// list, so a key cannot be added to one and forgotten in another.
-macro_rules! partial_settings {
-    ($( $(#[$doc:meta])* $key:ident : $ty:ty = $parse:expr; )*) => {
-        /// One layer of settings: `Some` for each key that layer gives.
-        #[derive(Debug, Clone, Default, PartialEq)]
-        pub struct PartialSettings {
-            $( $(#[$doc])* pub $key: Option<$ty>, )*
-            /// Where each given value came from.
-            pub origins: BTreeMap<&'static str, Source>,
-            /// `[[zone]]` tables of a settings file, in file order.
-            pub zones: Vec<ZonePartial>,
-        }
+// ---- The key table -----------------------------------------------------
 
-        /// Every settings key (TOML key; the flag is its kebab-case form and
-        /// the variable `SELGATE_` + its upper-case form), in the order
-        /// `check-config` prints them.
-        pub const KEYS: &[&str] = &[$(stringify!($key)),*];
+/// Where a key may be set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// A key of each zone: at the top level it is every zone's default, and
+    /// a `[[zone]]` table may set its own.
+    Zone,
+    /// A key of the whole process; refused inside a `[[zone]]` table.
+    Process,
+}
 
-        impl PartialSettings {
-            /// Parses `raw` as the value of `key` and records `origin`.
-            /// Returns `Ok(false)` when `key` is not a setting.
-            pub fn set(&mut self, key: &str, raw: &str, origin: Source)
-                -> Result<bool, SettingsError>
-            {
-                match key {
-                    $(
-                        stringify!($key) => {
-                            let parse: fn(&str) -> Result<$ty, String> = $parse;
-                            let value = parse(raw).map_err(|reason| {
-                                SettingsError::InvalidValue {
-                                    origin: origin.clone(),
-                                    value: raw.to_string(),
-                                    reason,
-                                }
-                            })?;
-                            self.$key = Some(value);
-                            self.origins.insert(stringify!($key), origin);
-                            Ok(true)
-                        }
-                    )*
-                    _ => Ok(false),
-                }
+/// One setting, and everything the sources and `check-config` need of it.
+///
+/// The TOML key is `name`; the flag ([`Key::flag`]) and the environment
+/// variable ([`Key::env`]) are derived from it. The value is read and
+/// written by functions made from the field of [`Settings`] the key sets
+/// and its kind (how the value is spelt), so adding a key is one line of
+/// [`KEYS`].
+#[derive(Debug)]
+pub struct Key {
+    /// The TOML key, e.g. `idle_timeout`.
+    pub name: &'static str,
+    /// The field of the core's [`Config`] that the key sets, as
+    /// [`ConfigError::fields`] names it (`drain_timeout` sets
+    /// `shutdown_timeout`); `None` for the driver's own keys.
+    pub config_field: Option<&'static str>,
+    /// Zone or process.
+    pub scope: Scope,
+    /// The heading the flag is listed under in `--help`.
+    pub heading: &'static str,
+    /// The placeholder of the flag's value in `--help`.
+    pub value_name: &'static str,
+    /// The flag's help text, without its default (added from the default
+    /// settings).
+    pub help: &'static str,
+    /// The flag may be repeated; the values are joined with commas, the
+    /// list syntax every source shares.
+    pub repeats: bool,
+    parse: fn(&str, &mut Settings) -> Result<(), String>,
+    copy: fn(&Settings, &mut Settings),
+    render: fn(&Settings) -> toml::Value,
+    show: fn(&Settings) -> String,
+}
+
+impl Key {
+    /// The key named `name`, if it is a setting.
+    pub fn find(name: &str) -> Option<&'static Key> {
+        KEYS.iter().find(|k| k.name == name)
+    }
+
+    /// The key that sets the core field `field` (a name from
+    /// [`ConfigError::fields`]).
+    pub fn of_config_field(field: &str) -> Option<&'static Key> {
+        KEYS.iter().find(|k| k.config_field == Some(field))
+    }
+
+    /// The long flag without its dashes: `idle-timeout`.
+    pub fn long(&self) -> String {
+        self.name.replace('_', "-")
+    }
+
+    /// The flag: `--idle-timeout`.
+    pub fn flag(&self) -> String {
+        flag_name(self.name)
+    }
+
+    /// The environment variable: `SELGATE_IDLE_TIMEOUT`.
+    pub fn env(&self) -> String {
+        env_name(self.name)
+    }
+
+    /// The key's value in `settings` as TOML, written so that the settings
+    /// parser reads it back unchanged.
+    pub fn value(&self, settings: &Settings) -> toml::Value {
+        (self.render)(settings)
+    }
+
+    /// The key's value in `settings` as it would be written after its flag
+    /// (`--help` shows the defaults this way).
+    pub fn flag_text(&self, settings: &Settings) -> String {
+        (self.show)(settings)
+    }
+}
+
+/// How the values of one kind of key are spelt: read from the raw text
+/// every source shares, written as TOML for `check-config`.
+trait Kind {
+    /// The value in [`Settings`].
+    type Value;
+    /// The flag may be repeated (see [`Key::repeats`]).
+    const REPEATS: bool = false;
+    /// Reads raw text (a flag, a variable, a TOML value made text).
+    fn parse(raw: &str) -> Result<Self::Value, String>;
+    /// Writes the value as TOML that [`Kind::parse`] reads back.
+    fn render(value: &Self::Value) -> toml::Value;
+    /// Writes the value as a flag would give it.
+    fn flag_text(value: &Self::Value) -> String {
+        toml_to_raw(&Self::render(value)).unwrap_or_default()
+    }
+}
+
+/// Defines a [`Kind`] from a parser and a renderer.
+macro_rules! kind {
+    ($(#[$doc:meta])* $name:ident: $value:ty, $parse:expr, $render:expr $(, repeats = $rep:expr)? $(, flag_text = $flag:expr)?) => {
+        $(#[$doc])*
+        struct $name;
+        impl Kind for $name {
+            type Value = $value;
+            $(const REPEATS: bool = $rep;)?
+            fn parse(raw: &str) -> Result<$value, String> {
+                let parse: fn(&str) -> Result<$value, String> = $parse;
+                parse(raw)
             }
-
-            /// This layer over `lower`: a key given here wins.
-            pub fn over(self, lower: PartialSettings) -> PartialSettings {
-                let mut origins = lower.origins;
-                origins.extend(self.origins);
-                PartialSettings {
-                    $( $key: self.$key.or(lower.$key), )*
-                    origins,
-                    zones: if self.zones.is_empty() { lower.zones } else { self.zones },
-                }
+            fn render(value: &$value) -> toml::Value {
+                let render: fn(&$value) -> toml::Value = $render;
+                render(value)
             }
+            $(fn flag_text(value: &$value) -> String {
+                let flag: fn(&$value) -> String = $flag;
+                flag(value)
+            })?
         }
     };
 }
 
-partial_settings! {
-    /// Client listen addresses.
-    listen: Vec<SocketAddr> = parse_listen;
-    /// DBServer address.
-    upstream: SocketAddr = parse_upstream;
-    /// Metrics endpoint; `Some(None)` = explicitly off.
-    metrics: Option<SocketAddr> = parse_metrics;
-    /// DBServer dialect.
-    dialect: Dialect = parse_dialect;
-    /// Gate IP for open frames; `Some(None)` = automatic.
-    gate_ip: Option<IpAddr> = parse_gate_ip;
-    /// Message header layout.
-    header_layout: HeaderLayout = parse_header_layout;
-    /// Longest client frame.
-    max_frame_len: usize = parse_size_text;
-    /// Most bytes pending per session.
-    max_pending_bytes: usize = parse_size_text;
-    /// Time to the first frame.
-    first_frame_timeout: Duration = parse_duration_text;
-    /// Time without a frame.
-    idle_timeout: Duration = parse_duration_text;
-    /// Frames per second per session.
-    max_frames_per_sec: u32 = parse_u32;
-    /// Message-id filter; `Some(None)` = no filter.
-    allowed_messages: Option<BTreeSet<u16>> = parse_allowed_messages;
-    /// Bytes queued toward one client.
-    client_queue_cap: usize = parse_size_text;
-    /// Keepalive interval.
-    keepalive_interval: Duration = parse_duration_text;
-    /// Link silence limit.
-    keepalive_timeout: Duration = parse_duration_text;
-    /// Connect attempt limit.
-    connect_timeout: Duration = parse_duration_text;
-    /// First reconnect delay.
-    reconnect_min: Duration = parse_duration_text;
-    /// Reconnect delay cap.
-    reconnect_max: Duration = parse_duration_text;
-    /// Reconnect jitter in percent.
-    reconnect_jitter_pct: u8 = parse_u8;
-    /// What happens to sessions when the link drops.
-    link_down_policy: LinkDownPolicy = parse_link_down_policy;
-    /// Upstream queue level that pauses client reads.
-    upstream_high_watermark: usize = parse_size_text;
-    /// Upstream queue level that resumes client reads.
-    upstream_low_watermark: usize = parse_size_text;
-    /// Longest DBServer frame.
-    max_upstream_frame_len: usize = parse_size_text;
-    /// Most live sessions.
-    max_sessions: usize = parse_usize;
-    /// Most live sessions per IP.
-    max_sessions_per_ip: usize = parse_usize;
-    /// Connects per IP per second.
-    max_connects_per_ip_1s: u32 = parse_u32;
-    /// Connects per IP per 10 seconds.
-    max_connects_per_ip_10s: u32 = parse_u32;
-    /// Block after a broken rate window.
-    rate_block_duration: Duration = parse_duration_text;
-    /// Block after `%+B`.
-    temp_block_duration: Duration = parse_duration_text;
-    /// Most tracked IPs.
-    max_tracked_ips: usize = parse_usize;
-    /// Prefix length by which per-IP rules count IPv4 clients.
-    ipv4_prefix_len: u8 = parse_u8;
-    /// Prefix length by which per-IP rules count IPv6 clients.
-    ipv6_prefix_len: u8 = parse_u8;
-    /// A full gate evicts the oldest unproven connection for a newcomer.
-    evict_unproven: bool = parse_bool;
-    /// Age after which a session the DBServer never vouched for is
-    /// evictable; `Some(None)` = the second tier off.
-    unvouched_grace: Option<Duration> = parse_unvouched_grace;
-    /// DBServer message ids that vouch for a session.
-    vouch_messages: BTreeSet<u16> = parse_vouch_messages;
-    /// PROXY protocol expected on the listeners.
-    proxy_protocol: ProxyProtocol = parse_proxy_protocol;
-    /// Sources allowed to send a PROXY header.
-    proxy_trusted: BlockList = parse_proxy_trusted;
-    /// Block list file; `Some(None)` = explicitly none.
-    block_list: Option<PathBuf> = parse_block_list;
-    /// Log format.
-    log_format: LogFormat = parse_log_format;
-    /// Status log interval (zero disables).
-    status_interval: Duration = parse_duration_text;
-    /// Graceful shutdown limit (the core's `shutdown_timeout`).
-    drain_timeout: Duration = parse_duration_text;
-    /// Seed; `Some(None)` = derive from the clock.
-    seed: Option<u64> = parse_seed;
-    /// Zones share per-IP limits, blocks and the block list.
-    shared_ip_limits: bool = parse_bool;
-    /// Record list file (IPs, CIDRs, `session:<id>`); `Some(None)` = off.
-    record_list: Option<PathBuf> = parse_block_list;
-    /// Directory of the recordings.
-    record_dir: PathBuf = parse_dir;
-    /// Size at which a recording file is closed and the next started.
-    record_max_file_size: usize = parse_size_text;
-    /// Most recording files kept.
-    record_max_files: usize = parse_usize;
+kind!(
+    /// Listen addresses, a list.
+    Listen: Vec<SocketAddr>, parse_listen,
+    |v| toml::Value::Array(v.iter().map(|a| text(a.to_string())).collect()),
+    repeats = true
+);
+kind!(
+    /// The DBServer's address.
+    Upstream: SocketAddr, parse_upstream, |a| text(a.to_string())
+);
+kind!(
+    /// An address, or `off`.
+    AddrOrOff: Option<SocketAddr>, parse_metrics,
+    |a| text(a.map_or_else(|| "off".to_string(), |a| a.to_string()))
+);
+kind!(
+    /// A DBServer dialect by name.
+    DialectName: Dialect, parse_dialect, |d| text(d.name().to_string())
+);
+kind!(
+    /// An IP address, or `auto`.
+    IpOrAuto: Option<IpAddr>, parse_gate_ip,
+    |a| text(a.map_or_else(|| "auto".to_string(), |a| a.to_string()))
+);
+kind!(
+    /// A message header layout by name.
+    Layout: HeaderLayout, parse_header_layout, |l| text(header_layout_name(*l).to_string())
+);
+kind!(
+    /// A byte size, `64KiB`.
+    Size: usize, parse_size_text, |&n| size_value(n)
+);
+kind!(
+    /// A duration, `2s`.
+    Dur: Duration, parse_duration_text, |&d| text(format_duration(d))
+);
+kind!(
+    /// A whole number up to 255.
+    U8: u8, parse_u8, |&n| int(n.into())
+);
+kind!(
+    /// A whole number up to `u32::MAX`.
+    U32: u32, parse_u32, |&n| int(n.into())
+);
+kind!(
+    /// A count up to `u32::MAX`.
+    Count: usize, parse_usize, |&n| int(n as u64)
+);
+kind!(
+    /// `true` or `false`.
+    Bool: bool, parse_bool, |&b| toml::Value::Boolean(b)
+);
+kind!(
+    /// Message ids and names, or `all`.
+    IdsOrAll: Option<BTreeSet<u16>>, parse_allowed_messages,
+    |ids| match ids {
+        None => text("all".to_string()),
+        Some(ids) => ids_value(ids),
+    },
+    flag_text = |ids| ids.as_ref().map_or_else(|| "all".to_string(), ids_text)
+);
+kind!(
+    /// Message ids and names, at least one.
+    Ids: BTreeSet<u16>, parse_vouch_messages, ids_value, flag_text = ids_text
+);
+kind!(
+    /// `close` or `hold:DURATION`.
+    Policy: LinkDownPolicy, parse_link_down_policy,
+    |p| text(match p {
+        LinkDownPolicy::Close => "close".to_string(),
+        LinkDownPolicy::Hold { max } => format!("hold:{}", format_duration(*max)),
+    })
+);
+kind!(
+    /// A duration, or `off`.
+    DurOrOff: Option<Duration>, parse_unvouched_grace,
+    |g| match g {
+        None => text("off".to_string()),
+        Some(g) => text(format_duration(*g)),
+    }
+);
+kind!(
+    /// A PROXY protocol version by name.
+    Proxy: ProxyProtocol, parse_proxy_protocol, |p| text(p.name().to_string())
+);
+kind!(
+    /// Addresses and CIDR ranges.
+    Cidrs: BlockList, parse_proxy_trusted,
+    |l| toml::Value::Array(l.entries().into_iter().map(text).collect()),
+    flag_text = |l| if l.is_empty() { "none".to_string() } else { l.entries().join(",") }
+);
+kind!(
+    /// A file, or `none`.
+    FileOrNone: Option<PathBuf>, parse_block_list,
+    |p| text(p.as_ref().map_or_else(|| "none".to_string(), |p| p.display().to_string()))
+);
+kind!(
+    /// A directory.
+    Dir: PathBuf, parse_dir, |p| text(p.display().to_string())
+);
+kind!(
+    /// A log format by name.
+    Log: LogFormat, parse_log_format, |f| text(f.name().to_string())
+);
+kind!(
+    /// A seed, or `auto`.
+    Seed: Option<u64>, parse_seed,
+    |s| match s {
+        None => text("auto".to_string()),
+        Some(n) => int(*n),
+    }
+);
+
+/// The core field a key's `Settings` path names: `core.x` is `Some("x")`.
+macro_rules! config_field {
+    (core . $field:ident) => {
+        Some(stringify!($field))
+    };
+    ($field:ident) => {
+        None
+    };
 }
 
-/// Keys that apply to the whole process and cannot be set per zone.
-pub const PROCESS_WIDE_KEYS: &[&str] = &[
-    "metrics",
-    "log_format",
-    "status_interval",
-    "seed",
-    "shared_ip_limits",
-    "record_list",
-    "record_dir",
-    "record_max_file_size",
-    "record_max_files",
-];
+/// Defines [`KEYS`] from one line per key: `name = field path of
+/// [`Settings`]: kind, scope, heading, value name, help`.
+macro_rules! keys {
+    ($( $name:ident = $($field:ident).+ : $kind:ident, $scope:ident,
+        $heading:literal, $value_name:literal, $help:literal; )*) => {
+        /// Every setting, in the order `--help` and `check-config` list them.
+        pub static KEYS: &[Key] = &[$(
+            Key {
+                name: stringify!($name),
+                config_field: config_field!($($field).+),
+                scope: Scope::$scope,
+                heading: $heading,
+                value_name: $value_name,
+                help: $help,
+                repeats: <$kind as Kind>::REPEATS,
+                parse: |raw, s| {
+                    s.$($field).+ = <$kind as Kind>::parse(raw)?;
+                    Ok(())
+                },
+                copy: |from, to| to.$($field).+ = from.$($field).+.clone(),
+                render: |s| <$kind as Kind>::render(&s.$($field).+),
+                show: |s| <$kind as Kind>::flag_text(&s.$($field).+),
+            },
+        )*];
+    };
+}
+
+keys! {
+    listen = listen: Listen, Zone, "Network", "ADDR:PORT",
+        "Client listen address; repeat for several listeners";
+    upstream = upstream: Upstream, Zone, "Network", "ADDR:PORT",
+        "DBServer address";
+    metrics = metrics: AddrOrOff, Process, "Network", "ADDR:PORT",
+        "Metrics endpoint, or `off`";
+    dialect = core.dialect: DialectName, Zone, "Network", "wemade|delphi|ndc|kal",
+        "DBServer dialect";
+    gate_ip = core.gate_ip: IpOrAuto, Zone, "Network", "IP|auto",
+        "Gate IP written in open frames, or `auto` for the address the client connected to";
+    header_layout = core.header_layout: Layout, Zone, "Network", "classic|wide",
+        "Message header layout, for the message filter";
+    max_frame_len = core.max_frame_len: Size, Zone, "Client limits", "SIZE",
+        "Longest client frame, `#` to `!`";
+    max_pending_bytes = core.max_pending_bytes: Size, Zone, "Client limits", "SIZE",
+        "Most bytes a session may hold before forwarding";
+    first_frame_timeout = core.first_frame_timeout: Dur, Zone, "Client limits", "DURATION",
+        "Time from accept to the first complete frame";
+    idle_timeout = core.idle_timeout: Dur, Zone, "Client limits", "DURATION",
+        "Time without a frame before a session is closed";
+    max_frames_per_sec = core.max_frames_per_sec: U32, Zone, "Client limits", "N",
+        "Most frames per second from one session";
+    allowed_messages = core.allowed_messages: IdsOrAll, Zone, "Client limits", "IDS|all",
+        "Message ids allowed to pass, e.g. 100,101,102,103, or `all`";
+    client_queue_cap = core.client_queue_cap: Size, Zone, "Client limits", "SIZE",
+        "Bytes queued toward one client before it is closed as slow";
+    keepalive_interval = core.keepalive_interval: Dur, Zone, "DBServer link", "DURATION",
+        "Interval between keepalives to the DBServer";
+    keepalive_timeout = core.keepalive_timeout: Dur, Zone, "DBServer link", "DURATION",
+        "Silence after which the link is declared dead";
+    connect_timeout = core.connect_timeout: Dur, Zone, "DBServer link", "DURATION",
+        "Longest a connect attempt may take";
+    reconnect_min = core.reconnect_min: Dur, Zone, "DBServer link", "DURATION",
+        "First reconnect delay, doubling after each failure";
+    reconnect_max = core.reconnect_max: Dur, Zone, "DBServer link", "DURATION",
+        "Cap of the reconnect delay";
+    reconnect_jitter_pct = core.reconnect_jitter_pct: U8, Zone, "DBServer link", "PCT",
+        "Jitter of each reconnect delay, in percent (±)";
+    link_down_policy = core.link_down_policy: Policy, Zone, "DBServer link",
+        "close|hold:DURATION", "Sessions when the link drops: `close`, or `hold:DURATION`";
+    upstream_high_watermark = core.upstream_high_watermark: Size, Zone, "DBServer link", "SIZE",
+        "Bytes queued toward the DBServer at which client reads pause";
+    upstream_low_watermark = core.upstream_low_watermark: Size, Zone, "DBServer link", "SIZE",
+        "Bytes queued toward the DBServer at which client reads resume";
+    max_upstream_frame_len = core.max_upstream_frame_len: Size, Zone, "DBServer link", "SIZE",
+        "Longest DBServer frame accepted";
+    max_sessions = core.max_sessions: Count, Zone, "Admission", "N",
+        "Most live sessions";
+    max_sessions_per_ip = core.max_sessions_per_ip: Count, Zone, "Admission", "N",
+        "Most live sessions from one IP";
+    max_connects_per_ip_1s = core.max_connects_per_ip_1s: U32, Zone, "Admission", "N",
+        "Most connects from one IP within 1 s";
+    max_connects_per_ip_10s = core.max_connects_per_ip_10s: U32, Zone, "Admission", "N",
+        "Most connects from one IP within 10 s";
+    rate_block_duration = core.rate_block_duration: Dur, Zone, "Admission", "DURATION",
+        "How long an IP that broke a connect-rate window stays blocked";
+    temp_block_duration = core.temp_block_duration: Dur, Zone, "Admission", "DURATION",
+        "How long a DBServer `%+B` blocks an IP";
+    max_tracked_ips = core.max_tracked_ips: Count, Zone, "Admission", "N",
+        "Most IPs tracked at once for rates and blocks";
+    ipv4_prefix_len = core.ipv4_prefix_len: U8, Zone, "Admission", "N",
+        "Prefix length by which per-IP rules count IPv4 clients";
+    ipv6_prefix_len = core.ipv6_prefix_len: U8, Zone, "Admission", "N",
+        "Prefix length by which per-IP rules count IPv6 clients";
+    evict_unproven = core.evict_unproven: Bool, Zone, "Admission", "true|false",
+        "When max_sessions is reached, a newcomer evicts the oldest connection that has not \
+         sent a complete, valid frame";
+    unvouched_grace = core.unvouched_grace: DurOrOff, Zone, "Admission", "DURATION|off",
+        "When max_sessions is reached and nothing is unproven, a newcomer evicts the oldest \
+         session older than this that the DBServer never vouched for, or `off`";
+    vouch_messages = core.vouch_messages: Ids, Zone, "Admission", "IDS",
+        "DBServer message ids that vouch for a session";
+    proxy_protocol = core.proxy_protocol: Proxy, Zone, "Admission", "off|v1|v2|any",
+        "PROXY protocol header expected before client bytes on the listeners";
+    proxy_trusted = core.proxy_trusted: Cidrs, Zone, "Admission", "CIDRS",
+        "Addresses and CIDRs of the proxies allowed to send a PROXY header, comma-separated";
+    block_list = block_list: FileOrNone, Zone, "Admission", "FILE",
+        "Text file of blocked IPs and CIDRs, or `none`";
+    log_format = log_format: Log, Process, "Operation", "pretty|json",
+        "Log output format";
+    status_interval = status_interval: Dur, Process, "Operation", "DURATION",
+        "Interval of the one-line status log; 0 disables it";
+    drain_timeout = core.shutdown_timeout: Dur, Zone, "Operation", "DURATION",
+        "Longest a graceful shutdown may take";
+    seed = seed: Seed, Process, "Operation", "N|auto",
+        "Seed of the gate's randomness (jitter), or `auto` to derive one from the clock";
+    shared_ip_limits = shared_ip_limits: Bool, Process, "Admission", "true|false",
+        "With `[[zone]]` tables: zones share per-IP limits, blocks and the block list";
+    record_list = record_list: FileOrNone, Process, "Recording", "FILE",
+        "Record the sessions this file names (IPs, CIDRs, `session:<id>`), reloaded like the \
+         block list, or `none`";
+    record_dir = record_dir: Dir, Process, "Recording", "DIR",
+        "Directory of the pcapng recordings";
+    record_max_file_size = record_max_file_size: Size, Process, "Recording", "SIZE",
+        "Size at which a recording file is closed and the next started";
+    record_max_files = record_max_files: Count, Process, "Recording", "N",
+        "Most recording files kept; the oldest is deleted";
+}
+
+/// A TOML string.
+fn text(s: String) -> toml::Value {
+    toml::Value::String(s)
+}
+
+/// A byte size in its largest exact binary unit, or a plain integer.
+fn size_value(n: usize) -> toml::Value {
+    match format_size(n) {
+        t if t.chars().all(|c| c.is_ascii_digit()) => int(n as u64),
+        t => text(t),
+    }
+}
+
+/// Message ids as a TOML list of integers.
+fn ids_value(ids: &BTreeSet<u16>) -> toml::Value {
+    toml::Value::Array(ids.iter().map(|&i| int(i.into())).collect())
+}
+
+/// Message ids as a flag gives them, each known one with its name:
+/// `520 (SM_QUERYCHR)`.
+fn ids_text(ids: &BTreeSet<u16>) -> String {
+    ids.iter()
+        .map(|&id| match msg_name(id) {
+            Some(name) => format!("{id} ({name})"),
+            None => id.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// One `[[zone]]` table: its name and the settings it gives itself.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -445,13 +688,93 @@ pub fn env_name(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
 }
 
+/// One layer of settings: the keys it gives, their values and where each
+/// came from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartialSettings {
+    /// The values: those of the keys in `origins`, defaults for the rest.
+    values: Settings,
+    /// Where each given value came from; a key is given when it is here.
+    pub origins: BTreeMap<&'static str, Source>,
+    /// `[[zone]]` tables of a settings file, in file order.
+    pub zones: Vec<ZonePartial>,
+}
+
 impl PartialSettings {
-    /// The flag layer.
-    pub fn from_flags(args: &SettingsArgs) -> Result<PartialSettings, SettingsError> {
+    /// Parses `raw` as the value of `key` and records `origin`.
+    /// Returns `Ok(false)` when `key` is not a setting.
+    pub fn set(&mut self, key: &str, raw: &str, origin: Source) -> Result<bool, SettingsError> {
+        let Some(k) = Key::find(key) else {
+            return Ok(false);
+        };
+        (k.parse)(raw, &mut self.values).map_err(|reason| SettingsError::InvalidValue {
+            origin: origin.clone(),
+            value: raw.to_string(),
+            reason,
+        })?;
+        self.origins.insert(k.name, origin);
+        Ok(true)
+    }
+
+    /// Gives `block_list` as a path (not as text to parse: any file name
+    /// found on disk is taken as it is), from `origin`.
+    pub fn set_block_list(&mut self, path: PathBuf, origin: Source) {
+        self.values.block_list = Some(path);
+        self.origins.insert("block_list", origin);
+    }
+
+    /// Whether this layer gives `key`.
+    pub fn gives(&self, key: &str) -> bool {
+        self.origins.contains_key(key)
+    }
+
+    /// The values of this layer: those of the keys it gives, defaults for
+    /// the rest.
+    pub fn values(&self) -> &Settings {
+        &self.values
+    }
+
+    /// The value this layer gives `key` as TOML (as `check-config` writes
+    /// it); `None` when it does not give it.
+    pub fn value(&self, key: &str) -> Option<toml::Value> {
+        Key::find(key)
+            .filter(|k| self.gives(k.name))
+            .map(|k| k.value(&self.values))
+    }
+
+    /// This layer over `lower`: a key given here wins.
+    pub fn over(self, lower: PartialSettings) -> PartialSettings {
+        let mut values = lower.values;
+        for key in KEYS.iter().filter(|k| self.gives(k.name)) {
+            (key.copy)(&self.values, &mut values);
+        }
+        let mut origins = lower.origins;
+        origins.extend(self.origins);
+        PartialSettings {
+            values,
+            origins,
+            zones: if self.zones.is_empty() {
+                lower.zones
+            } else {
+                self.zones
+            },
+        }
+    }
+
+    /// The flag layer: (settings key, raw value) pairs, as the command line
+    /// gives them.
+    pub fn from_flags<'a>(
+        given: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<PartialSettings, SettingsError> {
         let mut p = PartialSettings::default();
-        for (key, raw) in args.given() {
-            // `given` only yields keys of this table (checked by a test).
-            p.set(key, &raw, Source::Flag(flag_name(key)))?;
+        for (key, raw) in given {
+            let origin = Source::Flag(flag_name(key));
+            if !p.set(key, raw, origin.clone())? {
+                return Err(SettingsError::UnknownKey {
+                    origin,
+                    suggestion: None,
+                });
+            }
         }
         Ok(p)
     }
@@ -464,27 +787,38 @@ impl PartialSettings {
         })?;
         let mut p = PartialSettings::default();
         for (key, value) in &table {
-            let origin = Source::File {
-                path: path.to_path_buf(),
-                key: key.clone(),
-            };
             if key == "zone" {
                 p.zones = parse_zones(value, path)?;
                 continue;
             }
-            let raw = toml_to_raw(value).map_err(|reason| SettingsError::InvalidValue {
-                origin: origin.clone(),
-                value: value.to_string(),
-                reason,
-            })?;
-            if !p.set(key, &raw, origin.clone())? {
-                return Err(SettingsError::UnknownKey {
-                    origin,
-                    suggestion: closest(key, KEYS.iter().copied()).map(str::to_string),
-                });
-            }
+            let origin = Source::File {
+                path: path.to_path_buf(),
+                key: key.clone(),
+            };
+            p.set_toml(key, value, origin)?;
         }
         Ok(p)
+    }
+
+    /// Sets `key` from a TOML value; an unknown key is an error.
+    fn set_toml(
+        &mut self,
+        key: &str,
+        value: &toml::Value,
+        origin: Source,
+    ) -> Result<(), SettingsError> {
+        let raw = toml_to_raw(value).map_err(|reason| SettingsError::InvalidValue {
+            origin: origin.clone(),
+            value: value.to_string(),
+            reason,
+        })?;
+        if !self.set(key, &raw, origin.clone())? {
+            return Err(SettingsError::UnknownKey {
+                origin,
+                suggestion: closest(key, KEYS.iter().map(|k| k.name)).map(str::to_string),
+            });
+        }
+        Ok(())
     }
 
     /// The TOML layer, read from `path`.
@@ -523,7 +857,7 @@ fn parse_zones(value: &toml::Value, path: &Path) -> Result<Vec<ZonePartial>, Set
             if key == "name" {
                 continue;
             }
-            if PROCESS_WIDE_KEYS.contains(&key.as_str()) {
+            if Key::find(key).is_some_and(|k| k.scope == Scope::Process) {
                 return Err(SettingsError::ZoneKeyNotAllowed {
                     path: path.to_path_buf(),
                     zone: name,
@@ -534,17 +868,7 @@ fn parse_zones(value: &toml::Value, path: &Path) -> Result<Vec<ZonePartial>, Set
                 path: path.to_path_buf(),
                 key: format!("zone.{name}.{key}"),
             };
-            let raw = toml_to_raw(value).map_err(|reason| SettingsError::InvalidValue {
-                origin: origin.clone(),
-                value: value.to_string(),
-                reason,
-            })?;
-            if !p.set(key, &raw, origin.clone())? {
-                return Err(SettingsError::UnknownKey {
-                    origin,
-                    suggestion: closest(key, KEYS.iter().copied()).map(str::to_string),
-                });
-            }
+            p.set_toml(key, value, origin)?;
         }
         zones.push(ZonePartial { name, settings: p });
     }
@@ -605,7 +929,7 @@ impl EnvLayer {
                     if !(exact && layer.settings.set(&key, &value, origin.clone())?) {
                         let names = KEYS
                             .iter()
-                            .map(|k| env_name(k))
+                            .map(Key::env)
                             .chain([ENV_CONFIG.to_string(), ENV_CLASSIC_INI.to_string()])
                             .collect::<Vec<_>>();
                         return Err(SettingsError::UnknownKey {
@@ -641,7 +965,7 @@ pub struct Settings {
     pub seed: Option<u64>,
     /// The core's settings (`--drain-timeout` is `shutdown_timeout`).
     pub core: Config,
-    /// Where each setting came from (keys of [`KEYS`]; absent = default).
+    /// Where each setting came from (names of [`KEYS`]; absent = default).
     pub origins: BTreeMap<&'static str, Source>,
     /// Things that were accepted but deserve a look (ignored classic ini
     /// keys, ...). The driver logs them at start.
@@ -697,7 +1021,7 @@ impl Settings {
         K: AsRef<OsStr>,
         V: AsRef<OsStr>,
     {
-        let flags = PartialSettings::from_flags(args)?;
+        let flags = PartialSettings::from_flags(args.given.iter().map(|(k, v)| (*k, v.as_str())))?;
         let env = EnvLayer::read(env)?;
         let file = match args.config.as_ref().or(env.config.as_ref()) {
             Some(path) => PartialSettings::from_toml_file(path)?,
@@ -764,74 +1088,14 @@ impl Settings {
         }
     }
 
-    /// Fills the keys `p` lacks with defaults and validates (no zones).
+    /// The values of `p` (defaults where it gives none), validated; no zones.
     fn from_flat(p: PartialSettings, warnings: Vec<String>) -> Result<Settings, SettingsError> {
-        let d = Settings::default();
-        let c = d.core.clone();
         let settings = Settings {
-            listen: p.listen.unwrap_or(d.listen),
-            upstream: p.upstream.unwrap_or(d.upstream),
-            metrics: p.metrics.unwrap_or(d.metrics),
-            log_format: p.log_format.unwrap_or(d.log_format),
-            block_list: p.block_list.unwrap_or(d.block_list),
-            status_interval: p.status_interval.unwrap_or(d.status_interval),
-            seed: p.seed.unwrap_or(d.seed),
-            core: Config {
-                dialect: p.dialect.unwrap_or(c.dialect),
-                gate_ip: p.gate_ip.unwrap_or(c.gate_ip),
-                header_layout: p.header_layout.unwrap_or(c.header_layout),
-                max_frame_len: p.max_frame_len.unwrap_or(c.max_frame_len),
-                max_pending_bytes: p.max_pending_bytes.unwrap_or(c.max_pending_bytes),
-                first_frame_timeout: p.first_frame_timeout.unwrap_or(c.first_frame_timeout),
-                idle_timeout: p.idle_timeout.unwrap_or(c.idle_timeout),
-                max_frames_per_sec: p.max_frames_per_sec.unwrap_or(c.max_frames_per_sec),
-                allowed_messages: p.allowed_messages.unwrap_or(c.allowed_messages),
-                keepalive_interval: p.keepalive_interval.unwrap_or(c.keepalive_interval),
-                keepalive_timeout: p.keepalive_timeout.unwrap_or(c.keepalive_timeout),
-                connect_timeout: p.connect_timeout.unwrap_or(c.connect_timeout),
-                reconnect_min: p.reconnect_min.unwrap_or(c.reconnect_min),
-                reconnect_max: p.reconnect_max.unwrap_or(c.reconnect_max),
-                reconnect_jitter_pct: p.reconnect_jitter_pct.unwrap_or(c.reconnect_jitter_pct),
-                link_down_policy: p.link_down_policy.unwrap_or(c.link_down_policy),
-                max_sessions: p.max_sessions.unwrap_or(c.max_sessions),
-                max_sessions_per_ip: p.max_sessions_per_ip.unwrap_or(c.max_sessions_per_ip),
-                max_connects_per_ip_1s: p
-                    .max_connects_per_ip_1s
-                    .unwrap_or(c.max_connects_per_ip_1s),
-                max_connects_per_ip_10s: p
-                    .max_connects_per_ip_10s
-                    .unwrap_or(c.max_connects_per_ip_10s),
-                rate_block_duration: p.rate_block_duration.unwrap_or(c.rate_block_duration),
-                temp_block_duration: p.temp_block_duration.unwrap_or(c.temp_block_duration),
-                max_tracked_ips: p.max_tracked_ips.unwrap_or(c.max_tracked_ips),
-                ipv4_prefix_len: p.ipv4_prefix_len.unwrap_or(c.ipv4_prefix_len),
-                ipv6_prefix_len: p.ipv6_prefix_len.unwrap_or(c.ipv6_prefix_len),
-                evict_unproven: p.evict_unproven.unwrap_or(c.evict_unproven),
-                unvouched_grace: p.unvouched_grace.unwrap_or(c.unvouched_grace),
-                vouch_messages: p.vouch_messages.unwrap_or(c.vouch_messages),
-                proxy_protocol: p.proxy_protocol.unwrap_or(c.proxy_protocol),
-                proxy_trusted: p.proxy_trusted.unwrap_or(c.proxy_trusted),
-                client_queue_cap: p.client_queue_cap.unwrap_or(c.client_queue_cap),
-                upstream_high_watermark: p
-                    .upstream_high_watermark
-                    .unwrap_or(c.upstream_high_watermark),
-                upstream_low_watermark: p
-                    .upstream_low_watermark
-                    .unwrap_or(c.upstream_low_watermark),
-                max_upstream_frame_len: p
-                    .max_upstream_frame_len
-                    .unwrap_or(c.max_upstream_frame_len),
-                shutdown_timeout: p.drain_timeout.unwrap_or(c.shutdown_timeout),
-            },
             origins: p.origins,
             warnings,
             zones: Vec::new(),
-            shared_ip_limits: p.shared_ip_limits.unwrap_or(d.shared_ip_limits),
             zones_configured: false,
-            record_list: p.record_list.unwrap_or(d.record_list),
-            record_dir: p.record_dir.unwrap_or(d.record_dir),
-            record_max_file_size: p.record_max_file_size.unwrap_or(d.record_max_file_size),
-            record_max_files: p.record_max_files.unwrap_or(d.record_max_files),
+            ..p.values
         };
         settings.validate()?;
         Ok(settings)
@@ -848,10 +1112,10 @@ impl Settings {
             let involved = err
                 .fields()
                 .iter()
-                .filter_map(|&field| key_of_field(field))
+                .filter_map(|&field| Key::of_config_field(field))
                 .map(|key| {
-                    let value = self.value(key).map(|v| v.to_string()).unwrap_or_default();
-                    (key.to_string(), value, self.origin(key))
+                    let value = key.value(self).to_string();
+                    (key.name.to_string(), value, self.origin(key.name))
                 })
                 .collect();
             return Err(SettingsError::Invalid { err, involved });
@@ -879,86 +1143,7 @@ impl Settings {
     /// The value of `key` as TOML, written so that the settings parser reads
     /// it back unchanged; `None` for an unknown key.
     pub fn value(&self, key: &str) -> Option<toml::Value> {
-        use toml::Value as V;
-        let s = |t: String| V::String(t);
-        let d = |d: Duration| V::String(format_duration(d));
-        let size = |n: usize| match format_size(n) {
-            t if t.chars().all(|c| c.is_ascii_digit()) => int(n as u64),
-            t => V::String(t),
-        };
-        let c = &self.core;
-        Some(match key {
-            "listen" => V::Array(self.listen.iter().map(|a| s(a.to_string())).collect()),
-            "upstream" => s(self.upstream.to_string()),
-            "metrics" => s(self
-                .metrics
-                .map_or_else(|| "off".to_string(), |a| a.to_string())),
-            "dialect" => s(c.dialect.name().to_string()),
-            "gate_ip" => s(c
-                .gate_ip
-                .map_or_else(|| "auto".to_string(), |a| a.to_string())),
-            "header_layout" => s(header_layout_name(c.header_layout).to_string()),
-            "max_frame_len" => size(c.max_frame_len),
-            "max_pending_bytes" => size(c.max_pending_bytes),
-            "first_frame_timeout" => d(c.first_frame_timeout),
-            "idle_timeout" => d(c.idle_timeout),
-            "max_frames_per_sec" => int(c.max_frames_per_sec.into()),
-            "allowed_messages" => match &c.allowed_messages {
-                None => s("all".to_string()),
-                Some(ids) => V::Array(ids.iter().map(|&i| int(i.into())).collect()),
-            },
-            "client_queue_cap" => size(c.client_queue_cap),
-            "keepalive_interval" => d(c.keepalive_interval),
-            "keepalive_timeout" => d(c.keepalive_timeout),
-            "connect_timeout" => d(c.connect_timeout),
-            "reconnect_min" => d(c.reconnect_min),
-            "reconnect_max" => d(c.reconnect_max),
-            "reconnect_jitter_pct" => int(c.reconnect_jitter_pct.into()),
-            "link_down_policy" => s(match c.link_down_policy {
-                LinkDownPolicy::Close => "close".to_string(),
-                LinkDownPolicy::Hold { max } => format!("hold:{}", format_duration(max)),
-            }),
-            "upstream_high_watermark" => size(c.upstream_high_watermark),
-            "upstream_low_watermark" => size(c.upstream_low_watermark),
-            "max_upstream_frame_len" => size(c.max_upstream_frame_len),
-            "max_sessions" => int(c.max_sessions as u64),
-            "max_sessions_per_ip" => int(c.max_sessions_per_ip as u64),
-            "max_connects_per_ip_1s" => int(c.max_connects_per_ip_1s.into()),
-            "max_connects_per_ip_10s" => int(c.max_connects_per_ip_10s.into()),
-            "rate_block_duration" => d(c.rate_block_duration),
-            "temp_block_duration" => d(c.temp_block_duration),
-            "max_tracked_ips" => int(c.max_tracked_ips as u64),
-            "ipv4_prefix_len" => int(c.ipv4_prefix_len.into()),
-            "ipv6_prefix_len" => int(c.ipv6_prefix_len.into()),
-            "evict_unproven" => V::Boolean(c.evict_unproven),
-            "unvouched_grace" => match c.unvouched_grace {
-                None => s("off".to_string()),
-                Some(g) => d(g),
-            },
-            "vouch_messages" => V::Array(c.vouch_messages.iter().map(|&i| int(i.into())).collect()),
-            "proxy_protocol" => s(c.proxy_protocol.name().to_string()),
-            "proxy_trusted" => V::Array(c.proxy_trusted.entries().into_iter().map(s).collect()),
-            "block_list" => s(self
-                .block_list
-                .as_ref()
-                .map_or_else(|| "none".to_string(), |p| p.display().to_string())),
-            "log_format" => s(self.log_format.name().to_string()),
-            "status_interval" => d(self.status_interval),
-            "drain_timeout" => d(c.shutdown_timeout),
-            "seed" => match self.seed {
-                None => s("auto".to_string()),
-                Some(n) => int(n),
-            },
-            "shared_ip_limits" => V::Boolean(self.shared_ip_limits),
-            "record_list" => s(self
-                .record_list
-                .as_ref()
-                .map_or_else(|| "none".to_string(), |p| p.display().to_string())),
-            "record_dir" => s(self.record_dir.display().to_string()),
-            "record_max_file_size" => size(self.record_max_file_size),
-            "record_max_files" => int(self.record_max_files as u64),
-            _ => return None,
-        })
+        Key::find(key).map(|k| k.value(self))
     }
 
     /// The effective settings as a TOML settings file, every key present;
@@ -971,11 +1156,8 @@ impl Settings {
              # A comment after a value names where it came from; others are defaults.\n",
         );
         for key in KEYS {
-            let Some(value) = self.value(key) else {
-                continue;
-            };
-            out.push_str(&format!("{key} = {value}"));
-            match self.origin(key) {
+            out.push_str(&format!("{} = {}", key.name, key.value(self)));
+            match self.origin(key.name) {
                 Source::Default => {}
                 origin => out.push_str(&format!("  # {origin}")),
             }
@@ -991,10 +1173,8 @@ impl Settings {
                     block_list: z.block_list.clone(),
                     ..Settings::default()
                 };
-                for key in KEYS.iter().filter(|k| !PROCESS_WIDE_KEYS.contains(k)) {
-                    if let Some(value) = view.value(key) {
-                        out.push_str(&format!("{key} = {value}\n"));
-                    }
+                for key in KEYS.iter().filter(|k| k.scope == Scope::Zone) {
+                    out.push_str(&format!("{} = {}\n", key.name, key.value(&view)));
                 }
             }
         }
@@ -1009,18 +1189,6 @@ fn int(n: u64) -> toml::Value {
         Ok(i) => toml::Value::Integer(i),
         Err(_) => toml::Value::String(n.to_string()),
     }
-}
-
-/// The settings key that sets the core field `field` (a name from
-/// [`ConfigError::fields`]): the same name, but `shutdown_timeout` is
-/// `drain_timeout` here.
-fn key_of_field(field: &str) -> Option<&'static str> {
-    let key = if field == "shutdown_timeout" {
-        "drain_timeout"
-    } else {
-        field
-    };
-    KEYS.iter().copied().find(|&k| k == key)
 }
 
 /// The TOML value as the raw text every source shares: strings as they are,
@@ -1313,8 +1481,20 @@ pub(crate) mod tests {
             .settings
     }
 
+    /// The command line giving these flags (settings key, raw value).
+    fn args(given: &[(&'static str, &str)]) -> SettingsArgs {
+        SettingsArgs {
+            given: given.iter().map(|&(k, v)| (k, v.to_string())).collect(),
+            ..SettingsArgs::default()
+        }
+    }
+
+    fn flag_layer(args: &SettingsArgs) -> Result<PartialSettings, SettingsError> {
+        PartialSettings::from_flags(args.given.iter().map(|(k, v)| (*k, v.as_str())))
+    }
+
     fn flags(args: SettingsArgs) -> PartialSettings {
-        PartialSettings::from_flags(&args).expect("valid test flags")
+        flag_layer(&args).expect("valid test flags")
     }
 
     fn merged(f: PartialSettings, e: PartialSettings, t: PartialSettings) -> Settings {
@@ -1400,10 +1580,7 @@ pub(crate) mod tests {
 
     #[test]
     fn each_layer_wins_over_the_ones_below() {
-        let f = flags(SettingsArgs {
-            idle_timeout: Some("1s".into()),
-            ..SettingsArgs::default()
-        });
+        let f = flags(args(&[("idle_timeout", "1s")]));
         let e = env(&[
             ("SELGATE_IDLE_TIMEOUT", "2s"),
             ("SELGATE_MAX_SESSIONS", "20"),
@@ -1455,10 +1632,7 @@ pub(crate) mod tests {
         .expect("write");
         let toml_env = toml_path.to_string_lossy().into_owned();
         let ini_env = ini_path.to_string_lossy().into_owned();
-        let args = SettingsArgs {
-            max_sessions: Some("88".into()),
-            ..SettingsArgs::default()
-        };
+        let args = args(&[("max_sessions", "88")]);
         let s = Settings::load(
             &args,
             [
@@ -1533,11 +1707,7 @@ pub(crate) mod tests {
 
     #[test]
     fn invalid_values_name_their_source() {
-        let err = PartialSettings::from_flags(&SettingsArgs {
-            idle_timeout: Some("30".into()),
-            ..SettingsArgs::default()
-        })
-        .expect_err("no unit");
+        let err = flag_layer(&args(&[("idle_timeout", "30")])).expect_err("no unit");
         assert_eq!(
             err.to_string(),
             "flag --idle-timeout: invalid value \"30\": \"30\" has no unit: write e.g. 30s or 30ms \
@@ -1586,10 +1756,7 @@ pub(crate) mod tests {
 
     #[test]
     fn core_validation_errors_name_the_settings_and_their_sources() {
-        let f = flags(SettingsArgs {
-            keepalive_timeout: Some("1s".into()),
-            ..SettingsArgs::default()
-        });
+        let f = flags(args(&[("keepalive_timeout", "1s")]));
         let err = Settings::from_partial(f, Vec::new()).expect_err("interval >= timeout");
         assert_eq!(
             err.to_string(),
@@ -1722,14 +1889,20 @@ seed = 42
             .filter_map(|a| a.get_long().map(str::to_string))
             .filter(|l| !matches!(l.as_str(), "help" | "config" | "classic-ini"))
             .collect();
-        let flags: Vec<String> = KEYS.iter().map(|k| k.replace('_', "-")).collect();
+        let flags: Vec<String> = KEYS.iter().map(Key::long).collect();
         assert_eq!(longs, flags, "flags and keys in the same order");
         let s = Settings::default();
         for key in KEYS {
-            assert!(s.value(key).is_some(), "{key} has a value");
-            let raw = toml_to_raw(&s.value(key).expect("value")).expect("raw");
+            assert_eq!(s.value(key.name), Some(key.value(&s)), "{}", key.name);
+            let raw = toml_to_raw(&key.value(&s)).expect("raw");
             let mut p = PartialSettings::default();
-            assert_eq!(p.set(key, &raw, Source::Default).ok(), Some(true), "{key}");
+            assert_eq!(
+                p.set(key.name, &raw, Source::Default).ok(),
+                Some(true),
+                "{}",
+                key.name
+            );
+            assert_eq!(p.values(), &s, "{} reads back its default", key.name);
         }
     }
 
