@@ -9,7 +9,8 @@
 //! a GBK `Title` turns into replacement characters instead of an error.
 //!
 //! What has a meaning here is mapped to a setting (at the level of the TOML
-//! file, below it); the rest is listed in warnings, never silently dropped.
+//! file, below it), as the `ini` column of the key table (`settings::KEYS`)
+//! says; the rest is listed in warnings, never silently dropped.
 //! Like the classic gate, a `BlockIPList.txt` beside the ini is used as the
 //! block list.
 
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use crate::settings::{PartialSettings, SettingsError, Source};
+use crate::settings::{Ini, PartialSettings, Settings, SettingsError, Source, KEYS};
 
 /// The section the classic gate reads (`GateClass = 'SelGate'`).
 pub const SECTION: &str = "SelGate";
@@ -210,86 +211,89 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<ClassicIni, SettingsError> {
     };
     let mut take = |key: &str| entries.remove(&key.to_ascii_lowercase());
 
-    // ServerAddr / ServerPort: the DBServer; GateAddr / GatePort: where
-    // clients connect. Either half alone keeps the classic default of the
-    // other.
-    let pairs = [
-        ("upstream", "ServerAddr", "ServerPort", "127.0.0.1", 5100),
-        ("listen", "GateAddr", "GatePort", "0.0.0.0", 7100),
-    ];
-    for (setting, addr_key, port_key, default_addr, default_port) in pairs {
-        let (addr, port) = (take(addr_key), take(port_key));
-        if addr.is_none() && port.is_none() {
-            continue;
-        }
-        let ip = match &addr {
-            None => default_addr.parse::<IpAddr>().ok(),
-            Some(e) => {
-                Some(
-                    e.value
-                        .parse::<IpAddr>()
-                        .map_err(|_| SettingsError::InvalidValue {
+    // The keys the table maps (settings::KEYS, `ini = ...`), in its order.
+    let defaults = Settings::default();
+    for key in KEYS {
+        match key.ini {
+            None => {}
+            Some(Ini::AddrPort {
+                ip: ip_key,
+                port: port_key,
+            }) => {
+                let (addr, port) = (take(ip_key), take(port_key));
+                if addr.is_none() && port.is_none() {
+                    continue;
+                }
+                // Either half alone keeps the other half of the default
+                // (the classic gate's: 0.0.0.0:7100 and 127.0.0.1:5100).
+                let default = key
+                    .flag_text(&defaults)
+                    .split(',')
+                    .next()
+                    .and_then(|a| a.parse::<SocketAddr>().ok());
+                let ip = match &addr {
+                    None => default.map(|a| a.ip()),
+                    Some(e) => Some(e.value.parse::<IpAddr>().map_err(|_| {
+                        SettingsError::InvalidValue {
                             origin: origin(&e.key),
                             value: e.value.clone(),
                             reason: "expected an IP address (host names are not resolved)".into(),
-                        })?,
-                )
+                        }
+                    })?),
+                };
+                let port_number =
+                    match &port {
+                        None => default.map(|a| a.port()),
+                        Some(e) => Some(e.value.parse::<u16>().map_err(|_| {
+                            SettingsError::InvalidValue {
+                                origin: origin(&e.key),
+                                value: e.value.clone(),
+                                reason: "expected a port number from 0 to 65535".into(),
+                            }
+                        })?),
+                    };
+                let keys = [addr.as_ref(), port.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join("+");
+                // The defaults are single addresses, so both halves exist.
+                if let (Some(ip), Some(port_number)) = (ip, port_number) {
+                    settings.set(
+                        key.name,
+                        &SocketAddr::new(ip, port_number).to_string(),
+                        origin(&keys),
+                    )?;
+                }
             }
-        };
-        let port_number = match &port {
-            None => default_port,
-            Some(e) => e
-                .value
-                .parse::<u16>()
-                .map_err(|_| SettingsError::InvalidValue {
-                    origin: origin(&e.key),
-                    value: e.value.clone(),
-                    reason: "expected a port number from 0 to 65535".into(),
-                })?,
-        };
-        let keys = [addr.as_ref(), port.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|e| e.key.as_str())
-            .collect::<Vec<_>>()
-            .join("+");
-        // The default addresses are literals that always parse.
-        if let Some(ip) = ip {
-            settings.set(
-                setting,
-                &SocketAddr::new(ip, port_number).to_string(),
-                origin(&keys),
-            )?;
-        }
-    }
-
-    // Plain counts.
-    for (setting, key) in [
-        ("max_sessions_per_ip", "MaxConnOfIPaddr"),
-        ("max_sessions", "MaxOnlineCount"),
-    ] {
-        if let Some(e) = take(key) {
-            settings.set(setting, &e.value, origin(&e.key))?;
-        }
-    }
-
-    // KeepConnectTimeOut is in milliseconds; the classic gate treats a value
-    // of 0 or less as "not set" and writes its default back.
-    if let Some(e) = take("KeepConnectTimeOut") {
-        match e.value.parse::<i64>() {
-            Ok(ms) if ms <= 0 => warnings.push(format!(
-                "classic ini {here}: {} = {} means unset; idle_timeout keeps its value",
-                e.key, e.value
-            )),
-            Ok(ms) => {
-                settings.set("idle_timeout", &format!("{ms}ms"), origin(&e.key))?;
+            Some(Ini::Same(ini_key)) => {
+                if let Some(e) = take(ini_key) {
+                    settings.set(key.name, &e.value, origin(&e.key))?;
+                }
             }
-            Err(_) => {
-                return Err(SettingsError::InvalidValue {
-                    origin: origin(&e.key),
-                    value: e.value,
-                    reason: "expected milliseconds (a whole number)".into(),
-                })
+            // Milliseconds; the classic gate treats a value of 0 or less as
+            // "not set" and writes its default back.
+            Some(Ini::Millis(ini_key)) => {
+                let Some(e) = take(ini_key) else {
+                    continue;
+                };
+                match e.value.parse::<i64>() {
+                    Ok(ms) if ms <= 0 => warnings.push(format!(
+                        "classic ini {here}: {} = {} means unset; {} keeps its value",
+                        e.key, e.value, key.name
+                    )),
+                    Ok(ms) => {
+                        settings.set(key.name, &format!("{ms}ms"), origin(&e.key))?;
+                    }
+                    Err(_) => {
+                        return Err(SettingsError::InvalidValue {
+                            origin: origin(&e.key),
+                            value: e.value,
+                            reason: "expected milliseconds (a whole number)".into(),
+                        })
+                    }
+                }
             }
         }
     }
@@ -324,7 +328,6 @@ fn unquote(v: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Settings;
     use std::time::Duration;
 
     const CLASSIC: &[u8] = b"[SelGate]\r\n\
@@ -402,6 +405,49 @@ mod tests {
                 "classic ini Config.ini: BlockMethod",
                 "classic ini Config.ini: DynamicIPDisMode",
             ]
+        );
+    }
+
+    #[test]
+    fn the_key_table_maps_the_documented_ini_keys_and_none_is_ignored() {
+        let mapped: Vec<(&str, &str)> = KEYS
+            .iter()
+            .flat_map(|k| match k.ini {
+                None => vec![],
+                Some(Ini::AddrPort { ip, port }) => vec![(ip, k.name), (port, k.name)],
+                Some(Ini::Same(i) | Ini::Millis(i)) => vec![(i, k.name)],
+            })
+            .collect();
+        // README, "Migrating from the classic gate".
+        assert_eq!(
+            mapped,
+            [
+                ("GateAddr", "listen"),
+                ("GatePort", "listen"),
+                ("ServerAddr", "upstream"),
+                ("ServerPort", "upstream"),
+                ("KeepConnectTimeOut", "idle_timeout"),
+                ("MaxOnlineCount", "max_sessions"),
+                ("MaxConnOfIPaddr", "max_sessions_per_ip"),
+            ]
+        );
+        for (ini_key, _) in mapped {
+            assert!(
+                IGNORED
+                    .iter()
+                    .all(|(i, _)| !i.eq_ignore_ascii_case(ini_key)),
+                "{ini_key}"
+            );
+        }
+        let got = ini(b"[SelGate]\r\nGateAddr=10.1.1.1\r\nMaxOnlineCount=99\r\n").expect("parses");
+        assert_eq!(
+            given(&got.settings, "listen", |v| v.listen.clone()),
+            Some(vec!["10.1.1.1:7100".parse().expect("addr")]),
+            "the port half of the default"
+        );
+        assert_eq!(
+            given(&got.settings, "max_sessions", |v| v.core.max_sessions),
+            Some(99)
         );
     }
 

@@ -286,6 +286,9 @@ pub struct Key {
     /// The flag may be repeated; the values are joined with commas, the
     /// list syntax every source shares.
     pub repeats: bool,
+    /// Where the key is in the `[SelGate]` section of a classic
+    /// `Config.ini`, if it is.
+    pub ini: Option<Ini>,
     parse: fn(&str, &mut Settings) -> Result<(), String>,
     copy: fn(&Settings, &mut Settings),
     render: fn(&Settings) -> toml::Value,
@@ -330,6 +333,25 @@ impl Key {
     pub fn flag_text(&self, settings: &Settings) -> String {
         (self.show)(settings)
     }
+}
+
+/// How a key is read from the `[SelGate]` section of a classic
+/// `Config.ini` (see `classic_ini.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ini {
+    /// An IP key and a port key that make one `ADDR:PORT`; either alone
+    /// keeps the other half of the setting's default.
+    AddrPort {
+        /// The IP's key, e.g. `ServerAddr`.
+        ip: &'static str,
+        /// The port's key, e.g. `ServerPort`.
+        port: &'static str,
+    },
+    /// One key, read as the setting reads its value.
+    Same(&'static str),
+    /// One key in milliseconds; 0 or less means unset, as in the classic
+    /// gate.
+    Millis(&'static str),
 }
 
 /// How the values of one kind of key are spelt: read from the raw text
@@ -496,11 +518,22 @@ macro_rules! config_field {
     };
 }
 
+/// A key's classic ini mapping: `None` when the line gives none.
+macro_rules! ini_mapping {
+    () => {
+        None
+    };
+    ($ini:expr) => {
+        Some($ini)
+    };
+}
+
 /// Defines [`KEYS`] from one line per key: `name = field path of
-/// [`Settings`]: kind, scope, heading, value name, help`.
+/// [`Settings`]: kind, scope, heading, value name, help`, and optionally
+/// `, ini = ` its classic ini mapping.
 macro_rules! keys {
     ($( $name:ident = $($field:ident).+ : $kind:ident, $scope:ident,
-        $heading:literal, $value_name:literal, $help:literal; )*) => {
+        $heading:literal, $value_name:literal, $help:literal $(, ini = $ini:expr)?; )*) => {
         /// Every setting, in the order `--help` and `check-config` list them.
         pub static KEYS: &[Key] = &[$(
             Key {
@@ -511,6 +544,7 @@ macro_rules! keys {
                 value_name: $value_name,
                 help: $help,
                 repeats: <$kind as Kind>::REPEATS,
+                ini: ini_mapping!($($ini)?),
                 parse: |raw, s| {
                     s.$($field).+ = <$kind as Kind>::parse(raw)?;
                     Ok(())
@@ -525,9 +559,11 @@ macro_rules! keys {
 
 keys! {
     listen = listen: Listen, Zone, "Network", "ADDR:PORT",
-        "Client listen address; repeat for several listeners";
+        "Client listen address; repeat for several listeners",
+        ini = Ini::AddrPort { ip: "GateAddr", port: "GatePort" };
     upstream = upstream: Upstream, Zone, "Network", "ADDR:PORT",
-        "DBServer address";
+        "DBServer address",
+        ini = Ini::AddrPort { ip: "ServerAddr", port: "ServerPort" };
     metrics = metrics: AddrOrOff, Process, "Network", "ADDR:PORT",
         "Metrics endpoint, or `off`";
     dialect = core.dialect: DialectName, Zone, "Network", "wemade|delphi|ndc|kal",
@@ -543,7 +579,8 @@ keys! {
     first_frame_timeout = core.first_frame_timeout: Dur, Zone, "Client limits", "DURATION",
         "Time from accept to the first complete frame";
     idle_timeout = core.idle_timeout: Dur, Zone, "Client limits", "DURATION",
-        "Time without a frame before a session is closed";
+        "Time without a frame before a session is closed",
+        ini = Ini::Millis("KeepConnectTimeOut");
     max_frames_per_sec = core.max_frames_per_sec: U32, Zone, "Client limits", "N",
         "Most frames per second from one session";
     allowed_messages = core.allowed_messages: IdsOrAll, Zone, "Client limits", "IDS|all",
@@ -571,9 +608,9 @@ keys! {
     max_upstream_frame_len = core.max_upstream_frame_len: Size, Zone, "DBServer link", "SIZE",
         "Longest DBServer frame accepted";
     max_sessions = core.max_sessions: Count, Zone, "Admission", "N",
-        "Most live sessions";
+        "Most live sessions", ini = Ini::Same("MaxOnlineCount");
     max_sessions_per_ip = core.max_sessions_per_ip: Count, Zone, "Admission", "N",
-        "Most live sessions from one IP";
+        "Most live sessions from one IP", ini = Ini::Same("MaxConnOfIPaddr");
     max_connects_per_ip_1s = core.max_connects_per_ip_1s: U32, Zone, "Admission", "N",
         "Most connects from one IP within 1 s";
     max_connects_per_ip_10s = core.max_connects_per_ip_10s: U32, Zone, "Admission", "N",
