@@ -8,7 +8,6 @@ pub mod classic_ini;
 pub mod cli;
 pub mod codec_cmd;
 pub mod demo;
-pub mod duration;
 pub mod logging;
 pub mod metrics;
 pub mod peer_bots;

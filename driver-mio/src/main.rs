@@ -9,12 +9,12 @@ use clap::Parser;
 use selgate::cli::{Cli, CodecCommand, Command};
 use selgate::recorder::RecordSpec;
 use selgate::server::{Exit, Server, ServerOptions, SharedIpLimits, ZoneSpec};
-use selgate::settings::{LogFormat, Settings};
+use selgate::settings::{self, LogFormat, Settings};
 use selgate::{codec_cmd, demo, logging, tools};
 
 fn main() -> ExitCode {
     match Cli::parse().into_command() {
-        Command::Run(args) => match Settings::load(&args, std::env::vars_os()) {
+        Command::Run(args) => match settings::load(&args, std::env::vars_os()) {
             Ok(settings) => run(settings),
             Err(e) => fail(&e),
         },
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::CheckConfig(args) => match Settings::load(&args, std::env::vars_os()) {
+        Command::CheckConfig(args) => match settings::load(&args, std::env::vars_os()) {
             Ok(settings) => {
                 for w in &settings.warnings {
                     eprintln!("selgate: warning: {w}");
