@@ -46,14 +46,15 @@ pub enum Event<'a> {
         /// The driver's handle.
         conn: ConnId,
     },
-    /// Bytes still queued toward this client after the driver's last write:
-    /// everything drained as [`Action::SendToClient`] that the socket has not
-    /// taken yet. Report it whenever it changes after a write.
-    ClientBacklog {
+    /// The driver wrote `bytes` of what [`Action::SendToClient`] gave it
+    /// for this client to its socket. The gate counts everything it sent as
+    /// queued until it hears it was written, so the driver keeps no count
+    /// of its own: it reports each write that took bytes.
+    ClientWritten {
         /// The driver's handle.
         conn: ConnId,
-        /// Bytes not yet written.
-        queued: usize,
+        /// Bytes the socket took.
+        bytes: usize,
     },
     /// The DBServer link asked for by [`Action::ConnectUpstream`] is up.
     UpstreamConnected,
@@ -63,11 +64,12 @@ pub enum Event<'a> {
     UpstreamBytes(&'a [u8]),
     /// The DBServer link closed (EOF, reset or error).
     UpstreamClosed,
-    /// Bytes still queued toward the DBServer after the driver's last write
-    /// (drives the pause and resume of client reads, and the shutdown flush).
-    UpstreamBacklog {
-        /// Bytes not yet written.
-        queued: usize,
+    /// The driver wrote `bytes` of what [`Action::SendUpstream`] gave it to
+    /// the DBServer link (drives the pause and resume of client reads, and
+    /// the shutdown flush).
+    UpstreamWritten {
+        /// Bytes the socket took.
+        bytes: usize,
     },
     /// The deadline of [`crate::Gate::poll_timeout`] passed (early or
     /// spurious ticks are harmless).

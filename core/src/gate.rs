@@ -83,10 +83,12 @@ impl Default for SharedLimits {
 /// the handle and the driver may reuse it; events for unknown handles are
 /// ignored and counted in [`Stats::stale_events`].
 ///
-/// The driver reports what it has not yet written: [`Event::ClientBacklog`]
-/// after writing to a client, [`Event::UpstreamBacklog`] after writing to
-/// the DBServer (zero included). The gate closes slow clients, pauses and
-/// resumes client reads, and finishes a shutdown from those reports.
+/// The driver reports what its sockets took: [`Event::ClientWritten`] after
+/// a write to a client, [`Event::UpstreamWritten`] after a write to the
+/// DBServer. The gate counts everything it handed out as queued until then,
+/// so the driver keeps no count of its own; from these reports the gate
+/// closes slow clients, pauses and resumes client reads, and finishes a
+/// shutdown.
 ///
 /// Protocol failures are never `Err`s: a bad client gets
 /// [`Action::CloseClient`] with a reason, and every close and every drop is
@@ -366,10 +368,12 @@ impl Engine<'_> {
                 Some(id) => self.close_session(id, CloseReason::ClientGone, false),
                 None => self.s.stats.stale_events += 1,
             },
-            Event::ClientBacklog { conn, queued } => match self.s.sessions.id_of(conn) {
+            Event::ClientWritten { conn, bytes } => match self.s.sessions.id_of(conn) {
                 Some(id) => {
                     if let Some(s) = self.s.sessions.get_mut(id) {
-                        s.client_backlog = queued;
+                        // A driver reporting more than it was given is a
+                        // driver bug; the count cannot go below nothing.
+                        s.client_backlog = s.client_backlog.saturating_sub(bytes);
                     }
                 }
                 None => self.s.stats.stale_events += 1,
@@ -391,7 +395,7 @@ impl Engine<'_> {
                 LinkState::Connecting => self.connect_failed(now),
                 LinkState::Down | LinkState::Stopped => self.s.stats.stale_events += 1,
             },
-            Event::UpstreamBacklog { queued } => self.on_upstream_backlog(queued),
+            Event::UpstreamWritten { bytes } => self.on_upstream_written(bytes),
             Event::BlockListChanged(list) => {
                 self.limits.set_block_list(list.clone());
                 self.close_blocked_sessions();
@@ -967,8 +971,9 @@ impl Engine<'_> {
         self.close_session(id, reason, true);
     }
 
-    fn on_upstream_backlog(&mut self, queued: usize) {
-        self.s.link.queued = queued;
+    fn on_upstream_written(&mut self, bytes: usize) {
+        self.s.link.queued = self.s.link.queued.saturating_sub(bytes);
+        let queued = self.s.link.queued;
         if self.s.link.paused && queued <= self.s.cfg.upstream_low_watermark {
             self.s.link.paused = false;
             self.s.actions.push_back(Action::ResumeClientReads);

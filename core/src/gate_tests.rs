@@ -565,15 +565,16 @@ fn a_client_that_does_not_read_is_closed_at_its_queue_cap() {
     let (a, b) = (h.id_of(1), h.id_of(2));
     let big = format!("%{a}/#{}!$", "<".repeat(600));
     h.db(big.as_bytes());
-    h.handle(Event::ClientBacklog {
+    // Client 1's socket takes all but 600 bytes.
+    h.handle(Event::ClientWritten {
         conn: ConnId(1),
-        queued: 600,
+        bytes: h.client_bytes(1).len() - 600,
     });
     // The other client drains its queue and is unaffected.
     h.db(format!("%{b}/#{}!$", "<".repeat(600)).as_bytes());
-    h.handle(Event::ClientBacklog {
+    h.handle(Event::ClientWritten {
         conn: ConnId(2),
-        queued: 0,
+        bytes: h.client_bytes(2).len(),
     });
     h.db(big.as_bytes());
     assert_eq!(h.closed_reason(1), Some(CloseReason::SlowClient));
@@ -594,9 +595,11 @@ fn client_reads_pause_above_the_high_watermark_and_resume_below_the_low() {
     }
     assert_eq!(h.pauses, 1);
     assert!(h.gate.reads_paused());
-    h.handle(Event::UpstreamBacklog { queued: 100 });
+    // The link's socket takes all but 100 bytes, then all but 10.
+    let bytes = h.gate.upstream_queued() - 100;
+    h.handle(Event::UpstreamWritten { bytes });
     assert_eq!(h.resumes, 0);
-    h.handle(Event::UpstreamBacklog { queued: 10 });
+    h.handle(Event::UpstreamWritten { bytes: 90 });
     assert_eq!(h.resumes, 1);
     assert!(!h.gate.reads_paused());
 }
@@ -617,7 +620,8 @@ fn shutdown_closes_every_session_with_a_close_frame_then_stops() {
     assert!(!h.stopped);
     h.accept(9, "10.0.0.1");
     assert_eq!(h.closed_reason(9), Some(CloseReason::RefusedShuttingDown));
-    h.handle(Event::UpstreamBacklog { queued: 0 });
+    let bytes = h.gate.upstream_queued();
+    h.handle(Event::UpstreamWritten { bytes });
     assert!(h.stopped);
     assert_eq!(h.close_upstreams, 1);
     assert_eq!(h.gate.poll_timeout(), None);
@@ -628,7 +632,9 @@ fn shutdown_gives_up_flushing_at_its_deadline() {
     let mut h = Harness::up(Config::default());
     h.accept(1, "10.0.0.1");
     h.handle(Event::Shutdown);
-    h.handle(Event::UpstreamBacklog { queued: 7 });
+    // Everything but 7 bytes leaves; those never do.
+    let bytes = h.gate.upstream_queued() - 7;
+    h.handle(Event::UpstreamWritten { bytes });
     assert!(!h.stopped);
     h.advance(secs(5));
     assert!(h.stopped);

@@ -268,9 +268,9 @@ fn run_ops(ops: &[Op], seed: u64, hold: bool) -> Run {
             }
             Op::Backlog(s, q) => {
                 if let Some(conn) = live(s, &slots) {
-                    h.handle(Event::ClientBacklog {
+                    h.handle(Event::ClientWritten {
                         conn: ConnId(conn),
-                        queued: usize::from(*q),
+                        bytes: usize::from(*q),
                     });
                     collect(&mut h, &mut epochs, None);
                 }
@@ -279,7 +279,8 @@ fn run_ops(ops: &[Op], seed: u64, hold: bool) -> Run {
                 final_up = h.gate.link_state() == crate::LinkState::Up;
                 h.handle(Event::Shutdown);
                 collect(&mut h, &mut epochs, None);
-                h.handle(Event::UpstreamBacklog { queued: 0 });
+                let bytes = h.gate.upstream_queued();
+                h.handle(Event::UpstreamWritten { bytes });
                 collect(&mut h, &mut epochs, None);
             }
         }
@@ -297,7 +298,8 @@ fn run_ops(ops: &[Op], seed: u64, hold: bool) -> Run {
         final_up = h.gate.link_state() == crate::LinkState::Up;
         h.handle(Event::Shutdown);
         collect(&mut h, &mut epochs, None);
-        h.handle(Event::UpstreamBacklog { queued: 0 });
+        let bytes = h.gate.upstream_queued();
+        h.handle(Event::UpstreamWritten { bytes });
         collect(&mut h, &mut epochs, None);
     }
     Run {

@@ -229,9 +229,6 @@ struct Client {
     out: WriteQueue,
     readable: bool,
     writable: bool,
-    /// What the core believes is queued: the last backlog report plus the
-    /// bytes it sent since (it counts them as queued until told otherwise).
-    reported: usize,
     /// Closed by the core with flush: drain, then close by this instant.
     closing: Option<Instant>,
     /// Gone: remove at the end of the turn.
@@ -763,7 +760,6 @@ impl Server {
             out: WriteQueue::default(),
             readable: false,
             writable: true,
-            reported: 0,
             closing: None,
             dead: false,
             in_ready: false,
@@ -982,10 +978,6 @@ impl Server {
                     let key = conn.0 as usize;
                     if let Some(c) = self.clients.get_mut(key) {
                         if !c.dead {
-                            // The core counts these bytes as queued until the
-                            // next backlog report, so a report must follow
-                            // even when the write takes them all at once.
-                            c.reported += bytes.len();
                             if let Some(r) = self.recorder.as_mut() {
                                 if r.is_recorded(key) {
                                     r.client_bytes(key, Way::Out, &bytes);
@@ -1105,9 +1097,11 @@ impl Server {
                                 }
                             }
                             self.stats.upstream_writes += up.out.writes - before;
-                            let queued = up.out.queued();
-                            self.zones[z].feed(now, Event::UpstreamBacklog { queued });
-                            again = true;
+                            let bytes = had - up.out.queued();
+                            if bytes > 0 {
+                                self.zones[z].feed(now, Event::UpstreamWritten { bytes });
+                                again = true;
+                            }
                         }
                     }
                 }
@@ -1142,6 +1136,7 @@ impl Server {
                 continue;
             }
             let z = c.zone;
+            let had = c.out.queued();
             match c.out.flush_to(&mut c.stream) {
                 Ok(Flush::Done) => {}
                 Ok(Flush::WouldBlock) => c.writable = false,
@@ -1161,13 +1156,15 @@ impl Server {
                     c.dead = true;
                     self.doomed.push(key);
                 }
-            } else if !c.dead && c.out.queued() != c.reported {
-                c.reported = c.out.queued();
+            } else if !c.dead && c.out.queued() < had {
+                // The core counts what it sent as queued until it hears
+                // what the socket took: no count is kept here.
+                let bytes = had - c.out.queued();
                 self.zones[z].feed(
                     now,
-                    Event::ClientBacklog {
+                    Event::ClientWritten {
                         conn: ConnId(key as u64),
-                        queued: c.reported,
+                        bytes,
                     },
                 );
                 again = true;

@@ -165,7 +165,7 @@ impl Transcript {
             }
             // Backlog reports and ticks depend on byte timing, not on the
             // protocol; their effects (pauses, closes) are shown.
-            Event::ClientBacklog { .. } | Event::UpstreamBacklog { .. } | Event::Tick => {}
+            Event::ClientWritten { .. } | Event::UpstreamWritten { .. } | Event::Tick => {}
         }
     }
 

@@ -180,16 +180,16 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "a backlog of 5 after 0 bytes sent")]
+    #[should_panic(expected = "5 bytes written of 0 sent")]
     fn a_driver_cannot_report_more_than_was_sent() {
         let mut w = wire();
         w.link_connected();
         let peer = "10.0.0.1:4000".parse().expect("addr");
         let local = "127.0.0.1:7100".parse().expect("addr");
         w.accept(ConnId(1), peer, local);
-        w.handle(selgate_core::Event::ClientBacklog {
+        w.handle(selgate_core::Event::ClientWritten {
             conn: ConnId(1),
-            queued: 5,
+            bytes: 5,
         });
     }
 

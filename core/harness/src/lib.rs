@@ -7,7 +7,7 @@
 //! loop written once: it owns the gate and a virtual clock, holds one
 //! virtual connection per client and one DBServer link, carries out every
 //! [`Action`](selgate_core::Action) the way `docs/ARCHITECTURE.md` §2 asks,
-//! reports backlogs as the far ends read, honours the pause of client reads,
+//! reports writes as the far ends read, honours the pause of client reads,
 //! and checks the contract and the gate's bookkeeping after every step
 //! (see [`Wire`] for the list). A broken contract panics with the step that
 //! broke it, so every user of the harness is also a test of the core.

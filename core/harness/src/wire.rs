@@ -190,7 +190,7 @@ impl Wire {
 
     /// Reports `event` to the gate at the harness's clock, as a driver
     /// would, then drains and checks. The event must fit what the harness
-    /// knows: a backlog never above what was sent, a connect answer only
+    /// knows: never more written than was sent, a connect answer only
     /// after a request, bytes from the DBServer only on an up link, no
     /// client read while reads are paused, no accept of a live handle.
     /// The methods below are the same events, named for what the far end
@@ -220,17 +220,17 @@ impl Wire {
             Event::ClientClosed { conn } => {
                 self.forget(conn);
             }
-            Event::ClientBacklog { conn, queued } => {
+            Event::ClientWritten { conn, bytes } => {
                 if let Some(c) = self.clients.get_mut(&conn) {
                     assert!(
-                        queued <= c.unread,
-                        "{conn:?}: a backlog of {queued} after {} bytes sent",
+                        bytes <= c.unread,
+                        "{conn:?}: {bytes} bytes written of {} sent",
                         c.unread
                     );
                     if c.has_session {
-                        self.client_unread -= c.unread - queued;
+                        self.client_unread -= bytes;
                     }
-                    c.unread = queued;
+                    c.unread -= bytes;
                 }
             }
             Event::UpstreamConnected | Event::UpstreamConnectFailed => {
@@ -247,13 +247,13 @@ impl Wire {
                 assert_ne!(self.link, LinkEnd::Idle, "a close without a link");
                 self.link = LinkEnd::Idle;
             }
-            Event::UpstreamBacklog { queued } => {
+            Event::UpstreamWritten { bytes } => {
                 if let LinkEnd::Up { unread } = &mut self.link {
                     assert!(
-                        queued <= *unread,
-                        "a link backlog of {queued} after {unread} bytes sent"
+                        bytes <= *unread,
+                        "{bytes} bytes written to the link of {unread} sent"
                     );
-                    *unread = queued;
+                    *unread -= bytes;
                 }
             }
             Event::Tick | Event::BlockListChanged(_) | Event::Shutdown => {}
@@ -287,15 +287,11 @@ impl Wire {
     }
 
     /// Client `conn` reads `n` of its unread bytes (at most what it has);
-    /// the gate hears the new backlog. Returns the bytes read.
+    /// the gate hears they were written. Returns the bytes read.
     pub fn client_read(&mut self, conn: ConnId, n: usize) -> usize {
-        let unread = self.unread(conn);
-        let n = n.min(unread);
+        let n = n.min(self.unread(conn));
         if n > 0 {
-            self.handle(Event::ClientBacklog {
-                conn,
-                queued: unread - n,
-            });
+            self.handle(Event::ClientWritten { conn, bytes: n });
         }
         n
     }
@@ -335,12 +331,11 @@ impl Wire {
     }
 
     /// The DBServer reads `n` of its unread bytes (at most what it has); the
-    /// gate hears the new backlog. Returns the bytes read.
+    /// gate hears they were written. Returns the bytes read.
     pub fn db_read(&mut self, n: usize) -> usize {
-        let unread = self.db_unread();
-        let n = n.min(unread);
+        let n = n.min(self.db_unread());
         if n > 0 {
-            self.handle(Event::UpstreamBacklog { queued: unread - n });
+            self.handle(Event::UpstreamWritten { bytes: n });
         }
         n
     }

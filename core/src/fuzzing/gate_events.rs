@@ -649,9 +649,14 @@ impl Driver {
             }
             Step::LinkWrite { amount } => {
                 if self.link == DrvLink::Up || self.unruly {
-                    self.link_queued = self.link_queued.saturating_sub(usize::from(*amount));
-                    let queued = self.link_queued;
-                    self.handle(Event::UpstreamBacklog { queued }, Cause::Other);
+                    // An unruly driver may claim more than it was given.
+                    let bytes = if self.unruly {
+                        usize::from(*amount)
+                    } else {
+                        usize::from(*amount).min(self.link_queued)
+                    };
+                    self.link_queued = self.link_queued.saturating_sub(bytes);
+                    self.handle(Event::UpstreamWritten { bytes }, Cause::Other);
                 }
             }
             Step::Advance { ms } => self.advance(Duration::from_millis(u64::from(*ms))),
@@ -1102,13 +1107,17 @@ impl Driver {
         let conn = ConnId(slot as u64);
         match self.slots[slot].as_mut() {
             Some(c) if c.id.is_some() => {
-                c.queued = c.queued.saturating_sub(amount);
-                let queued = c.queued;
-                self.handle(Event::ClientBacklog { conn, queued }, Cause::Other);
+                let bytes = amount.min(c.queued);
+                c.queued -= bytes;
+                self.handle(Event::ClientWritten { conn, bytes }, Cause::Other);
             }
-            None if self.unruly => {
-                self.handle(Event::ClientBacklog { conn, queued: 0 }, Cause::Other)
-            }
+            None if self.unruly => self.handle(
+                Event::ClientWritten {
+                    conn,
+                    bytes: amount,
+                },
+                Cause::Other,
+            ),
             _ => {}
         }
     }
@@ -1325,8 +1334,8 @@ impl Driver {
         }
         if !self.stopped && self.link == DrvLink::Up {
             // The socket takes everything.
-            self.link_queued = 0;
-            self.handle(Event::UpstreamBacklog { queued: 0 }, Cause::Other);
+            let bytes = std::mem::take(&mut self.link_queued);
+            self.handle(Event::UpstreamWritten { bytes }, Cause::Other);
         }
         if !self.stopped {
             self.advance(self.cfg.shutdown_timeout + Duration::from_secs(1));

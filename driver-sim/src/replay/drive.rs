@@ -211,6 +211,13 @@ impl Driver {
         let t = self.since(at);
         match a {
             Action::SendToClient { conn, bytes } => {
+                // The capture shows no backpressure: every write goes
+                // through at once.
+                let written = bytes.len();
+                self.follow_up.push(Event::ClientWritten {
+                    conn,
+                    bytes: written,
+                });
                 if let Some(c) = client_index(conn) {
                     self.out
                         .clients
@@ -219,15 +226,15 @@ impl Driver {
                         .writes
                         .push((t, bytes));
                 }
-                self.follow_up
-                    .push(Event::ClientBacklog { conn, queued: 0 });
             }
             Action::SendUpstream(bytes) => {
                 self.ids.core_wrote(&bytes);
+                let written = bytes.len();
+                self.follow_up
+                    .push(Event::UpstreamWritten { bytes: written });
                 if let Some(k) = self.current {
                     self.out.links.entry(k).or_default().writes.push((t, bytes));
                 }
-                self.follow_up.push(Event::UpstreamBacklog { queued: 0 });
             }
             Action::CloseClient {
                 conn,

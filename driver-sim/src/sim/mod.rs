@@ -996,7 +996,8 @@ impl Sim {
                     .filter(|l| l.gate_open)
                     .map(|l| l.to_db.queued());
                 if let Some(queued) = q.filter(|&q| q < self.wire.db_unread()) {
-                    self.wire.handle(Event::UpstreamBacklog { queued });
+                    let bytes = self.wire.db_unread() - queued;
+                    self.wire.handle(Event::UpstreamWritten { bytes });
                     self.drain_gate()?;
                 }
                 continue;
@@ -1007,7 +1008,8 @@ impl Sim {
             let c = &self.clients[i];
             let (conn, queued) = (c.conn, c.to_bot.queued());
             if c.gate_open && queued < self.wire.unread(conn) {
-                self.wire.handle(Event::ClientBacklog { conn, queued });
+                let bytes = self.wire.unread(conn) - queued;
+                self.wire.handle(Event::ClientWritten { conn, bytes });
                 self.drain_gate()?;
             }
         }

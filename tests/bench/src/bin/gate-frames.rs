@@ -138,7 +138,7 @@ fn drain(gate: &mut Gate, now: Instant) -> u64 {
         match action {
             Action::SendUpstream(bytes) => {
                 black_box(&bytes);
-                gate.handle(now, Event::UpstreamBacklog { queued: 0 });
+                gate.handle(now, Event::UpstreamWritten { bytes: bytes.len() });
             }
             Action::SendToClient { bytes, .. } => {
                 black_box(&bytes);
