@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::block_list::{canonical_ip, BlockList};
+use crate::block_list::canonical_ip;
 use crate::client::Deframed;
 use crate::codec::peek_ident;
 use crate::config::{Config, ConfigError, LinkDownPolicy};
@@ -26,37 +26,6 @@ use crate::upstream::{classify, DbFrame};
 const IP_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// The rate window for `max_frames_per_sec`.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
-
-/// Per-IP admission state shared by several gates (zones) in one process.
-///
-/// Built empty; the driver loads the operator's block list into it and
-/// drives each sharing gate with [`Gate::handle_shared`].
-#[derive(Debug)]
-pub struct SharedLimits(IpLimits);
-
-impl SharedLimits {
-    /// Empty shared state.
-    pub fn new() -> Self {
-        SharedLimits(IpLimits::new())
-    }
-
-    /// Replaces the file's block list for every sharing gate; then call
-    /// [`Gate::apply_shared_block_list`] on each of them.
-    pub fn set_block_list(&mut self, list: BlockList) {
-        self.0.set_block_list(list);
-    }
-
-    /// Client IPs with per-IP state.
-    pub fn tracked_ips(&self) -> usize {
-        self.0.tracked()
-    }
-}
-
-impl Default for SharedLimits {
-    fn default() -> Self {
-        SharedLimits::new()
-    }
-}
 
 /// The SelGate state machine, free of I/O.
 ///
@@ -192,31 +161,6 @@ impl Gate {
             return None;
         }
         self.state.timers.next()
-    }
-
-    /// Replaces the block list loaded from the operator's file. Blocks the
-    /// DBServer ordered (`%+T`, `%+M`) are kept. Live sessions from newly
-    /// blocked addresses are closed.
-    pub fn set_block_list(&mut self, list: BlockList) {
-        let now = self.state.now;
-        self.handle(now, Event::BlockListChanged(&list));
-    }
-
-    /// Like [`Gate::handle`], with the per-IP state (rate windows, sessions
-    /// per IP, block lists, blocks ordered by a DBServer) shared with other
-    /// gates: several zones in one process can count a client IP once.
-    ///
-    /// A gate must be driven either always through this method with the
-    /// same `shared`, or never: its sessions are counted in whichever state
-    /// it was handed.
-    pub fn handle_shared(&mut self, now: Instant, event: Event<'_>, shared: &mut SharedLimits) {
-        self.engine_with(&mut shared.0).handle(now, event);
-    }
-
-    /// Closes the live sessions whose IP the shared state now blocks (call
-    /// after [`SharedLimits::set_block_list`]).
-    pub fn apply_shared_block_list(&mut self, shared: &mut SharedLimits) {
-        self.engine_with(&mut shared.0).close_blocked_sessions();
     }
 
     /// The counters.

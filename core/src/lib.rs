@@ -41,7 +41,7 @@ pub use block_list::{canonical_ip, BlockList, BlockListError};
 pub use config::{Config, ConfigError, LinkDownPolicy};
 pub use dialect::Dialect;
 pub use event::{Action, ConnId, Event};
-pub use gate::{Gate, SharedLimits};
+pub use gate::Gate;
 pub use link::LinkState;
 pub use proxy::{ClientOrigin, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
 pub use stats::{CloseReason, DropReason, Stats};

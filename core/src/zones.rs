@@ -20,11 +20,12 @@ impl ZoneId {
     }
 }
 
-/// Gates (zones: one per game server line, each with its own DBServer)
-/// that share one per-IP table: the connect windows, the sessions per IP,
-/// the operator's block list and the blocks a DBServer ordered count a
-/// client address once across every zone, so a client cannot get twice
-/// the allowance by connecting to two zones.
+/// The gates (zones: one per game server line, each with its own
+/// DBServer) of one process. Built [`Zones::shared`], they share one per-IP
+/// table: the connect windows, the sessions per IP, the operator's block
+/// list and the blocks a DBServer ordered count a client address once
+/// across every zone, so a client cannot get twice the allowance by
+/// connecting to two zones. Built [`Zones::separate`], each keeps its own.
 ///
 /// Each zone keeps its own drain contract (see [`Gate`]): the driver reports
 /// a zone's events with [`Zones::handle`] and drains that zone's
@@ -32,16 +33,30 @@ impl ZoneId {
 #[derive(Debug)]
 pub struct Zones {
     gates: Vec<Gate>,
-    limits: IpLimits,
+    /// The table every zone uses, when they share one.
+    shared: Option<IpLimits>,
 }
 
 impl Zones {
-    /// No zones yet, and an empty per-IP table.
-    pub fn new() -> Zones {
+    /// No zones yet; the zones added will share one per-IP table.
+    pub fn shared() -> Zones {
         Zones {
             gates: Vec::new(),
-            limits: IpLimits::new(),
+            shared: Some(IpLimits::new()),
         }
+    }
+
+    /// No zones yet; each zone added keeps its own per-IP table.
+    pub fn separate() -> Zones {
+        Zones {
+            gates: Vec::new(),
+            shared: None,
+        }
+    }
+
+    /// True when the zones share one per-IP table.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// Adds a zone: a gate made from `config` at `now` with `seed` (give
@@ -60,9 +75,11 @@ impl Zones {
 
     /// Reports one event of zone `zone` (the drain contract of [`Gate`]).
     pub fn handle(&mut self, zone: ZoneId, now: Instant, event: Event<'_>) {
-        self.gates[zone.0]
-            .engine_with(&mut self.limits)
-            .handle(now, event);
+        let gate = &mut self.gates[zone.0];
+        match &mut self.shared {
+            Some(limits) => gate.engine_with(limits).handle(now, event),
+            None => gate.handle(now, event),
+        }
     }
 
     /// The next action of zone `zone`.
@@ -71,30 +88,29 @@ impl Zones {
         self.gates[zone.0].poll_action()
     }
 
-    /// Replaces the operator's block list of every zone at once and closes
-    /// the live sessions it now names, in each zone; the actions wait in
-    /// each zone's queue.
+    /// Gives every zone the operator's block list at once and closes the
+    /// live sessions it now names, in each zone; the actions wait in each
+    /// zone's queue. (Separate zones with lists of their own get theirs
+    /// through [`Zones::handle`] with [`Event::BlockListChanged`].)
     pub fn set_block_list(&mut self, now: Instant, list: &BlockList) {
-        for gate in &mut self.gates {
-            gate.engine_with(&mut self.limits)
-                .handle(now, Event::BlockListChanged(list));
+        for id in 0..self.gates.len() {
+            self.handle(ZoneId(id), now, Event::BlockListChanged(list));
         }
     }
 
-    /// Zone `zone`'s gate, for its deadline, counters and queries. Its own
-    /// [`Gate::tracked_ips`] is always 0: see [`Zones::tracked_ips`].
+    /// Zone `zone`'s gate, for its deadline, counters and queries. For
+    /// shared zones its own [`Gate::tracked_ips`] is always 0: see
+    /// [`Zones::tracked_ips`].
     pub fn gate(&self, zone: ZoneId) -> &Gate {
         &self.gates[zone.0]
     }
 
-    /// Client addresses in the shared per-IP table.
-    pub fn tracked_ips(&self) -> usize {
-        self.limits.tracked()
-    }
-}
-
-impl Default for Zones {
-    fn default() -> Zones {
-        Zones::new()
+    /// Client addresses in the per-IP table zone `zone` uses (the shared
+    /// one, for shared zones).
+    pub fn tracked_ips(&self, zone: ZoneId) -> usize {
+        match &self.shared {
+            Some(limits) => limits.tracked(),
+            None => self.gates[zone.0].tracked_ips(),
+        }
     }
 }

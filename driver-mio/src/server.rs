@@ -11,14 +11,13 @@ use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use selgate_core::{
-    Action, BlockList, ClientOrigin, Config, ConnId, Event, Gate, LinkState, ProxyProtocol,
-    SharedLimits,
+    Action, BlockList, ClientOrigin, Config, ConnId, Event, LinkState, ProxyProtocol, ZoneId, Zones,
 };
 use slab::Slab;
 
@@ -194,31 +193,13 @@ struct Upstream {
 
 struct Zone {
     spec: ZoneSpec,
-    gate: Gate,
-    /// Per-IP state shared with the other zones, when configured.
-    shared: Option<Arc<Mutex<SharedLimits>>>,
+    /// The zone's gate in [`Server::cores`].
+    id: ZoneId,
     /// Modification time of the block list file when it was last loaded.
     block_list_mtime: Option<std::time::SystemTime>,
     upstream: Option<Upstream>,
     paused: bool,
     stopped: bool,
-}
-
-impl Zone {
-    /// Hands one event to the zone's core, with the shared per-IP state
-    /// when the zones share it.
-    fn feed(&mut self, now: Instant, event: Event<'_>) {
-        match &self.shared {
-            Some(shared) => match shared.lock() {
-                Ok(mut limits) => self.gate.handle_shared(now, event, &mut limits),
-                // A panic elsewhere poisoned it; the state itself is sound.
-                Err(poisoned) => self
-                    .gate
-                    .handle_shared(now, event, &mut poisoned.into_inner()),
-            },
-            None => self.gate.handle(now, event),
-        }
-    }
 }
 
 struct Client {
@@ -247,6 +228,8 @@ pub struct Server {
     poll: Poll,
     events: Events,
     zones: Vec<Zone>,
+    /// Every zone's gate, with the per-IP table they share, if they do.
+    cores: Zones,
     listeners: Vec<(TcpListener, usize)>,
     listener_ready: Vec<bool>,
     accept_paused_until: Option<Instant>,
@@ -292,15 +275,11 @@ impl Server {
         let now = Instant::now();
         let mut zones = Vec::new();
         let mut listeners = Vec::new();
-        let shared = match &opts.shared_ip_limits {
-            Some(sharing) => {
-                let mut limits = SharedLimits::new();
-                if let Some(path) = &sharing.block_list {
-                    limits.set_block_list(load_block_list(path)?);
-                }
-                Some(Arc::new(Mutex::new(limits)))
-            }
-            None => None,
+        let sharing = opts.shared_ip_limits.is_some();
+        let mut cores = if sharing {
+            Zones::shared()
+        } else {
+            Zones::separate()
         };
         let shared_list = opts
             .shared_ip_limits
@@ -308,20 +287,23 @@ impl Server {
             .and_then(|s| s.block_list.clone());
         for (z, spec) in opts.zones.iter().enumerate() {
             let mut spec = spec.clone();
-            if shared.is_some() {
+            if sharing {
                 // One list for all: the zones' own entries would be ignored.
                 spec.block_list = shared_list.clone();
             }
             let spec = &spec;
             // Each zone gets its own seed so their id ranges differ.
             let seed = opts.seed.wrapping_add((z as u64).wrapping_mul(0x9E37_79B9));
-            let mut gate = Gate::new(spec.core.clone(), now, seed)
+            let id = cores
+                .add(spec.core.clone(), now, seed)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let mut block_list_mtime = None;
             if let Some(path) = &spec.block_list {
                 block_list_mtime = modified(path);
-                if shared.is_none() {
-                    gate.set_block_list(load_block_list(path)?);
+                // Shared zones get theirs once, below.
+                if !sharing {
+                    let list = load_block_list(path)?;
+                    cores.handle(id, now, Event::BlockListChanged(&list));
                 }
             }
             for addr in &spec.listen {
@@ -335,13 +317,15 @@ impl Server {
             }
             zones.push(Zone {
                 spec: spec.clone(),
-                gate,
-                shared: shared.clone(),
+                id,
                 block_list_mtime,
                 upstream: None,
                 paused: false,
                 stopped: false,
             });
+        }
+        if let (true, Some(path)) = (sharing, &shared_list) {
+            cores.set_block_list(now, &load_block_list(path)?);
         }
         let signals = if opts.handle_signals {
             let mut s = crate::signals::SignalSource::new()?;
@@ -364,6 +348,7 @@ impl Server {
             poll,
             events: Events::with_capacity(1024),
             zones,
+            cores,
             listeners,
             listener_ready: vec![false; n],
             accept_paused_until: None,
@@ -413,7 +398,7 @@ impl Server {
     pub fn zone_stats(&self) -> Vec<(String, selgate_core::Stats)> {
         self.zones
             .iter()
-            .map(|z| (z.spec.name.clone(), z.gate.stats().clone()))
+            .map(|z| (z.spec.name.clone(), self.cores.gate(z.id).stats().clone()))
             .collect()
     }
 
@@ -446,8 +431,13 @@ impl Server {
             self.read_clients(now);
             self.read_upstreams(now);
             for z in 0..self.zones.len() {
-                if self.zones[z].gate.poll_timeout().is_some_and(|t| t <= now) {
-                    self.zones[z].feed(now, Event::Tick);
+                if self
+                    .cores
+                    .gate(self.zones[z].id)
+                    .poll_timeout()
+                    .is_some_and(|t| t <= now)
+                {
+                    self.cores.handle(self.zones[z].id, now, Event::Tick);
                 }
                 self.drain_zone(z, now);
             }
@@ -483,7 +473,7 @@ impl Server {
         let mut next = self
             .zones
             .iter()
-            .filter_map(|z| z.gate.poll_timeout())
+            .filter_map(|z| self.cores.gate(z.id).poll_timeout())
             .min();
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
@@ -529,7 +519,7 @@ impl Server {
                         stop_now |= self.request_stop(now);
                     }
                     if self.reload.swap(false, Ordering::SeqCst) {
-                        self.reload_block_lists();
+                        self.reload_block_lists(now);
                     }
                 }
                 1 => {
@@ -541,7 +531,7 @@ impl Server {
                     for sig in signals {
                         match sig {
                             crate::signals::Signal::Stop => stop_now |= self.request_stop(now),
-                            crate::signals::Signal::Reload => self.reload_block_lists(),
+                            crate::signals::Signal::Reload => self.reload_block_lists(now),
                         }
                     }
                 }
@@ -588,16 +578,16 @@ impl Server {
         tracing::info!("draining: closing every session with a close frame");
         let mut longest = Duration::ZERO;
         for z in 0..self.zones.len() {
-            longest = longest.max(self.zones[z].gate.config().shutdown_timeout);
-            self.zones[z].feed(now, Event::Shutdown);
+            longest = longest.max(self.cores.gate(self.zones[z].id).config().shutdown_timeout);
+            self.cores.handle(self.zones[z].id, now, Event::Shutdown);
         }
         self.hard_deadline = Some(now + longest + CLOSE_LINGER + Duration::from_secs(1));
         false
     }
 
-    fn reload_block_lists(&mut self) {
+    fn reload_block_lists(&mut self, now: Instant) {
         for z in 0..self.zones.len() {
-            self.reload_block_list(z);
+            self.reload_block_list(z, now);
         }
         self.reload_record_list();
     }
@@ -617,7 +607,7 @@ impl Server {
             if c.dead || r.is_recorded(key) {
                 continue;
             }
-            let gate = &self.zones[c.zone].gate;
+            let gate = self.cores.gate(self.zones[c.zone].id);
             let conn = ConnId(key as u64);
             let (id, origin) = (gate.session_id(conn), gate.client_origin(conn));
             // A proxied session still owing its header is looked at when it
@@ -634,7 +624,7 @@ impl Server {
         }
     }
 
-    fn reload_block_list(&mut self, z: usize) {
+    fn reload_block_list(&mut self, z: usize, now: Instant) {
         let zone = &mut self.zones[z];
         let Some(path) = zone.spec.block_list.clone() else {
             return;
@@ -648,17 +638,15 @@ impl Server {
             }
         };
         tracing::info!(zone = %zone.spec.name, entries = list.len(), "block list reloaded");
-        let Some(shared) = zone.shared.clone() else {
-            zone.gate.set_block_list(list);
+        if !self.cores.is_shared() {
+            self.cores
+                .handle(zone.id, now, Event::BlockListChanged(&list));
             return;
-        };
-        // One list for every zone: load it once, then let each zone close
-        // the sessions it now blocks.
-        let mut limits = shared.lock().unwrap_or_else(|p| p.into_inner());
-        limits.set_block_list(list);
+        }
+        // One list for every zone: each closes the sessions it now blocks.
+        self.cores.set_block_list(now, &list);
         for other in &mut self.zones {
             other.block_list_mtime = zone_mtime(&other.spec.block_list);
-            other.gate.apply_shared_block_list(&mut limits);
         }
     }
 
@@ -673,7 +661,7 @@ impl Server {
                 continue;
             };
             if modified(path) != self.zones[z].block_list_mtime {
-                self.reload_block_list(z);
+                self.reload_block_list(z, now);
                 self.drain_zone(z, now);
             }
         }
@@ -767,7 +755,8 @@ impl Server {
             before_origin: (self.zones[zone].spec.core.proxy_protocol != ProxyProtocol::Off)
                 .then_some(0),
         });
-        self.zones[zone].feed(
+        self.cores.handle(
+            self.zones[zone].id,
             now,
             Event::ClientAccepted {
                 conn: ConnId(key as u64),
@@ -776,7 +765,10 @@ impl Server {
             },
         );
         if let Some(r) = self.recorder.as_mut() {
-            let id = self.zones[zone].gate.session_id(ConnId(key as u64));
+            let id = self
+                .cores
+                .gate(self.zones[zone].id)
+                .session_id(ConnId(key as u64));
             let proxied = self.clients[key].before_origin.is_some();
             if !proxied && id.is_some() && r.matches(peer.ip(), id) {
                 r.start_client(key, zone, id, peer, local);
@@ -796,7 +788,7 @@ impl Server {
             return;
         };
         let conn = ConnId(key as u64);
-        let gate = &self.zones[c.zone].gate;
+        let gate = self.cores.gate(self.zones[c.zone].id);
         let Some(origin) = gate.client_origin(conn) else {
             c.before_origin = Some(before + chunk_len);
             return;
@@ -861,7 +853,8 @@ impl Server {
                                 r.client_bytes(key, Way::In, &self.read_buf[..n]);
                             }
                         }
-                        self.zones[z].feed(
+                        self.cores.handle(
+                            self.zones[z].id,
                             now,
                             Event::ClientBytes {
                                 conn: ConnId(key as u64),
@@ -918,12 +911,13 @@ impl Server {
                     r.link_up(z, local, zone.spec.upstream);
                 }
                 tracing::info!(zone = %zone.spec.name, upstream = %zone.spec.upstream, "DBServer link up");
-                zone.feed(now, Event::UpstreamConnected);
+                self.cores.handle(zone.id, now, Event::UpstreamConnected);
             } else if writable || up.stream.peer_addr().is_err() {
                 let _ = self.poll.registry().deregister(&mut up.stream);
                 zone.upstream = None;
                 tracing::warn!(zone = %zone.spec.name, upstream = %zone.spec.upstream, "DBServer connect failed");
-                zone.feed(now, Event::UpstreamConnectFailed);
+                self.cores
+                    .handle(zone.id, now, Event::UpstreamConnectFailed);
             }
         }
     }
@@ -944,7 +938,11 @@ impl Server {
                                 r.link_bytes(z, core, Way::In, &self.read_buf[..n]);
                             }
                         }
-                        self.zones[z].feed(now, Event::UpstreamBytes(&self.read_buf[..n]));
+                        self.cores.handle(
+                            self.zones[z].id,
+                            now,
+                            Event::UpstreamBytes(&self.read_buf[..n]),
+                        );
                         // Hand this read to the clients' sockets before the
                         // next one, so a burst for one client is measured
                         // against what its socket really could not take.
@@ -964,7 +962,7 @@ impl Server {
                 let zone = &mut self.zones[z];
                 zone.upstream = None;
                 tracing::warn!(zone = %zone.spec.name, "DBServer link lost: {failure}");
-                zone.feed(now, Event::UpstreamClosed);
+                self.cores.handle(zone.id, now, Event::UpstreamClosed);
             }
         }
     }
@@ -972,7 +970,7 @@ impl Server {
     // ---- applying the core's actions --------------------------------------
 
     fn drain_zone(&mut self, z: usize, now: Instant) {
-        while let Some(action) = self.zones[z].gate.poll_action() {
+        while let Some(action) = self.cores.poll_action(self.zones[z].id) {
             match action {
                 Action::SendToClient { conn, bytes } => {
                     let key = conn.0 as usize;
@@ -1053,7 +1051,8 @@ impl Server {
                     Interest::READABLE | Interest::WRITABLE,
                 ) {
                     tracing::warn!("cannot register the DBServer socket: {e}");
-                    self.zones[z].feed(now, Event::UpstreamConnectFailed);
+                    self.cores
+                        .handle(self.zones[z].id, now, Event::UpstreamConnectFailed);
                     return;
                 }
                 self.zones[z].upstream = Some(Upstream {
@@ -1066,7 +1065,8 @@ impl Server {
             }
             Err(e) => {
                 tracing::warn!(zone = %self.zones[z].spec.name, %addr, "DBServer connect failed: {e}");
-                self.zones[z].feed(now, Event::UpstreamConnectFailed);
+                self.cores
+                    .handle(self.zones[z].id, now, Event::UpstreamConnectFailed);
             }
         }
     }
@@ -1091,7 +1091,8 @@ impl Server {
                                     let mut up =
                                         self.zones[z].upstream.take().expect("checked above");
                                     let _ = self.poll.registry().deregister(&mut up.stream);
-                                    self.zones[z].feed(now, Event::UpstreamClosed);
+                                    self.cores
+                                        .handle(self.zones[z].id, now, Event::UpstreamClosed);
                                     again = true;
                                     continue;
                                 }
@@ -1099,7 +1100,11 @@ impl Server {
                             self.stats.upstream_writes += up.out.writes - before;
                             let bytes = had - up.out.queued();
                             if bytes > 0 {
-                                self.zones[z].feed(now, Event::UpstreamWritten { bytes });
+                                self.cores.handle(
+                                    self.zones[z].id,
+                                    now,
+                                    Event::UpstreamWritten { bytes },
+                                );
                                 again = true;
                             }
                         }
@@ -1160,7 +1165,8 @@ impl Server {
                 // The core counts what it sent as queued until it hears
                 // what the socket took: no count is kept here.
                 let bytes = had - c.out.queued();
-                self.zones[z].feed(
+                self.cores.handle(
+                    self.zones[z].id,
                     now,
                     Event::ClientWritten {
                         conn: ConnId(key as u64),
@@ -1180,7 +1186,8 @@ impl Server {
             c.dead = true;
             self.doomed.push(key);
         }
-        self.zones[z].feed(
+        self.cores.handle(
+            self.zones[z].id,
             now,
             Event::ClientClosed {
                 conn: ConnId(key as u64),
@@ -1230,16 +1237,13 @@ impl Server {
             .iter()
             .map(|z| ZoneSnapshot {
                 name: z.spec.name.clone(),
-                sessions: z.gate.sessions(),
-                link: z.gate.link_state(),
-                stats: z.gate.stats().clone(),
-                upstream_queued: z.gate.upstream_queued()
+                sessions: self.cores.gate(z.id).sessions(),
+                link: self.cores.gate(z.id).link_state(),
+                stats: self.cores.gate(z.id).stats().clone(),
+                upstream_queued: self.cores.gate(z.id).upstream_queued()
                     + z.upstream.as_ref().map_or(0, |u| u.out.queued()),
-                client_queued: z.gate.client_queued(),
-                tracked_ips: match &z.shared {
-                    Some(shared) => shared.lock().map_or(0, |l| l.tracked_ips()),
-                    None => z.gate.tracked_ips(),
-                },
+                client_queued: self.cores.gate(z.id).client_queued(),
+                tracked_ips: self.cores.tracked_ips(z.id),
             })
             .collect()
     }
@@ -1276,14 +1280,20 @@ impl Server {
 
     fn publish(&self) {
         for (z, zone) in self.zones.iter().enumerate() {
-            self.shared.link[z].store(zone.gate.link_state().as_gauge(), Ordering::Relaxed);
-            self.shared.sessions[z].store(zone.gate.sessions(), Ordering::Relaxed);
+            self.shared.link[z].store(
+                self.cores.gate(zone.id).link_state().as_gauge(),
+                Ordering::Relaxed,
+            );
+            self.shared.sessions[z].store(self.cores.gate(zone.id).sessions(), Ordering::Relaxed);
         }
     }
 
     /// Per-zone link states (for tests and the demo).
     pub fn link_states(&self) -> Vec<LinkState> {
-        self.zones.iter().map(|z| z.gate.link_state()).collect()
+        self.zones
+            .iter()
+            .map(|z| self.cores.gate(z.id).link_state())
+            .collect()
     }
 }
 

@@ -156,3 +156,84 @@ fn two_zones_keep_their_frames_and_their_outages_apart() {
     drop(db_east);
     drop(db_west);
 }
+
+/// Zones that share per-IP state (`shared_ip_limits`) count a client
+/// address once across them, and one block list reload closes its sessions
+/// in every zone.
+#[test]
+fn shared_zones_count_a_client_once_and_share_one_block_list() {
+    use selgate::server::SharedIpLimits;
+    use selgate_tests::RawClient;
+    let dir = std::env::temp_dir().join(format!("selgate-shared-zones-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let list = dir.join("blocked.txt");
+    std::fs::write(&list, "# nobody yet\n").expect("write the list");
+    let db = DbServer::start(loopback0(), RefDbConfig::default(), 4).expect("DBServer");
+    let capped = |name: &str| {
+        let mut z = zone(name, db.addr(), Dialect::Wemade);
+        z.core.max_sessions_per_ip = 2;
+        z
+    };
+    let mut server = Server::bind(ServerOptions {
+        zones: vec![capped("east"), capped("west")],
+        status_interval: Duration::ZERO,
+        seed: 11,
+        metrics: None,
+        shared_ip_limits: Some(SharedIpLimits {
+            block_list: Some(list.clone()),
+        }),
+        record: None,
+        handle_signals: false,
+    })
+    .expect("bind the gate");
+    let addrs = server.local_addrs();
+    let (east, west) = (addrs[0], addrs[1]);
+    let handle = server.handle();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(server.run().map(|e| (e, server.zone_stats())));
+    });
+    assert!(handle.wait_link_up(0, Duration::from_secs(10)), "east link");
+    assert!(handle.wait_link_up(1, Duration::from_secs(10)), "west link");
+
+    let me = Ipv4Addr::new(127, 5, 0, 9);
+    let wait = Duration::from_secs(5);
+    let mut a = RawClient::connect(east, Some(me)).expect("connect east");
+    a.establish("shared0", wait).expect("east session");
+    let mut b = RawClient::connect(west, Some(me)).expect("connect west");
+    b.establish("shared1", wait).expect("west session");
+    // The cap is 2 per address, counted across both zones.
+    let mut c = RawClient::connect(east, Some(me)).expect("connect east again");
+    c.expect_closed(wait)
+        .expect("a third session from one address is refused");
+    // Another address is not affected.
+    let mut d = RawClient::connect(west, Some(Ipv4Addr::new(127, 5, 0, 10))).expect("connect");
+    d.establish("shared2", wait)
+        .expect("another address gets in");
+
+    // One list for both zones: a reload closes the address's sessions in each.
+    std::fs::write(&list, "127.5.0.9\n").expect("block the address");
+    handle.reload();
+    a.expect_closed(wait)
+        .expect("east session closed by the list");
+    b.expect_closed(wait)
+        .expect("west session closed by the list");
+    assert!(d.still_open_after(Duration::from_millis(200)));
+    drop(d);
+
+    handle.stop();
+    let (exit, stats) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the gate stopped")
+        .expect("the gate ran");
+    assert_eq!(exit, Exit::Drained);
+    let (east_stats, west_stats) = (&stats[0].1, &stats[1].1);
+    assert_eq!(east_stats.closed(CloseReason::RefusedMaxPerIp), 1);
+    assert_eq!(
+        east_stats.closed(CloseReason::KickedPermBlock)
+            + west_stats.closed(CloseReason::KickedPermBlock),
+        2
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

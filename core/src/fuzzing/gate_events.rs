@@ -1315,9 +1315,7 @@ impl Driver {
         };
         let list = BlockList::parse(&text).expect("the lists above parse");
         self.file_list = list.clone();
-        self.gate.set_block_list(list);
-        self.drain(Cause::Other);
-        self.check();
+        self.handle(Event::BlockListChanged(&list), Cause::Other);
         for c in self.slots.iter().flatten() {
             assert!(
                 c.id.is_none() || !self.file_list.contains(c.ip),
