@@ -178,9 +178,6 @@ pub struct DriverStats {
     pub accept_errors: u64,
     /// Upstream write syscalls.
     pub upstream_writes: u64,
-    /// Client frames forwarded (sum over zones) at the time of the last
-    /// upstream write, for frames-per-write.
-    pub loop_turns: u64,
 }
 
 struct Upstream {
@@ -423,7 +420,6 @@ impl Server {
             }
             // One clock read per turn, shared by every core call (rule 10).
             let now = Instant::now();
-            self.stats.loop_turns += 1;
             if let Some(exit) = self.dispatch_events(now)? {
                 return Ok(exit);
             }
