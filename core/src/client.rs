@@ -12,7 +12,7 @@ use crate::stats::CloseReason;
 
 /// What the deframer found in one chunk of client bytes.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Deframed {
+pub enum Deframed {
     /// Every byte was consumed; `acks` bare `*` were dropped.
     Ok {
         /// `*` acknowledgements seen.
@@ -31,14 +31,14 @@ fn is_check_char(b: u8) -> bool {
 
 /// Per-session reassembly of `#...!` frames across any chunking.
 #[derive(Debug, Default)]
-pub(crate) struct ClientDeframer {
+pub struct ClientDeframer {
     /// The incomplete frame, from its `#`; empty between frames.
     partial: Vec<u8>,
 }
 
 impl ClientDeframer {
     /// Bytes held for an incomplete frame.
-    pub(crate) fn pending(&self) -> usize {
+    pub fn pending(&self) -> usize {
         self.partial.len()
     }
 
@@ -46,7 +46,7 @@ impl ClientDeframer {
     /// (`#` to `!` inclusive) in order. `on_frame` returns false to stop
     /// (the session was closed by a rule of the caller's, such as a rate
     /// cap); the rest of the input is then ignored.
-    pub(crate) fn push(
+    pub fn push(
         &mut self,
         input: &[u8],
         max_frame_len: usize,

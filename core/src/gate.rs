@@ -245,27 +245,31 @@ impl Gate {
     /// Entries in the session timer heap (live and stale); for invariant
     /// checks that the heap stays bounded by the number of sessions.
     #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn timer_entries(&self) -> usize {
+    #[doc(hidden)]
+    pub fn timer_entries(&self) -> usize {
         self.state.timers.session_entries()
     }
 
     /// The per-IP table's own invariants (bound, indexes), for the fuzz
     /// model and the properties.
     #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn check_limits(&self) -> Result<(), String> {
+    #[doc(hidden)]
+    pub fn check_limits(&self) -> Result<(), String> {
         self.limits.check(&self.state.cfg)
     }
 
     /// True when every per-IP entry holds a live session or an active block.
     #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn ip_table_pinned(&self) -> bool {
+    #[doc(hidden)]
+    pub fn ip_table_pinned(&self) -> bool {
         self.limits.all_pinned(self.state.now)
     }
 
     /// The live sessions' connections, ids and client IPs, for the fuzz
     /// model's cross-checks.
     #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn live_sessions(&self) -> Vec<(ConnId, u32, std::net::IpAddr)> {
+    #[doc(hidden)]
+    pub fn live_sessions(&self) -> Vec<(ConnId, u32, std::net::IpAddr)> {
         self.state
             .sessions
             .iter()

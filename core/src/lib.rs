@@ -21,9 +21,10 @@ pub mod codec;
 pub mod config;
 pub mod dialect;
 mod event;
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
 mod gate;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod internals;
 mod limits;
 mod link;
 #[cfg(feature = "peers")]

@@ -1,5 +1,5 @@
-//! `cargo fuzz run client_deframer`: a shim over [`selgate_core::fuzzing::client_deframer`], which
+//! `cargo fuzz run client_deframer`: a shim over [`selgate_fuzz_model::client_deframer`], which
 //! holds the logic and the invariants (FUZZING.md).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| selgate_core::fuzzing::client_deframer(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| selgate_fuzz_model::client_deframer(data));

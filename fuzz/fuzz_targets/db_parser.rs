@@ -1,5 +1,5 @@
-//! `cargo fuzz run db_parser`: a shim over [`selgate_core::fuzzing::db_parser`], which
+//! `cargo fuzz run db_parser`: a shim over [`selgate_fuzz_model::db_parser`], which
 //! holds the logic and the invariants (FUZZING.md).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| selgate_core::fuzzing::db_parser(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| selgate_fuzz_model::db_parser(data));

@@ -1,23 +1,22 @@
 //! Corpus regression test: every committed fuzz corpus file and every
 //! reproducer in `fuzz/regressions/<target>/` goes through the same
-//! `selgate_core::fuzzing` function the cargo-fuzz target calls, without
+//! `selgate_fuzz_model` function the cargo-fuzz target calls, without
 //! libFuzzer (FUZZING.md). The `capture_reader` corpus is run by
 //! `driver-sim/tests/fuzz_capture_corpus.rs`.
 //!
 //! `write_seed_corpora` (ignored) regenerates the hand-made seeds:
-//! `cargo test -p selgate-core --features fuzzing --test fuzz_corpus -- --ignored`.
-#![cfg(feature = "fuzzing")]
+//! `cargo test -p selgate-fuzz-model --test fuzz_corpus -- --ignored`.
 
 use std::fs;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use selgate_core::codec::{client_frame, HeaderLayout, Message, MsgHeader};
-use selgate_core::fuzzing::{self, Script, Step};
+use selgate_fuzz_model::{self as fuzzing, Script, Step};
 
 /// The fuzz directory, found from this crate's manifest (no absolute paths).
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
 /// Files of `fuzz/<kind>/<target>/`, sorted by name; none if the directory
@@ -177,7 +176,7 @@ fn db_seeds() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn codec_seeds() -> Vec<(String, Vec<u8>)> {
-    let tsv = include_str!("data/codec-6bit.tsv");
+    let tsv = include_str!("../../tests/data/codec-6bit.tsv");
     let mut out = Vec::new();
     let mut lens = std::collections::BTreeSet::new();
     for line in tsv.lines().skip(1) {
@@ -606,8 +605,8 @@ fn seeds_pass() {
 
 /// Crash triage for `gate_events`: prints the input named by `FUZZ_INPUT` as
 /// its configuration and steps, then runs it (FUZZING.md):
-/// `FUZZ_INPUT=fuzz/artifacts/gate_events/crash-... cargo test -p selgate-core
-/// --features fuzzing --test fuzz_corpus explain -- --ignored --nocapture`.
+/// `FUZZ_INPUT=fuzz/artifacts/gate_events/crash-... cargo test -p
+/// selgate-fuzz-model --test fuzz_corpus explain -- --ignored --nocapture`.
 #[test]
 #[ignore = "reads the input named by FUZZ_INPUT"]
 fn explain_gate_events_input() {

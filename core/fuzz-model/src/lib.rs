@@ -1,16 +1,17 @@
-//! Fuzzing entry points (cargo feature `fuzzing`).
+//! selgate-fuzz-model: the fuzzing entry points and the invariants they
+//! check, kept out of the gate's own crate.
 //!
 //! Each function takes the fuzzer's bytes, drives one part of the core with
 //! them and panics when an invariant breaks. The cargo-fuzz targets in
-//! `fuzz/` are one-line shims over these functions (STYLE.md rule 13), and
-//! `core/tests/fuzz_corpus.rs` runs every committed corpus and regression
-//! file through the same functions in a normal `cargo test`, so a crash the
-//! fuzzer once found stays fixed without libFuzzer.
+//! `fuzz/` are one-line shims over these functions, and
+//! `core/fuzz-model/tests/fuzz_corpus.rs` runs every committed corpus and
+//! regression file through the same functions in a normal `cargo test`, so
+//! a crash the fuzzer once found stays fixed without libFuzzer.
 //!
-//! The module lives inside the crate because the client deframer it checks
-//! ([`crate::client`]) is crate-private; it adds no public way to reach it.
-//! The DBServer parser ([`crate::upstream`]) is public, being the one copy of
-//! that grammar the drivers and tools read with.
+//! The client deframer it checks is private to selgate-core; the core's
+//! `fuzzing` feature exports it (and the few checks of private state the
+//! model needs) in `selgate_core::internals`, an unstable module that is
+//! not part of the core's API. The DBServer parser is public.
 //!
 //! | function | what the bytes become | what is checked |
 //! |---|---|---|
@@ -19,20 +20,21 @@
 //! | [`codec`] | bytes to encode and text to decode | round trips, decode never panics, header peeking agrees with full decoding |
 //! | [`gate_events`] | a [`Script`]: configuration, then clock advances and events | the gate's invariants after every step (see [`Script`]) |
 //! | [`proxy_header`] | the first bytes of a connection on a PROXY listener | one verdict per mode, decided by the header's own bytes, bounded, agreeing across modes |
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::ops::Range;
 
-use crate::block_list::canonical_ip;
-use crate::client::{ClientDeframer, Deframed};
-use crate::codec::{
+use selgate_core::canonical_ip;
+use selgate_core::codec::{
     decode, decode_checked, encode, encoded_len, is_alphabet, msg_name, peek_ident, HeaderLayout,
     Message, MsgHeader, MsgName,
 };
-use crate::dialect::parse_id;
-use crate::proxy::{read_header, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
-use crate::rng::SplitMix64;
-use crate::stats::{CloseReason, DropReason};
-use crate::upstream::{classify, DbDeframer, DbFrame, Skipped};
+use selgate_core::dialect::parse_id;
+use selgate_core::internals::{read_header, ClientDeframer, Deframed, SplitMix64};
+use selgate_core::upstream::{classify, DbDeframer, DbFrame, Skipped};
+use selgate_core::{CloseReason, DropReason};
+use selgate_core::{ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
 
 mod gate_events;
 
@@ -182,7 +184,7 @@ pub(crate) fn reference_client(input: &[u8], max_frame_len: usize) -> ClientRefe
     r
 }
 
-/// Fuzzes the client deframer ([`crate::client`]).
+/// Fuzzes the client deframer (the client deframer).
 ///
 /// Input: byte 0 picks the frame cap (3..=66, or the default 1 KiB when
 /// zero), byte 1 a number of frames after which the callback asks to stop
@@ -323,7 +325,7 @@ fn reference_db(input: &[u8], max_len: usize) -> DbReference<'_> {
 }
 
 /// Fuzzes the DBServer stream parser and frame classifier
-/// ([`crate::upstream`]).
+/// ([`selgate_core::upstream`]).
 ///
 /// Input: byte 0 picks the frame cap (1..=256, or the default 64 KiB when
 /// zero), byte 1 the chunking seed; the rest is the DBServer stream.
@@ -406,7 +408,7 @@ fn check_classify(text: &[u8]) {
 
 // ---- codec -----------------------------------------------------------------
 
-/// Fuzzes the 6-bit codec ([`crate::codec`]).
+/// Fuzzes the 6-bit codec ([`selgate_core::codec`]).
 ///
 /// Checks: encoding any bytes gives `ceil(8n/6)` alphabet characters that
 /// decode back to them; decoding any text never panics, fails exactly when a
@@ -465,7 +467,7 @@ pub fn codec(data: &[u8]) {
             MsgHeader::new(u16::from(data.first().copied().unwrap_or(0)), 0),
             data,
         );
-        let f = crate::codec::client_frame(b'1', &m, layout);
+        let f = selgate_core::codec::client_frame(b'1', &m, layout);
         assert_valid_client_frame(&f, usize::MAX);
         let payload = &f[2..f.len() - 1];
         assert_eq!(Message::decode(payload, layout), Some(m));
@@ -478,7 +480,7 @@ pub fn codec(data: &[u8]) {
 // ---- proxy_header ----------------------------------------------------------
 
 /// The signatures, spelled here from the PROXY protocol specification rather
-/// than taken from [`crate::proxy`], so the check does not share its bugs.
+/// than taken from `selgate_core`'s reader, so the check does not share its bugs.
 const PROXY_V1_SIGNATURE: &[u8] = b"PROXY ";
 const PROXY_V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 
@@ -488,7 +490,7 @@ fn starts_like(data: &[u8], sig: &[u8]) -> bool {
     data[..n] == sig[..n]
 }
 
-/// Fuzzes the PROXY header reader ([`crate::proxy::read_header`]) in the
+/// Fuzzes the PROXY header reader (`read_header`) in the
 /// three modes a PROXY listener can be in (`v1`, `v2`, `any`; the gate never
 /// calls it with `off`).
 ///
@@ -629,6 +631,12 @@ fn check_proxy_verdict(data: &[u8], mode: ProxyProtocol, verdict: ProxyVerdict) 
 mod tests {
     use super::*;
 
+    /// Any instant will do: the model only counts from it.
+    #[allow(clippy::disallowed_methods)]
+    fn t0() -> std::time::Instant {
+        std::time::Instant::now()
+    }
+
     #[test]
     fn the_client_reference_agrees_with_the_unit_tests() {
         let r = reference_client(b"*#1<<<!*#2<<!#3<!", 1024);
@@ -659,7 +667,7 @@ mod tests {
             client_deframer(data);
             db_parser(data);
             codec(data);
-            gate_events(crate::test_util::t0(), data);
+            gate_events(t0(), data);
             proxy_header(data);
         }
     }
