@@ -33,7 +33,8 @@ use bytes::Bytes;
 use selgate_core::dialect::GateFrame;
 use selgate_core::split::Splitter;
 use selgate_core::upstream::classify;
-use selgate_core::{Action, CloseReason, Config, ConnId, Dialect, Event, Gate};
+use selgate_core::{Action, CloseReason, Config, ConnId, Dialect, Event};
+use selgate_harness::Wire;
 use selgate_pcap::{Capture, Direction, ReplayKind};
 
 use super::Role;
@@ -82,7 +83,8 @@ pub(crate) struct Replayed {
 
 struct Driver {
     t0: Instant,
-    gate: Gate,
+    /// The replayed core, driven through the harness.
+    wire: Wire,
     /// The core asked to connect and got no answer yet.
     want_connect: bool,
     /// The captured connection index of the link the core has.
@@ -188,13 +190,14 @@ impl Driver {
         if let Some(t) = &mut self.out.transcript {
             t.event(at, &ev);
         }
-        self.gate.handle(at, ev);
+        self.wire.set_clock(at);
+        self.wire.handle(ev);
         self.drain(at);
     }
 
     fn drain(&mut self, at: Instant) {
         loop {
-            while let Some(a) = self.gate.poll_action() {
+            while let Some(a) = self.wire.poll_done() {
                 if let Some(t) = &mut self.out.transcript {
                     t.action(at, &a);
                 }
@@ -203,7 +206,7 @@ impl Driver {
             let Some(ev) = self.follow_up.pop() else {
                 return;
             };
-            self.gate.handle(at, ev);
+            self.wire.handle(ev);
         }
     }
 
@@ -260,7 +263,7 @@ impl Driver {
 
     /// Runs the core's timers due by `until`.
     fn run_timers(&mut self, until: Instant) {
-        while let Some(t) = self.gate.poll_timeout().filter(|&t| t <= until) {
+        while let Some(t) = self.wire.gate().poll_timeout().filter(|&t| t <= until) {
             self.handle(t, Event::Tick);
         }
     }
@@ -272,7 +275,7 @@ impl Driver {
             let limit = at + MAX_RECONNECT_WAIT;
             let mut advanced_to = at;
             while !self.want_connect {
-                match self.gate.poll_timeout().filter(|&t| t <= limit) {
+                match self.wire.gate().poll_timeout().filter(|&t| t <= limit) {
                     Some(t) => {
                         advanced_to = t.max(at);
                         self.handle(advanced_to, Event::Tick);
@@ -336,10 +339,10 @@ pub(crate) fn run(
     #[allow(clippy::disallowed_methods)]
     let t0 = Instant::now();
     let dialect = config.dialect;
-    let gate = Gate::new(config, t0, seed)?;
+    let wire = Wire::new(config, t0, seed)?;
     let mut d = Driver {
         t0,
-        gate,
+        wire,
         want_connect: false,
         current: None,
         out: Replayed {
@@ -377,15 +380,8 @@ fn feed_client(d: &mut Driver, cap: &Capture, i: usize, at: Instant, kind: Repla
                 return;
             };
             d.out.clients.entry(i).or_default();
-            d.gate.handle(
-                at,
-                Event::ClientAccepted {
-                    conn,
-                    peer: c.client,
-                    local: c.server,
-                },
-            );
-            let id = d.gate.session_id(conn);
+            d.wire.set_clock(at);
+            let id = d.wire.accept(conn, c.client, c.server);
             d.out.clients.entry(i).or_default().session = id;
             if let Some(t) = &mut d.out.transcript {
                 t.event(
