@@ -2,12 +2,12 @@
 //! frames never cross zones, and one zone's DBServer restart does not
 //! disturb the other zone.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
 use selgate::peer_db::DbServer;
-use selgate::server::{Exit, Server, ServerOptions, ZoneSpec};
+use selgate::server::{Exit, Server, ServerHandle, ServerOptions, ZoneSpec};
 use selgate_core::peers::RefDbConfig;
 use selgate_core::{CloseReason, Config, Dialect};
 use selgate_tests::{assert_bots_ok, loopback0, normal_bot, wait_until, BotThread};
@@ -27,6 +27,38 @@ fn zone(name: &str, upstream: std::net::SocketAddr, dialect: Dialect) -> ZoneSpe
         },
         block_list: None,
     }
+}
+
+/// What a running two-zone gate's thread sends when it stops.
+type Stopped =
+    std::sync::mpsc::Receiver<std::io::Result<(Exit, Vec<(String, selgate_core::Stats)>)>>;
+
+/// Starts a gate with two zones (east, west) on its own thread and waits
+/// for both DBServer links.
+fn start_two_zones(
+    zones: Vec<ZoneSpec>,
+    seed: u64,
+    shared_ip_limits: Option<selgate::server::SharedIpLimits>,
+) -> (SocketAddr, SocketAddr, ServerHandle, Stopped) {
+    let mut server = Server::bind(ServerOptions {
+        zones,
+        status_interval: Duration::ZERO,
+        seed,
+        metrics: None,
+        shared_ip_limits,
+        record: None,
+        handle_signals: false,
+    })
+    .expect("bind the gate");
+    let addrs = server.local_addrs();
+    let handle = server.handle();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(server.run().map(|e| (e, server.zone_stats())));
+    });
+    assert!(handle.wait_link_up(0, Duration::from_secs(10)), "east link");
+    assert!(handle.wait_link_up(1, Duration::from_secs(10)), "west link");
+    (addrs[0], addrs[1], handle, rx)
 }
 
 #[test]
@@ -50,28 +82,14 @@ fn two_zones_keep_their_frames_and_their_outages_apart() {
     )
     .expect("west DBServer");
     let east_addr = db_east.addr();
-    let mut server = Server::bind(ServerOptions {
-        zones: vec![
+    let (east, west, handle, rx) = start_two_zones(
+        vec![
             zone("east", east_addr, Dialect::Delphi),
             zone("west", db_west.addr(), Dialect::Ndc),
         ],
-        status_interval: Duration::ZERO,
-        seed: 9,
-        metrics: None,
-        shared_ip_limits: None,
-        record: None,
-        handle_signals: false,
-    })
-    .expect("bind the gate");
-    let addrs = server.local_addrs();
-    let (east, west) = (addrs[0], addrs[1]);
-    let handle = server.handle();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(server.run().map(|e| (e, server.zone_stats())));
-    });
-    assert!(handle.wait_link_up(0, Duration::from_secs(10)), "east link");
-    assert!(handle.wait_link_up(1, Duration::from_secs(10)), "west link");
+        9,
+        None,
+    );
 
     // 1. Both zones at once, different accounts (seeds 100 and 200).
     let a = BotThread::spawn(east, 40, Ipv4Addr::new(127, 3, 0, 1), DEADLINE, |i, now| {
@@ -175,27 +193,13 @@ fn shared_zones_count_a_client_once_and_share_one_block_list() {
         z.core.max_sessions_per_ip = 2;
         z
     };
-    let mut server = Server::bind(ServerOptions {
-        zones: vec![capped("east"), capped("west")],
-        status_interval: Duration::ZERO,
-        seed: 11,
-        metrics: None,
-        shared_ip_limits: Some(SharedIpLimits {
+    let (east, west, handle, rx) = start_two_zones(
+        vec![capped("east"), capped("west")],
+        11,
+        Some(SharedIpLimits {
             block_list: Some(list.clone()),
         }),
-        record: None,
-        handle_signals: false,
-    })
-    .expect("bind the gate");
-    let addrs = server.local_addrs();
-    let (east, west) = (addrs[0], addrs[1]);
-    let handle = server.handle();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(server.run().map(|e| (e, server.zone_stats())));
-    });
-    assert!(handle.wait_link_up(0, Duration::from_secs(10)), "east link");
-    assert!(handle.wait_link_up(1, Duration::from_secs(10)), "west link");
+    );
 
     let me = Ipv4Addr::new(127, 5, 0, 9);
     let wait = Duration::from_secs(5);
