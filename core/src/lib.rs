@@ -27,8 +27,6 @@ mod gate;
 pub mod internals;
 mod limits;
 mod link;
-#[cfg(feature = "peers")]
-pub mod peers;
 mod proxy;
 mod rng;
 mod session;
@@ -45,6 +43,7 @@ pub use event::{Action, ConnId, Event};
 pub use gate::Gate;
 pub use link::LinkState;
 pub use proxy::{ClientOrigin, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
+pub use rng::SplitMix64;
 pub use stats::{CloseReason, DropReason, Stats};
 pub use zones::{ZoneId, Zones};
 

@@ -29,12 +29,6 @@ impl SplitMix64 {
     }
 }
 
-/// One mixing round of SplitMix64, for deriving stable tags from a seed.
-#[cfg_attr(not(feature = "peers"), allow(dead_code))]
-pub(crate) fn mix(seed: u64) -> u64 {
-    SplitMix64::new(seed).next_u64()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +48,5 @@ mod tests {
         assert_ne!(a[0], c.next_u64());
         assert!(SplitMix64::new(1).below(10) < 10);
         assert_eq!(SplitMix64::new(3).below(0), 0);
-        assert_ne!(mix(1), mix(2));
     }
 }

@@ -7,8 +7,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use selgate_core::peers::{Bot, RefDbConfig};
 use selgate_core::{Config, Dialect};
+use selgate_peers::{Bot, RefDbConfig};
 
 use crate::peer_bots::{run_bots, BotReport, BotRun, SourceIps};
 use crate::peer_db::DbServer;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use selgate_core::peers::{Bot, BotAction, BotEvent, Outcome};
+use selgate_peers::{Bot, BotAction, BotEvent, Outcome};
 use slab::Slab;
 
 use crate::peer_db::ceil_ms;

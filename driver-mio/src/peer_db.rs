@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use selgate_core::peers::{DbAction, DbEvent, DbStats, LinkId, RefDb, RefDbConfig};
+use selgate_peers::{DbAction, DbEvent, DbStats, LinkId, RefDb, RefDbConfig};
 
 use crate::write_queue::{Flush, WriteQueue};
 

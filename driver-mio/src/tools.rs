@@ -6,7 +6,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use selgate_core::peers::{Bot, RefDbConfig};
+use selgate_peers::{Bot, RefDbConfig};
 
 use crate::cli::{BotsArgs, RefdbArgs};
 use crate::peer_bots::{run_bots, BotReport, BotRun, SourceIps};

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use selgate::peer_db::DbServer;
 use selgate_core::codec::{self, ids, HeaderLayout, Message, MsgHeader};
-use selgate_core::peers::{DbStats, RefDbConfig};
+use selgate_peers::{DbStats, RefDbConfig};
 
 /// A port that was free a moment ago on 127.0.0.1 (the binary needs a
 /// fixed one; the small race with other tests is accepted).

@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use selgate_core::codec::{self, ids, HeaderLayout, Message, MsgHeader};
-use selgate_core::peers::{Bot, BotConfig, CharSpec, Outcome, Pace, Request, Step};
 use selgate_core::{CloseReason, ConnId, Dialect, LinkState};
+use selgate_peers::{Bot, BotConfig, CharSpec, Outcome, Pace, Request, Step};
 
 use crate::sim::{Sim, SimError, SimOptions};
 

@@ -13,8 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use selgate_core::peers::{Bot, BotConfig, CharSpec, LinkId, Outcome, Pace, RefDb, Request, Step};
 use selgate_core::{CloseReason, Dialect, LinkDownPolicy, Stats};
+use selgate_peers::{Bot, BotConfig, CharSpec, LinkId, Outcome, Pace, RefDb, Request, Step};
 use selgate_sim::sim::faults::Faults;
 use selgate_sim::sim::rng::SimRng;
 use selgate_sim::sim::{parse_seed, Sim, SimOptions, SEED_ENV};

@@ -20,8 +20,8 @@ use selgate::peer_bots::{run_bots, BotReport, BotRun, SourceIps};
 use selgate::peer_db::DbServer;
 use selgate::server::{Exit, Server, ServerHandle, ServerOptions, ZoneSpec};
 use selgate_core::codec::{self, HeaderLayout, Message, MsgHeader};
-use selgate_core::peers::{Bot, BotConfig, CharSpec, DbStats, RefDbConfig, Step, Violation};
 use selgate_core::{CloseReason, Config, Stats};
+use selgate_peers::{Bot, BotConfig, CharSpec, DbStats, RefDbConfig, Step, Violation};
 
 /// `127.0.0.1:0`: the only kind of address these tests bind.
 pub fn loopback0() -> SocketAddr {
@@ -185,7 +185,7 @@ impl TestGate {
 
     /// The id the DBServer knows the session of `account` by (after its
     /// first successful CM_QUERYCHR), waiting up to 5 s.
-    pub fn session_of(&self, account: &str) -> Option<(selgate_core::peers::LinkId, u32)> {
+    pub fn session_of(&self, account: &str) -> Option<(selgate_peers::LinkId, u32)> {
         let mut found = None;
         let acc = account.as_bytes().to_vec();
         wait_until(Duration::from_secs(5), || {

@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use selgate_core::codec::ids;
-use selgate_core::peers::RefDbConfig;
 use selgate_core::{CloseReason, Config};
+use selgate_peers::RefDbConfig;
 use selgate_tests::{
     assert_bots_ok, normal_bot, run_bot_batch, wait_until, Finished, RawClient, TestGate,
 };

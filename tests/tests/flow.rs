@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use selgate_core::codec::ids;
-use selgate_core::peers::{BotConfig, CharSpec, RefDbConfig, Step};
 use selgate_core::{CloseReason, Config, Dialect};
+use selgate_peers::{BotConfig, CharSpec, RefDbConfig, Step};
 use selgate_tests::{
     assert_bots_ok, lo, normal_bot, run_bot_batch, script_bot, wait_until, BotThread, TestGate,
 };

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use selgate_core::codec::ids;
-use selgate_core::peers::{RefDbConfig, Request, Step};
 use selgate_core::{CloseReason, Config};
+use selgate_peers::{RefDbConfig, Request, Step};
 use selgate_tests::{
     assert_bots_ok, client_frame, lo, normal_bot, run_bot_batch, script_bot, wait_until, RawClient,
     TestGate,

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use selgate_core::codec::ids;
-use selgate_core::peers::RefDbConfig;
 use selgate_core::{BlockList, Config, Dialect, ProxyProtocol};
+use selgate_peers::RefDbConfig;
 use selgate_tests::{
     assert_bots_ok, client_frame, lo, normal_bot, run_bot_batch, wait_until, Finished, RawClient,
     TestGate,

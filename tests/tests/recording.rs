@@ -13,9 +13,9 @@ use selgate::recorder::{RecordSpec, RecorderStats};
 use selgate::server::{Exit, Server, ServerOptions, ZoneSpec};
 use selgate_core::codec::ids::{CM_QUERYCHR, SM_QUERYCHR};
 use selgate_core::dialect::GateFrame;
-use selgate_core::peers::RefDbConfig;
 use selgate_core::{BlockList, Config, Dialect, ProxyProtocol};
 use selgate_pcap::{read_capture_with, Capture, CaptureOptions, Direction};
+use selgate_peers::RefDbConfig;
 use selgate_sim::replay::{replay, ReplayOptions};
 use selgate_tests::{
     assert_bots_ok, client_frame, lo, loopback0, normal_bot, BotThread, RawClient,

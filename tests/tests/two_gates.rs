@@ -25,8 +25,8 @@ use std::time::Duration;
 use selgate::peer_db::DbServer;
 use selgate::server::{Exit, Server, ServerHandle, ServerOptions, ZoneSpec};
 use selgate_core::codec::{self, HeaderLayout, Message, MsgHeader};
-use selgate_core::peers::{DbStats, LinkId, RefDbConfig, Violation};
 use selgate_core::{CloseReason, Config, Dialect, DropReason, Stats};
+use selgate_peers::{DbStats, LinkId, RefDbConfig, Violation};
 use selgate_tests::{assert_bots_ok, lo, normal_bot, wait_until, BotThread, RawClient};
 
 const DEADLINE: Duration = Duration::from_secs(60);

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use selgate_core::codec::ids;
-use selgate_core::peers::{BotConfig, CharSpec, RefDbConfig, Request, Step};
 use selgate_core::{CloseReason, Config, DropReason};
+use selgate_peers::{BotConfig, CharSpec, RefDbConfig, Request, Step};
 use selgate_tests::{
     assert_bots_ok, lo, normal_bot, run_bot_batch, wait_until, BotThread, RawClient, TestGate,
 };
@@ -290,7 +290,7 @@ fn a_dbserver_that_stops_reading_pauses_client_reads_without_loss() {
                 Step::Expect(ids::SM_DELCHR_SUCCESS),
                 Step::Close,
             ];
-            selgate_core::peers::Bot::new(config, script, now, seed ^ i as u64)
+            selgate_peers::Bot::new(config, script, now, seed ^ i as u64)
         },
     );
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use selgate::peer_db::DbServer;
 use selgate::server::{Exit, Server, ServerHandle, ServerOptions, ZoneSpec};
-use selgate_core::peers::RefDbConfig;
 use selgate_core::{CloseReason, Config, Dialect};
+use selgate_peers::RefDbConfig;
 use selgate_tests::{assert_bots_ok, loopback0, normal_bot, wait_until, BotThread};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -112,8 +112,8 @@ fn two_zones_keep_their_frames_and_their_outages_apart() {
     assert_eq!(se.errors() + sw.errors(), 0);
     // Each DBServer's character store holds only its own zone's accounts.
     for (db, own, other) in [(&db_east, 100u64, 200u64), (&db_west, 200, 100)] {
-        let own_acc = selgate_core::peers::BotConfig::numbered(own, 0).account;
-        let other_acc = selgate_core::peers::BotConfig::numbered(other, 0).account;
+        let own_acc = selgate_peers::BotConfig::numbered(own, 0).account;
+        let other_acc = selgate_peers::BotConfig::numbered(other, 0).account;
         let (has_own, has_other) = db
             .query(move |db, _| {
                 (

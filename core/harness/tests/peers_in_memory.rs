@@ -8,12 +8,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use selgate_core::codec::ids;
-use selgate_core::peers::{
+use selgate_core::{Action, CloseReason, Config, ConnId, Dialect, DropReason};
+use selgate_harness::Wire;
+use selgate_peers::{
     Bot, BotAction, BotConfig, BotEvent, CharSpec, DbAction, DbEvent, LinkId, Outcome, Pace, RefDb,
     RefDbConfig, Step,
 };
-use selgate_core::{Action, CloseReason, Config, ConnId, Dialect, DropReason};
-use selgate_harness::Wire;
 
 /// The one DBServer link of the gate.
 const LINK: LinkId = LinkId(1);
@@ -457,7 +457,7 @@ fn misbehaving_clients_are_turned_away() {
         let cfg = BotConfig::numbered(seed, i);
         Bot::new(cfg, vec![first, Step::ExpectClosed], start, i)
     };
-    let query = selgate_core::peers::Request::Query;
+    let query = selgate_peers::Request::Query;
     let at = |ms: u64| start + Duration::from_millis(ms);
     let bots = vec![
         (Bot::normal(seed, 0, at(1)), at(1)),

@@ -49,12 +49,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use selgate_core::peers::{
-    Bot, BotAction, BotEvent, DbAction, DbEvent, LinkId, Outcome, RefDb, RefDbConfig,
-};
 use selgate_core::{Action, Config, ConnId, Dialect, Event, Gate, Stats};
 use selgate_harness::Wire;
 use selgate_pcap::Direction;
+use selgate_peers::{
+    Bot, BotAction, BotEvent, DbAction, DbEvent, LinkId, Outcome, RefDb, RefDbConfig,
+};
 
 use crate::text::offset;
 use crate::transcript::Transcript;

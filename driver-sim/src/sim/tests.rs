@@ -2,8 +2,8 @@
 //! runs live in the crate's integration tests.
 
 use super::*;
-use selgate_core::peers::{BotConfig, CharSpec, Step};
 use selgate_core::CloseReason;
+use selgate_peers::{BotConfig, CharSpec, Step};
 
 fn normal(seed: u64, i: u64) -> impl FnOnce(Instant) -> Bot {
     move |at| Bot::normal(seed, i, at)

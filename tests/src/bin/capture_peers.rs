@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use selgate::peer_bots::{run_bots, BotRun, SourceIps};
 use selgate::peer_db::DbServer;
-use selgate_core::peers::{Bot, RefDbConfig};
 use selgate_core::Dialect;
+use selgate_peers::{Bot, RefDbConfig};
 
 struct Args {
     dialect: Dialect,

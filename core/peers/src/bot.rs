@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::codec::{self, ids, HeaderLayout, Message, MsgHeader, MsgName};
-use crate::rng::{mix, SplitMix64};
-use crate::split::{Piece, Splitter};
+use selgate_core::codec::{self, ids, HeaderLayout, Message, MsgHeader, MsgName};
+use selgate_core::split::{Piece, Splitter};
+use selgate_core::SplitMix64;
 
 /// Something that happened to the bot's connection, reported by the driver.
 #[derive(Debug, Clone, Copy)]
@@ -116,8 +116,9 @@ impl CharSpec {
 }
 
 fn tag(seed: u64) -> u16 {
-    // Only 16 bits fit the name; mixing spreads nearby seeds apart.
-    (mix(seed) & 0xFFFF) as u16
+    // Only 16 bits fit the name; one mixing round of SplitMix64 spreads
+    // nearby seeds apart.
+    (SplitMix64::new(seed).next_u64() & 0xFFFF) as u16
 }
 
 /// One client request.

@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::store::CharStore;
-use crate::codec::{self, ids, HeaderLayout, Message, MsgHeader};
-use crate::dialect::{Dialect, GateFrame, KEEPALIVE_ANSWER};
-use crate::rng::SplitMix64;
-use crate::split::{Piece, Splitter};
-use crate::upstream::{write_data, write_frame, DbFrame};
+use selgate_core::codec::{self, ids, HeaderLayout, Message, MsgHeader};
+use selgate_core::dialect::{Dialect, GateFrame, KEEPALIVE_ANSWER};
+use selgate_core::split::{Piece, Splitter};
+use selgate_core::upstream::{write_data, write_frame, DbFrame};
+use selgate_core::SplitMix64;
 
 /// The driver's handle for one gate link (one accepted TCP connection). The
 /// driver chooses it; it must be unique among the links the RefDb knows.
@@ -995,8 +995,8 @@ fn answer(
 mod tests {
     use super::*;
     use crate::test_util::t0;
-    use crate::upstream::classify;
     use quickcheck::quickcheck;
+    use selgate_core::upstream::classify;
     use std::net::Ipv4Addr;
 
     const L: LinkId = LinkId(1);

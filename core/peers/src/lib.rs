@@ -1,17 +1,22 @@
-//! Reference peers of the gate: a DBServer ([`RefDb`]) and a game client
-//! ([`Bot`]), both sans-IO like the gate itself.
+//! selgate-peers: the reference peers of the gate, a DBServer ([`RefDb`])
+//! and a game client ([`Bot`]), both sans-IO like the gate itself.
 //!
 //! They exist so that the simulator, the end-to-end tests, the load tools and
-//! the fuzzers all speak the protocol the same way, from one implementation
-//! that follows docs/PROTOCOL.md (§3 and §4.1), and so that they can be
-//! told to misbehave on purpose. They are behind the `peers` feature because
-//! the gate itself never needs them.
+//! the in-memory runs all speak the protocol the same way, from one
+//! implementation that follows docs/PROTOCOL.md (§3 and §4.1), and so that
+//! they can be told to misbehave on purpose. They are a crate of their own
+//! because the gate itself never needs them; they speak the gate's wire
+//! vocabulary from `selgate-core` (the codec, the dialects, the splitter and
+//! the DBServer frames), so the two sides cannot drift apart.
 //!
 //! Both roles follow the gate's contract: the driver reports what happened
 //! with `handle(now, event)`, then drains `poll_action()` until `None`, then
 //! asks `poll_timeout()` and calls `handle(deadline, Tick)` when it passes.
 //! Time and seeds are arguments; nothing here reads a clock, draws entropy or
-//! touches a socket, so a run is a pure function of its inputs.
+//! touches a socket, so a run is a pure function of its inputs
+//! (`clippy.toml` forbids `Instant::now` and `SystemTime::now`).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod bot;
 pub mod refdb;
@@ -26,17 +31,29 @@ pub use refdb::{
 pub use store::{CharRecord, CharStore, DelCharError, NewCharError};
 
 #[cfg(test)]
+mod test_util {
+    use std::time::Instant;
+
+    /// An arbitrary starting instant for unit tests. The peers never read
+    /// the clock; tests need some `Instant` to count from.
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn t0() -> Instant {
+        Instant::now()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     //! Bots against the RefDb through a minimal stand-in for the gate (one
     //! `%A` per client frame, replies routed by id), so the two roles are
     //! known to agree before the real gate sits between them.
 
     use super::*;
-    use crate::codec::ids;
-    use crate::dialect::Dialect;
-    use crate::split::Splitter;
     use crate::test_util::t0;
-    use crate::upstream::{classify, DbFrame};
+    use selgate_core::codec::ids;
+    use selgate_core::dialect::Dialect;
+    use selgate_core::split::Splitter;
+    use selgate_core::upstream::{classify, DbFrame};
     use std::net::{IpAddr, Ipv4Addr};
     use std::time::{Duration, Instant};
 
