@@ -4,4 +4,3 @@
 
 pub use crate::client::{ClientDeframer, Deframed};
 pub use crate::proxy::read_header;
-pub use crate::rng::SplitMix64;

@@ -31,8 +31,9 @@ use selgate_core::codec::{
     Message, MsgHeader, MsgName,
 };
 use selgate_core::dialect::parse_id;
-use selgate_core::internals::{read_header, ClientDeframer, Deframed, SplitMix64};
+use selgate_core::internals::{read_header, ClientDeframer, Deframed};
 use selgate_core::upstream::{classify, DbDeframer, DbFrame, Skipped};
+use selgate_core::SplitMix64;
 use selgate_core::{CloseReason, DropReason};
 use selgate_core::{ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
 

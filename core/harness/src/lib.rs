@@ -23,7 +23,4 @@
 mod checks;
 mod wire;
 
-#[cfg(test)]
-mod properties;
-
 pub use wire::Wire;

@@ -1,6 +1,6 @@
 //! Random drivers of the harness: whatever the far ends do, in whatever
 //! order, the gate keeps the drain contract and its bookkeeping agrees with
-//! the harness's (checked inside [`crate::Wire`] after every step).
+//! the harness's (checked inside `Wire` after every step).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use quickcheck::{quickcheck, Arbitrary, Gen};
 use selgate_core::codec::{client_frame, ids, server_frame, HeaderLayout, Message, MsgHeader};
 use selgate_core::{Config, ConnId};
 
-use crate::Wire;
+use selgate_harness::Wire;
 
 /// Connection handles the operations pick from (few, so they collide).
 const CONNS: u64 = 6;
