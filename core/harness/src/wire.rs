@@ -71,8 +71,6 @@ pub struct Wire {
     pub(crate) client_unread: usize,
     /// Connections sent bytes since the last check (their caps are checked).
     pub(crate) touched: Vec<ConnId>,
-    /// The session id of the last accepted connection, as the gate gave it.
-    last_accepted: Option<u32>,
     /// The actions carried out, for the far ends to act on.
     done: VecDeque<Action>,
 }
@@ -92,7 +90,6 @@ impl Wire {
             sessions: 0,
             client_unread: 0,
             touched: Vec::new(),
-            last_accepted: None,
             done: VecDeque::new(),
         };
         wire.drain();
@@ -198,19 +195,9 @@ impl Wire {
     /// did.
     pub fn handle(&mut self, event: Event<'_>) {
         match event {
-            Event::ClientAccepted { conn, .. } => {
-                assert!(!self.is_open(conn), "{conn:?} accepted while live");
-                self.clients.insert(conn, ClientEnd::default());
-                self.gate.handle(self.now, event);
-                // Read before the drain: a session closed at once had an id.
-                self.last_accepted = self.gate.session_id(conn);
-                if self.last_accepted.is_some() {
-                    if let Some(c) = self.clients.get_mut(&conn) {
-                        c.has_session = true;
-                        self.sessions += 1;
-                    }
-                }
-                return self.after_event();
+            Event::ClientAccepted { conn, peer, local } => {
+                self.accept(conn, peer, local);
+                return;
             }
             Event::ClientBytes { conn, .. } => {
                 assert!(
@@ -268,8 +255,20 @@ impl Wire {
     /// Client `conn` connects from `peer` to `local`. Returns the session
     /// id the gate gave it, `None` if it was refused.
     pub fn accept(&mut self, conn: ConnId, peer: SocketAddr, local: SocketAddr) -> Option<u32> {
-        self.handle(Event::ClientAccepted { conn, peer, local });
-        self.last_accepted
+        assert!(!self.is_open(conn), "{conn:?} accepted while live");
+        self.clients.insert(conn, ClientEnd::default());
+        self.gate
+            .handle(self.now, Event::ClientAccepted { conn, peer, local });
+        // Read before the drain: a session closed at once had an id.
+        let id = self.gate.session_id(conn);
+        if id.is_some() {
+            if let Some(c) = self.clients.get_mut(&conn) {
+                c.has_session = true;
+                self.sessions += 1;
+            }
+        }
+        self.after_event();
+        id
     }
 
     /// Client `conn` writes `bytes`. While reads are paused they wait in
@@ -295,11 +294,6 @@ impl Wire {
             self.handle(Event::ClientWritten { conn, bytes: n });
         }
         n
-    }
-
-    /// Client `conn` reads everything it was sent.
-    pub fn client_read_all(&mut self, conn: ConnId) -> usize {
-        self.client_read(conn, usize::MAX)
     }
 
     /// Client `conn` closes its socket (nothing happens if it is closed).
@@ -339,11 +333,6 @@ impl Wire {
             self.handle(Event::UpstreamWritten { bytes: n });
         }
         n
-    }
-
-    /// The DBServer reads everything it was sent.
-    pub fn db_read_all(&mut self) -> usize {
-        self.db_read(usize::MAX)
     }
 
     /// The DBServer closes the link, or refuses the connect in progress
