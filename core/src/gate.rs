@@ -868,6 +868,12 @@ impl Engine<'_> {
             self.drop_frame(reason);
             return;
         };
+        if bytes.is_empty() {
+            // `%<id>/$`: a frame for the session that carries nothing. It
+            // is counted like any reply; there is nothing to write.
+            self.s.stats.frames_down += 1;
+            return;
+        }
         s.client_backlog += bytes.len();
         let conn = s.conn;
         let slow = s.client_backlog > self.s.cfg.client_queue_cap;

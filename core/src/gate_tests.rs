@@ -206,6 +206,17 @@ fn replies_reach_only_the_live_session_with_that_id() {
 }
 
 #[test]
+fn an_empty_reply_is_counted_and_writes_nothing() {
+    let mut h = Harness::up(Config::default());
+    h.accept(1, "10.0.0.1");
+    let a = h.id_of(1);
+    h.db(format!("%{a}/$").as_bytes());
+    assert!(h.to_client.is_empty(), "an empty SendToClient");
+    assert_eq!(h.gate.stats().frames_down, 1);
+    assert_eq!(h.closed_reason(1), None);
+}
+
+#[test]
 fn frames_for_unknown_zero_and_bad_ids_are_dropped_and_counted() {
     let mut h = Harness::up(Config::default());
     h.accept(1, "10.0.0.1");
