@@ -2,11 +2,12 @@
 //!
 //! The bytes decode to a [`Script`]: a configuration header, then steps
 //! that advance the virtual clock or report an event, across eight client
-//! connection slots and the DBServer link. A small driver model carries out
-//! the gate's actions the way a real driver must (the drain contract of
-//! [`Gate`]): it writes to clients and to the DBServer, honours pauses,
-//! frees slots on close, connects when asked. After every step it asserts
-//! the invariants listed on [`Script`].
+//! connection slots and the DBServer link. The harness's [`Wire`] carries
+//! out the gate's actions the way a real driver must (the drain contract of
+//! [`Gate`]) and checks that contract after every step; the model on top of
+//! it keeps what the fuzzer's clients and DBServer sent and asserts the
+//! protocol's invariants listed on [`Script`]. An unruly script also
+//! reports events the contract forbids ([`Wire::handle_stray`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -18,6 +19,7 @@ use selgate_core::{
     canonical_ip, Action, BlockList, CloseReason, Config, ConnId, Dialect, DropReason, Event, Gate,
     LinkDownPolicy, LinkState,
 };
+use selgate_harness::Wire;
 
 use super::{assert_valid_client_frame, reference_client, Reader};
 
@@ -434,19 +436,10 @@ struct Conn {
     history: Vec<u8>,
     /// Bytes the socket received that the driver has not read (paused).
     unread: Vec<u8>,
-    /// Bytes written by the gate and not yet taken by the socket.
-    queued: usize,
     /// Data frames of this session seen upstream so far.
     forwarded: usize,
     /// When the driver reported the accept.
     accepted_at: Instant,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DrvLink {
-    Idle,
-    Connecting,
-    Up,
 }
 
 /// Frames seen on one DBServer link.
@@ -470,18 +463,14 @@ enum Cause {
 }
 
 struct Driver {
-    gate: Gate,
+    /// The gate, the far ends' sockets, and the drain contract's checks.
+    wire: Wire,
     cfg: Config,
-    now: Instant,
     answer_keepalives: bool,
     unruly: bool,
     slots: Vec<Option<Conn>>,
     /// The last id each slot had (targets for late replies).
     last_id: [Option<u32>; SLOTS],
-    link: DrvLink,
-    link_queued: usize,
-    paused: bool,
-    stopped: bool,
     epochs: Vec<Epoch>,
     /// Every id the gate issued.
     issued: BTreeSet<u32>,
@@ -510,7 +499,7 @@ struct Driver {
 impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
-            .field("link", &self.link)
+            .field("link_up", &self.wire.link_up())
             .field("slots", &self.slots)
             .field("epochs", &self.epochs.len())
             .finish_non_exhaustive()
@@ -539,20 +528,15 @@ fn split_frames(up: &[u8]) -> Vec<&[u8]> {
 impl Driver {
     fn new(script: &Script, now: Instant) -> Driver {
         let cfg = script.config();
-        let gate =
-            Gate::new(cfg.clone(), now, script.seed()).expect("the header gives valid configs");
+        let wire =
+            Wire::new(cfg.clone(), now, script.seed()).expect("the header gives valid configs");
         let mut d = Driver {
-            gate,
+            wire,
             cfg,
-            now,
             answer_keepalives: script.answers_keepalives(),
             unruly: script.unruly(),
             slots: (0..SLOTS).map(|_| None).collect(),
             last_id: [None; SLOTS],
-            link: DrvLink::Idle,
-            link_queued: 0,
-            paused: false,
-            stopped: false,
             epochs: Vec::new(),
             issued: BTreeSet::new(),
             closed_ids: Vec::new(),
@@ -573,10 +557,10 @@ impl Driver {
     }
 
     fn step(&mut self, step: &Step) {
-        if self.stopped {
-            // The driver has exited; a late event changes nothing.
-            self.gate.handle(self.now, Event::Tick);
-            assert_eq!(self.gate.poll_action(), None, "action after Stopped");
+        if self.wire.stopped() {
+            // The driver has exited; a late event changes nothing (the
+            // harness fails any action after Stopped).
+            self.wire.handle(Event::Tick);
             return;
         }
         match step {
@@ -616,51 +600,54 @@ impl Driver {
                 self.client_write(usize::from(slot % SLOTS as u8), usize::from(*amount))
             }
             Step::LinkConnected => {
-                if self.link == DrvLink::Connecting || self.unruly {
-                    self.link_connected();
+                if self.wire.connect_pending() {
+                    self.handle(Event::UpstreamConnected, Cause::Other);
+                } else if self.unruly {
+                    self.handle_stray(Event::UpstreamConnected, Cause::Other);
                 }
             }
             Step::LinkConnectFailed => {
-                if self.link == DrvLink::Connecting || self.unruly {
-                    if self.link == DrvLink::Connecting {
-                        self.link = DrvLink::Idle;
-                    }
+                if self.wire.connect_pending() {
                     self.handle(Event::UpstreamConnectFailed, Cause::Other);
+                } else if self.unruly {
+                    self.handle_stray(Event::UpstreamConnectFailed, Cause::Other);
                 }
             }
             Step::LinkRaw { bytes } => {
-                if self.link == DrvLink::Up || self.unruly {
+                if self.wire.link_up() || self.unruly {
                     if bytes.windows(2).any(|w| w == b"+M" || w == b"+T") {
                         self.raw_controls = true;
                     }
-                    self.handle(Event::UpstreamBytes(bytes), Cause::Other);
+                    self.upstream_bytes(bytes);
                 }
             }
             Step::Deliver { target, body } => self.deliver(*target, body),
             Step::Control { kind, target } => self.control(*kind, *target),
             Step::LinkClosed => {
-                if self.link != DrvLink::Idle || self.unruly {
-                    self.link = DrvLink::Idle;
-                    self.link_queued = 0;
+                if self.wire.link_up() || self.wire.connect_pending() {
                     self.handle(Event::UpstreamClosed, Cause::Other);
+                } else if self.unruly {
+                    self.handle_stray(Event::UpstreamClosed, Cause::Other);
                 }
             }
             Step::LinkWrite { amount } => {
-                if self.link == DrvLink::Up || self.unruly {
-                    // An unruly driver may claim more than it was given.
-                    let bytes = if self.unruly {
-                        usize::from(*amount)
-                    } else {
-                        usize::from(*amount).min(self.link_queued)
-                    };
-                    self.link_queued = self.link_queued.saturating_sub(bytes);
+                let amount = usize::from(*amount);
+                let queued = self.wire.db_unread();
+                if self.wire.link_up() && (amount <= queued || !self.unruly) {
+                    let bytes = amount.min(queued);
                     self.handle(Event::UpstreamWritten { bytes }, Cause::Other);
+                } else if self.unruly {
+                    // An unruly driver may claim more than it was given,
+                    // or a write on no link.
+                    let event = Event::UpstreamWritten { bytes: amount };
+                    self.handle_stray(event, Cause::Other);
                 }
             }
             Step::Advance { ms } => self.advance(Duration::from_millis(u64::from(*ms))),
             Step::AdvanceSecs { secs } => self.advance(Duration::from_secs(u64::from(*secs))),
             Step::Stall { units } => {
-                self.now += Duration::from_millis(16 * u64::from(*units));
+                let late = self.wire.now() + Duration::from_millis(16 * u64::from(*units));
+                self.wire.set_clock(late);
                 self.handle(Event::Tick, Cause::Other);
             }
             Step::Tick => self.handle(Event::Tick, Cause::Other),
@@ -670,21 +657,55 @@ impl Driver {
         self.pump();
     }
 
-    /// Reports an event, drains the actions and checks the invariants.
+    fn gate(&self) -> &Gate {
+        self.wire.gate()
+    }
+
+    fn now(&self) -> Instant {
+        self.wire.now()
+    }
+
+    /// Reports an event through the harness (which carries out the actions
+    /// and checks the contract), then checks the actions and the state
+    /// against the model.
     fn handle(&mut self, event: Event<'_>, cause: Cause) {
-        let was_connecting = self.gate.link_state() == LinkState::Connecting;
-        let stale = self.gate.stats().stale_events;
-        let was_up = self.gate.link_state() == LinkState::Up;
-        self.gate.handle(self.now, event);
-        if was_up && self.gate.link_state() != LinkState::Up {
-            self.losses_at.push(self.now);
+        self.report(event, cause, false);
+    }
+
+    /// Reports an event the drain contract forbids (an unruly driver).
+    fn handle_stray(&mut self, event: Event<'_>, cause: Cause) {
+        self.report(event, cause, true);
+    }
+
+    /// DBServer bytes: within the contract on an up link, stray otherwise.
+    fn upstream_bytes(&mut self, bytes: &[u8]) {
+        if self.wire.link_up() {
+            self.handle(Event::UpstreamBytes(bytes), Cause::Other);
+        } else {
+            self.handle_stray(Event::UpstreamBytes(bytes), Cause::Other);
         }
-        if let Event::ClientAccepted { conn, .. } = event {
-            self.admitted(conn);
+    }
+
+    fn report(&mut self, event: Event<'_>, cause: Cause, stray: bool) {
+        let was_connecting = self.gate().link_state() == LinkState::Connecting;
+        let stale = self.gate().stats().stale_events;
+        let was_up = self.gate().link_state() == LinkState::Up;
+        match event {
+            Event::ClientAccepted { conn, peer, local } => {
+                // The id is read before the actions are checked: a session
+                // closed at once had one.
+                let id = self.wire.accept(conn, peer, local);
+                self.admitted(conn, id);
+            }
+            _ if stray => self.wire.handle_stray(event),
+            _ => self.wire.handle(event),
+        }
+        if was_up && self.gate().link_state() != LinkState::Up {
+            self.losses_at.push(self.now());
         }
         let cause = if matches!(event, Event::UpstreamConnected)
             && was_connecting
-            && self.gate.stats().stale_events == stale
+            && self.gate().stats().stale_events == stale
         {
             // The link came up: a new epoch starts before anything is sent.
             self.epochs.push(Epoch::default());
@@ -696,25 +717,13 @@ impl Driver {
         self.check();
     }
 
-    /// Carries out every action as the drain contract asks, checking each.
+    /// Checks the actions the harness carried out against the model (the
+    /// harness has checked them against the drain contract).
     fn drain(&mut self, cause: Cause) {
         self.just_closed.clear();
-        while let Some(action) = self.gate.poll_action() {
-            assert!(!self.stopped, "{action:?} after Stopped");
+        while let Some(action) = self.wire.poll_done() {
             match action {
-                Action::SendToClient { conn, bytes } => {
-                    let c = self.slots[conn.0 as usize]
-                        .as_mut()
-                        .unwrap_or_else(|| panic!("SendToClient to closed {conn:?}"));
-                    assert!(c.id.is_some(), "SendToClient before admission");
-                    c.queued += bytes.len();
-                }
-                Action::SendUpstream(bytes) => {
-                    assert_eq!(self.link, DrvLink::Up, "SendUpstream without a link");
-                    assert!(!bytes.is_empty(), "empty SendUpstream");
-                    self.link_queued += bytes.len();
-                    self.check_upstream(&bytes, cause);
-                }
+                Action::SendUpstream(bytes) => self.check_upstream(&bytes, cause),
                 Action::CloseClient {
                     conn,
                     reason,
@@ -734,28 +743,16 @@ impl Driver {
                     );
                     if let Some(id) = c.id {
                         self.closed_ids.push(id);
-                        self.closes_at.push(self.now);
+                        self.closes_at.push(self.now());
                     }
                     self.just_closed.push(c);
                 }
-                Action::ConnectUpstream => {
-                    assert_eq!(self.link, DrvLink::Idle, "connect while a link exists");
-                    self.link = DrvLink::Connecting;
-                }
-                Action::CloseUpstream => {
-                    assert_ne!(self.link, DrvLink::Idle, "CloseUpstream without a link");
-                    self.link = DrvLink::Idle;
-                    self.link_queued = 0;
-                }
-                Action::PauseClientReads => {
-                    assert!(!self.paused, "paused twice");
-                    self.paused = true;
-                }
-                Action::ResumeClientReads => {
-                    assert!(self.paused, "resumed without a pause");
-                    self.paused = false;
-                }
-                Action::Stopped => self.stopped = true,
+                Action::SendToClient { .. }
+                | Action::ConnectUpstream
+                | Action::CloseUpstream
+                | Action::PauseClientReads
+                | Action::ResumeClientReads
+                | Action::Stopped => {}
             }
         }
     }
@@ -833,30 +830,17 @@ impl Driver {
         }
     }
 
-    /// Invariants that hold between steps.
+    /// Invariants that hold between steps, beyond the drain contract's
+    /// (the harness checks those: deadlines, the link, pauses, queue sums
+    /// and caps).
     fn check(&self) {
-        let g = &self.gate;
-        if let Some(t) = g.poll_timeout() {
-            assert!(t > self.now, "deadline not after now");
-        }
-        assert_eq!(g.is_stopped(), self.stopped, "Stopped action vs state");
-        if self.stopped {
-            assert_eq!(g.poll_timeout(), None, "deadline after the stop");
+        let g = self.gate();
+        if self.wire.stopped() {
             return;
         }
-        let state = g.link_state();
-        let expected = match self.link {
-            DrvLink::Idle => LinkState::Down,
-            DrvLink::Connecting => LinkState::Connecting,
-            DrvLink::Up => LinkState::Up,
-        };
-        assert_eq!(state, expected, "gate and driver disagree on the link");
-        assert_eq!(g.reads_paused(), self.paused, "paused flag");
-        if state == LinkState::Up {
-            assert_eq!(g.upstream_queued(), self.link_queued, "upstream queue");
-            if g.upstream_queued() > self.cfg.upstream_high_watermark {
-                assert!(g.reads_paused(), "above the high watermark, reads go on");
-            }
+        if g.link_state() == LinkState::Up && g.upstream_queued() > self.cfg.upstream_high_watermark
+        {
+            assert!(g.reads_paused(), "above the high watermark, reads go on");
         }
 
         // Live sessions: the gate's table is the driver's.
@@ -887,19 +871,6 @@ impl Driver {
             panic!("IP table: {e}");
         }
 
-        // Queues toward clients: exactly what the driver holds, each capped.
-        let queued: usize = self
-            .slots
-            .iter()
-            .flatten()
-            .filter(|c| c.id.is_some())
-            .map(|c| c.queued)
-            .sum();
-        assert_eq!(g.client_queued(), queued, "client backlog");
-        for c in self.slots.iter().flatten() {
-            assert!(c.queued <= self.cfg.client_queue_cap, "slow client kept");
-        }
-
         // The timer heap: each session has one live entry, plus a stale one
         // per link loss under the hold policy; an entry falls due at most
         // `window` after it was pushed, so only sessions live or closed
@@ -909,7 +880,8 @@ impl Driver {
                 LinkDownPolicy::Hold { max } => max,
                 LinkDownPolicy::Close => Duration::ZERO,
             };
-        let recent = |v: &Vec<Instant>| v.iter().filter(|&&t| t + window >= self.now).count();
+        let now = self.now();
+        let recent = |v: &Vec<Instant>| v.iter().filter(|&&t| t + window >= now).count();
         let bound = (live.len() + recent(&self.closes_at)) * (1 + recent(&self.losses_at));
         assert!(
             g.timer_entries() <= bound,
@@ -931,26 +903,26 @@ impl Driver {
             ip,
             history: Vec::new(),
             unread: Vec::new(),
-            queued: 0,
             forwarded: 0,
-            accepted_at: self.now,
+            accepted_at: self.now(),
         });
         // A shutdown refuses everyone before any block is looked at.
-        let blocked = !self.gate.is_shutting_down()
+        let now = self.now();
+        let blocked = !self.gate().is_shutting_down()
             && (self.file_list.contains(ip)
                 || self.perm_blocked.contains(&ip)
-                || self.temp_blocked.get(&ip).is_some_and(|&t| t > self.now));
+                || self.temp_blocked.get(&ip).is_some_and(|&t| t > now));
         let conn = ConnId(slot as u64);
         let closes_before = self.closed_ids.len();
-        let live_before = self.gate.sessions();
+        let live_before = self.gate().sessions();
         let evictions = |g: &Gate| {
             g.stats().closed(CloseReason::EvictedUnproven)
                 + g.stats().closed(CloseReason::EvictedUnvouched)
         };
-        let evicted_before = evictions(&self.gate);
-        let unproven_before = self.gate.stats().closed(CloseReason::EvictedUnproven);
-        let refused_blocked = self.gate.stats().closed(CloseReason::RefusedBlocked);
-        let table_full = self.gate.stats().closed(CloseReason::RefusedIpTableFull);
+        let evicted_before = evictions(self.gate());
+        let unproven_before = self.gate().stats().closed(CloseReason::EvictedUnproven);
+        let refused_blocked = self.gate().stats().closed(CloseReason::RefusedBlocked);
+        let table_full = self.gate().stats().closed(CloseReason::RefusedIpTableFull);
         self.handle(
             Event::ClientAccepted {
                 conn,
@@ -959,9 +931,9 @@ impl Driver {
             },
             Cause::Accept,
         );
-        if self.gate.stats().closed(CloseReason::RefusedIpTableFull) > table_full {
+        if self.gate().stats().closed(CloseReason::RefusedIpTableFull) > table_full {
             assert!(
-                self.gate.ip_table_pinned(),
+                self.gate().ip_table_pinned(),
                 "refused as table-full while an entry was recyclable"
             );
         }
@@ -974,7 +946,7 @@ impl Driver {
                 "evicted below max_sessions"
             );
             assert_eq!(
-                evictions(&self.gate),
+                evictions(self.gate()),
                 evicted_before + 1,
                 "accept closed a session for another reason than eviction"
             );
@@ -982,18 +954,18 @@ impl Driver {
             let proven = !reference_client(&victim.history, self.cfg.max_frame_len)
                 .frames
                 .is_empty();
-            if self.gate.stats().closed(CloseReason::EvictedUnproven) > unproven_before {
+            if self.gate().stats().closed(CloseReason::EvictedUnproven) > unproven_before {
                 assert!(!proven, "a proven session was evicted as unproven");
             } else {
                 let grace = self.cfg.unvouched_grace.expect("the second tier is on");
                 assert!(proven, "an unproven session was evicted as unvouched");
                 assert!(
-                    victim.accepted_at + grace <= self.now,
+                    victim.accepted_at + grace <= self.now(),
                     "evicted within the grace"
                 );
             }
         }
-        match self.gate.session_id(conn) {
+        match self.gate().session_id(conn) {
             Some(id) => {
                 assert!(!blocked, "blocked address {ip} admitted");
                 let epoch = self.epochs.last().expect("admitted only while up");
@@ -1003,7 +975,7 @@ impl Driver {
                 assert!(self.slots[slot].is_none(), "refused without CloseClient");
                 if blocked {
                     assert_eq!(
-                        self.gate.stats().closed(CloseReason::RefusedBlocked),
+                        self.gate().stats().closed(CloseReason::RefusedBlocked),
                         refused_blocked + 1,
                         "blocked address {ip} refused for another reason"
                     );
@@ -1014,8 +986,8 @@ impl Driver {
 
     /// Bookkeeping of an accept the gate admitted, before its actions are
     /// checked.
-    fn admitted(&mut self, conn: ConnId) {
-        let Some(id) = self.gate.session_id(conn) else {
+    fn admitted(&mut self, conn: ConnId, id: Option<u32>) {
+        let Some(id) = id else {
             return;
         };
         let slot = conn.0 as usize;
@@ -1026,7 +998,7 @@ impl Driver {
         self.last_id[slot] = Some(id);
         self.accepted += 1;
         assert_eq!(
-            self.gate.link_state(),
+            self.gate().link_state(),
             LinkState::Up,
             "admitted while the link is not up"
         );
@@ -1037,10 +1009,10 @@ impl Driver {
             Some(c) if c.id.is_some() => c.unread.extend_from_slice(bytes),
             _ if self.unruly => {
                 // Bytes for a handle the gate does not know: ignored.
-                let stale = self.gate.stats().stale_events;
+                let stale = self.gate().stats().stale_events;
                 let conn = ConnId(slot as u64);
-                self.handle(Event::ClientBytes { conn, bytes }, Cause::Client(None));
-                assert!(self.stopped || self.gate.stats().stale_events > stale);
+                self.handle_stray(Event::ClientBytes { conn, bytes }, Cause::Client(None));
+                assert!(self.wire.stopped() || self.gate().stats().stale_events > stale);
             }
             _ => {}
         }
@@ -1050,7 +1022,7 @@ impl Driver {
     /// when its sockets are readable).
     fn pump(&mut self) {
         for slot in 0..SLOTS {
-            if self.paused || self.stopped {
+            if self.wire.reads_paused() || self.wire.stopped() {
                 return;
             }
             let Some(c) = self.slots[slot].as_mut() else {
@@ -1078,7 +1050,7 @@ impl Driver {
                     "session kept after {:?}",
                     r.violation
                 );
-                if self.gate.link_state() == LinkState::Up {
+                if self.gate().link_state() == LinkState::Up {
                     assert_eq!(c.forwarded, r.frames.len(), "complete frames not forwarded");
                 }
             }
@@ -1091,25 +1063,24 @@ impl Driver {
             Some(c) => {
                 if let Some(id) = c.id {
                     self.closed_ids.push(id);
-                    self.closes_at.push(self.now);
+                    self.closes_at.push(self.now());
                 }
                 self.handle(Event::ClientClosed { conn }, Cause::Other);
-                assert_eq!(self.gate.session_id(conn), None, "closed client kept");
+                assert_eq!(self.gate().session_id(conn), None, "closed client kept");
             }
-            None if self.unruly => self.handle(Event::ClientClosed { conn }, Cause::Other),
+            None if self.unruly => self.handle_stray(Event::ClientClosed { conn }, Cause::Other),
             None => {}
         }
     }
 
     fn client_write(&mut self, slot: usize, amount: usize) {
         let conn = ConnId(slot as u64);
-        match self.slots[slot].as_mut() {
+        match self.slots[slot].as_ref() {
             Some(c) if c.id.is_some() => {
-                let bytes = amount.min(c.queued);
-                c.queued -= bytes;
+                let bytes = amount.min(self.wire.unread(conn));
                 self.handle(Event::ClientWritten { conn, bytes }, Cause::Other);
             }
-            None if self.unruly => self.handle(
+            None if self.unruly => self.handle_stray(
                 Event::ClientWritten {
                     conn,
                     bytes: amount,
@@ -1118,14 +1089,6 @@ impl Driver {
             ),
             _ => {}
         }
-    }
-
-    fn link_connected(&mut self) {
-        if self.link == DrvLink::Connecting {
-            self.link = DrvLink::Up;
-            self.link_queued = 0;
-        }
-        self.handle(Event::UpstreamConnected, Cause::Other);
     }
 
     /// The id text a target byte picks, and the session it names if live.
@@ -1157,7 +1120,7 @@ impl Driver {
     }
 
     fn deliver(&mut self, target: u8, body: &[u8]) {
-        if self.link != DrvLink::Up && !self.unruly {
+        if !self.wire.link_up() && !self.unruly {
             return;
         }
         let id_text = self.target(target);
@@ -1174,16 +1137,17 @@ impl Driver {
         let fits = frame.len() - 2 <= self.cfg.max_upstream_frame_len;
         let to = self
             .live_slot(&id_text)
-            .filter(|_| fits && self.gate.link_state() == LinkState::Up);
-        let before: Vec<usize> = self
-            .slots
-            .iter()
-            .map(|c| c.as_ref().map_or(0, |c| c.queued))
-            .collect();
-        self.handle(Event::UpstreamBytes(&frame), Cause::Other);
+            .filter(|_| fits && self.gate().link_state() == LinkState::Up);
+        let unread = |w: &Wire| {
+            (0..SLOTS)
+                .map(|n| w.unread(ConnId(n as u64)))
+                .collect::<Vec<_>>()
+        };
+        let before = unread(&self.wire);
+        self.upstream_bytes(&frame);
+        let after = unread(&self.wire);
         for (slot, c) in self.slots.iter().enumerate() {
-            let now = c.as_ref().map_or(0, |c| c.queued);
-            let got = now.saturating_sub(before[slot]);
+            let got = after[slot].saturating_sub(before[slot]);
             if Some(slot) == to {
                 // Delivered, unless that made the client too slow.
                 assert!(
@@ -1197,10 +1161,10 @@ impl Driver {
     }
 
     fn control(&mut self, kind: u8, target: u8) {
-        if self.link != DrvLink::Up && !self.unruly {
+        if !self.wire.link_up() && !self.unruly {
             return;
         }
-        let up = self.gate.link_state() == LinkState::Up;
+        let up = self.gate().link_state() == LinkState::Up;
         let letter = [b'-', b'B', b'T', b'M', b'+', b'X'][usize::from(kind % 6)];
         let arg = if letter == b'M' {
             match target % 4 {
@@ -1219,15 +1183,15 @@ impl Driver {
         let fits = frame.len() - 2 <= self.cfg.max_upstream_frame_len;
         let victim = self.live_slot(&arg);
         let victim_ip = victim.and_then(|s| self.slots[s].as_ref().map(|c| c.ip));
-        let bad_before = self.gate.stats().dropped(DropReason::BadControl);
-        self.handle(Event::UpstreamBytes(&frame), Cause::Other);
+        let bad_before = self.gate().stats().dropped(DropReason::BadControl);
+        self.upstream_bytes(&frame);
         if !(up && fits) {
             return;
         }
         // A permanent block takes effect unless the bounded set is full
         // (then the frame counts as a bad control). Blocks from raw bytes
         // make the driver unsure of the set's size; the counter decides.
-        let refused = self.gate.stats().dropped(DropReason::BadControl) > bad_before;
+        let refused = self.gate().stats().dropped(DropReason::BadControl) > bad_before;
         let cap = self.cfg.max_tracked_ips;
         let sure = !self.raw_controls;
         let block = |set: &mut BTreeSet<IpAddr>, ip: IpAddr| {
@@ -1246,7 +1210,7 @@ impl Driver {
                     if letter == b'B' {
                         // The session's IP has an entry, so this is a
                         // temporary block.
-                        let until = self.now + self.cfg.temp_block_duration;
+                        let until = self.now() + self.cfg.temp_block_duration;
                         let t = self.temp_blocked.entry(ip).or_insert(until);
                         *t = (*t).max(until);
                     } else if letter == b'T' {
@@ -1271,35 +1235,35 @@ impl Driver {
     }
 
     fn advance(&mut self, by: Duration) {
-        let end = self.now + by;
+        let end = self.now() + by;
         let limit = MAX_TICKS_PER_100MS * (1 + by.as_millis() as usize / 100);
         let mut ticks = 0;
-        while let Some(t) = self.gate.poll_timeout() {
+        while let Some(t) = self.gate().poll_timeout() {
             if t > end || self.ticks_left == 0 {
                 break;
             }
             self.ticks_left -= 1;
             ticks += 1;
             assert!(ticks <= limit, "livelock: {ticks} deadlines within {by:?}");
-            self.now = t;
+            self.wire.set_clock(t);
             self.handle(Event::Tick, Cause::Other);
-            if self.answer_keepalives && self.link == DrvLink::Up {
+            if self.answer_keepalives && self.wire.link_up() {
                 self.handle(Event::UpstreamBytes(b"%++$"), Cause::Other);
             }
             self.pump();
         }
-        self.now = end;
+        self.wire.set_clock(end);
         self.handle(Event::Tick, Cause::Other);
     }
 
     fn shutdown(&mut self) {
         if self.shutdown.is_none() {
-            let up = self.gate.link_state() == LinkState::Up;
+            let up = self.gate().link_state() == LinkState::Up;
             self.shutdown = Some((up, self.epochs.len()));
         }
         self.handle(Event::Shutdown, Cause::Other);
-        if !self.stopped {
-            assert!(self.gate.is_shutting_down());
+        if !self.wire.stopped() {
+            assert!(self.gate().is_shutting_down());
         }
     }
 
@@ -1325,19 +1289,19 @@ impl Driver {
     /// Stops the gate the way a driver does at the end of its life, then
     /// checks that every session opened on the last link was closed on it.
     fn finish(&mut self) {
-        if !self.stopped {
+        if !self.wire.stopped() {
             self.shutdown();
         }
-        if !self.stopped && self.link == DrvLink::Up {
+        if !self.wire.stopped() && self.wire.link_up() {
             // The socket takes everything.
-            let bytes = std::mem::take(&mut self.link_queued);
+            let bytes = self.wire.db_unread();
             self.handle(Event::UpstreamWritten { bytes }, Cause::Other);
         }
-        if !self.stopped {
+        if !self.wire.stopped() {
             self.advance(self.cfg.shutdown_timeout + Duration::from_secs(1));
         }
         assert!(
-            self.stopped,
+            self.wire.stopped(),
             "the gate did not stop after its shutdown timeout"
         );
         if let Some((true, n)) = self.shutdown {
@@ -1415,8 +1379,8 @@ mod tests {
         }
         assert_eq!(d.epochs.len(), 1);
         assert_eq!(d.closed_ids.len(), 1);
-        assert_eq!(d.gate.stats().frames_up, 1);
-        assert_eq!(d.gate.stats().frames_down, 1);
+        assert_eq!(d.gate().stats().frames_up, 1);
+        assert_eq!(d.gate().stats().frames_down, 1);
         d.finish();
     }
 }

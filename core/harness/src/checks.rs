@@ -121,7 +121,7 @@ mod tests {
     use std::time::Instant;
 
     use bytes::Bytes;
-    use selgate_core::{Action, CloseReason, Config, ConnId};
+    use selgate_core::{Action, CloseReason, Config, ConnId, Event};
 
     use crate::Wire;
 
@@ -129,6 +129,24 @@ mod tests {
     fn wire() -> Wire {
         // Any instant will do: the harness only counts from it.
         Wire::new(Config::default(), Instant::now(), 1).expect("default config")
+    }
+
+    #[test]
+    fn stray_events_are_counted_by_the_gate_and_clamped_by_the_harness() {
+        let mut w = wire();
+        w.link_connected();
+        let conn = ConnId(9);
+        w.handle_stray(Event::ClientBytes {
+            conn,
+            bytes: b"#x!",
+        });
+        w.handle_stray(Event::ClientClosed { conn });
+        w.handle_stray(Event::UpstreamConnected);
+        // More written than was ever sent: both sides clamp at zero.
+        w.handle_stray(Event::UpstreamWritten { bytes: 1 << 20 });
+        assert_eq!(w.gate().stats().stale_events, 3);
+        assert_eq!(w.db_unread(), 0);
+        assert!(w.link_up());
     }
 
     #[test]

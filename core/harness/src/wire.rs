@@ -123,6 +123,11 @@ impl Wire {
         self.paused
     }
 
+    /// True once the gate has reported [`Action::Stopped`].
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
     /// True while the DBServer link is up.
     pub fn link_up(&self) -> bool {
         matches!(self.link, LinkEnd::Up { .. })
@@ -245,6 +250,55 @@ impl Wire {
                 }
             }
             Event::Tick | Event::BlockListChanged(_) | Event::Shutdown => {}
+        }
+        self.gate.handle(self.now, event);
+        self.after_event();
+    }
+
+    /// Reports an event the drain contract forbids, as a buggy driver
+    /// might: bytes, a write or a close for a handle that is not live, more
+    /// written than was sent, a connect answer nobody asked for, DBServer
+    /// bytes or a close without a link. The gate must shrug it off (it
+    /// counts such events in `Stats::stale_events`, or clamps a count at
+    /// zero); the harness's own bookkeeping clamps the same way, and the
+    /// checks run as after any step. It exists for the fuzz model's unruly
+    /// driver, which asks whether the gate survives a driver's bugs.
+    pub fn handle_stray(&mut self, event: Event<'_>) {
+        match event {
+            Event::ClientAccepted { .. } => {
+                panic!("an accept is never stray: use Wire::accept")
+            }
+            Event::ClientClosed { conn } => {
+                self.forget(conn);
+            }
+            Event::ClientWritten { conn, bytes } => {
+                if let Some(c) = self.clients.get_mut(&conn) {
+                    let bytes = bytes.min(c.unread);
+                    if c.has_session {
+                        self.client_unread -= bytes;
+                    }
+                    c.unread -= bytes;
+                }
+            }
+            Event::UpstreamConnected | Event::UpstreamConnectFailed => {
+                if self.link == LinkEnd::Connecting {
+                    self.link = match event {
+                        Event::UpstreamConnected => LinkEnd::Up { unread: 0 },
+                        _ => LinkEnd::Idle,
+                    };
+                }
+            }
+            Event::UpstreamClosed => self.link = LinkEnd::Idle,
+            Event::UpstreamWritten { bytes } => {
+                if let LinkEnd::Up { unread } = &mut self.link {
+                    *unread -= bytes.min(*unread);
+                }
+            }
+            Event::ClientBytes { .. }
+            | Event::UpstreamBytes(_)
+            | Event::Tick
+            | Event::BlockListChanged(_)
+            | Event::Shutdown => {}
         }
         self.gate.handle(self.now, event);
         self.after_event();
