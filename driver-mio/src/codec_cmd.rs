@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use selgate_core::codec::{self, HeaderLayout, Message, MsgName};
 use selgate_core::dialect::{parse_id, GateFrame};
+use selgate_core::upstream::{self, Control, DbFrameParts};
 use selgate_core::Dialect;
 
 /// Why a codec command failed.
@@ -148,44 +149,43 @@ fn link_frame(t: &str, layout: HeaderLayout, r: &mut Report) -> Result<(), Codec
         .ok_or_else(|| {
             CodecCmdError::BadFrame("a DBServer-link frame is % ... $ (the $ is missing)".into())
         })?;
-    if inner == "--" {
-        r.line("frame", "gate to DBServer: keepalive");
-        return Ok(());
-    }
-    if let Some(ctl) = inner.strip_prefix('+') {
-        // docs/PROTOCOL.md §3.2: any `%+` frame that is not -, B, T or M is a
-        // keepalive answer.
-        let (what, arg) = match ctl.chars().next() {
-            Some('-') => ("kick session", &ctl[1..]),
-            Some('B') => ("kick session and block its IP temporarily", &ctl[1..]),
-            Some('T') => ("kick session and block its IP permanently", &ctl[1..]),
-            Some('M') => ("add IP to the block list", &ctl[1..]),
-            _ => ("keepalive answer", ""),
-        };
-        r.line("frame", format!("DBServer to gate: {what}"));
-        if !arg.is_empty() {
-            let label = if ctl.starts_with('M') {
-                "ip"
-            } else {
-                "session"
+    // The DBServer's frames are read with the gate's own grammar
+    // (selgate_core::upstream); what is left is a gate frame, read in every
+    // dialect. `%--$` has no `/`, so it reaches the gate-frame reader.
+    let looks_like_id = inner.starts_with(|c: char| c.is_ascii_digit() || c == '-');
+    match upstream::parts(inner.as_bytes()) {
+        DbFrameParts::Control { kind, arg } => {
+            // docs/PROTOCOL.md §3.2: any `%+` frame that is not -, B, T or
+            // M is a keepalive answer, whatever follows.
+            let (what, label) = match kind {
+                Control::Kick => ("kick session", "session"),
+                Control::KickTempBlock => ("kick session and block its IP temporarily", "session"),
+                Control::KickPermBlock => ("kick session and block its IP permanently", "session"),
+                Control::BlockIp => ("add IP to the block list", "ip"),
+                Control::KeepaliveAnswer => ("keepalive answer", ""),
             };
-            r.line(label, id_text(arg, label == "session"));
+            r.line("frame", format!("DBServer to gate: {what}"));
+            let arg = String::from_utf8_lossy(arg);
+            if !label.is_empty() && !arg.is_empty() {
+                r.line(label, id_text(&arg, label == "session"));
+            }
+            Ok(())
         }
-        return Ok(());
-    }
-    if inner.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
-        let (id, bytes) = inner.split_once('/').ok_or_else(|| {
-            CodecCmdError::BadFrame("a DBServer frame %<id>/<bytes>$ lacks its '/'".into())
-        })?;
-        r.line("frame", "DBServer to gate: data");
-        r.line("session", id_text(id, true));
-        if bytes.starts_with('#') {
-            return hash_frame(bytes, Writer::Server, layout, r);
+        DbFrameParts::Data { id, bytes } if looks_like_id => {
+            r.line("frame", "DBServer to gate: data");
+            r.line("session", id_text(&String::from_utf8_lossy(id), true));
+            let bytes = String::from_utf8_lossy(bytes);
+            if bytes.starts_with('#') {
+                return hash_frame(&bytes, Writer::Server, layout, r);
+            }
+            r.line("bytes", quoted(bytes.as_bytes()));
+            Ok(())
         }
-        r.line("bytes", quoted(bytes.as_bytes()));
-        return Ok(());
+        DbFrameParts::NoSlash if looks_like_id && inner != "--" => Err(CodecCmdError::BadFrame(
+            "a DBServer frame %<id>/<bytes>$ lacks its '/'".into(),
+        )),
+        _ => gate_frame(inner, layout, r),
     }
-    gate_frame(inner, layout, r)
 }
 
 /// A session id, flagged when the gate would drop it.
@@ -221,6 +221,14 @@ fn gate_frame(inner: &str, layout: HeaderLayout, r: &mut Report) -> Result<(), C
         return Err(CodecCmdError::BadFrame(format!(
             "not a frame of any dialect (wemade: {why})"
         )));
+    }
+    if Dialect::ALL
+        .iter()
+        .all(|d| d.parse_gate_frame(inner.as_bytes()) == Ok(GateFrame::Keepalive))
+    {
+        // Every dialect writes its keepalive the same way: no letter to show.
+        r.line("frame", "gate to DBServer: keepalive");
+        return Ok(());
     }
     let letter = inner.chars().next().unwrap_or('?');
     let mut data = None;
