@@ -66,21 +66,30 @@ pub fn encode(input: &[u8]) -> String {
 /// bits that do not make a whole byte are dropped.
 pub fn decode_checked(text: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() * 6 / 8);
+    decode_each(text, |b| out.push(b)).then_some(out)
+}
+
+/// Hands each decoded byte of 6-bit text to `put`, in order; false as soon
+/// as a character lies outside the alphabet (see [`decode_checked`]). The
+/// one decoder: [`decode_checked`] collects into a `Vec`, [`peek_ident`]
+/// into a few bytes on the stack, so the gate's per-frame peek allocates
+/// nothing.
+fn decode_each(text: &[u8], mut put: impl FnMut(u8)) -> bool {
     let mut acc: u32 = 0;
     let mut bits: u32 = 0;
     for &c in text {
         if !is_alphabet(c) {
-            return None;
+            return false;
         }
         acc = (acc << 6) | u32::from(c - ALPHABET_FIRST);
         bits += 6;
         if bits >= 8 {
             bits -= 8;
-            out.push((acc >> bits) as u8);
+            put((acc >> bits) as u8);
             acc &= (1 << bits) - 1;
         }
     }
-    Some(out)
+    true
 }
 
 /// Decodes 6-bit text the way the originals do: an invalid character yields
@@ -245,9 +254,17 @@ impl Message {
 /// Returns only the message id of an encoded payload, decoding just the
 /// first bytes of the header. Used by the gate's message filter.
 pub fn peek_ident(payload: &[u8]) -> Option<u16> {
-    // Bytes 4 and 5 of the header sit in characters 5..8 (bits 32..48).
-    let head = decode_checked(payload.get(..8)?)?;
-    Some(u16::from_le_bytes([head[4], head[5]]))
+    // Bytes 4 and 5 of the header sit in characters 5..8 (bits 32..48):
+    // eight characters decode to exactly six bytes.
+    let mut head = [0u8; 6];
+    let mut n = 0;
+    let valid = decode_each(payload.get(..8)?, |b| {
+        if let Some(slot) = head.get_mut(n) {
+            *slot = b;
+        }
+        n += 1;
+    });
+    valid.then(|| u16::from_le_bytes([head[4], head[5]]))
 }
 
 /// Selection-phase message ids and their names (docs/PROTOCOL.md §4.1).
@@ -431,6 +448,23 @@ mod tests {
             m.encode_into(HeaderLayout::Classic, &mut out);
             Message::decode(&out, HeaderLayout::Classic) == Some(m)
                 && peek_ident(&out) == Some(ident)
+        }
+
+        // The peek reads the header's ident as a full decode does, and
+        // refuses what a full decode refuses, whatever the bytes.
+        // Bytes are mapped into the alphabet (random bytes would almost
+        // never be 6-bit text), then one may be spoilt.
+        fn peek_agrees_with_a_full_decode(raw: Vec<u8>, spoil: Option<(usize, u8)>) -> bool {
+            let mut payload: Vec<u8> = raw.iter().map(|b| ALPHABET_FIRST + b % 64).collect();
+            if let (Some((at, bad)), false) = (spoil, payload.is_empty()) {
+                let n = payload.len();
+                payload[at % n] = bad;
+            }
+            let full = payload
+                .get(..8)
+                .and_then(decode_checked)
+                .map(|h| u16::from_le_bytes([h[4], h[5]]));
+            peek_ident(&payload) == full
         }
     }
 }
