@@ -603,20 +603,17 @@ impl Engine<'_> {
             self.s.stats.stale_events += 1;
             return;
         };
-        if self
-            .s
-            .sessions
-            .get(id)
-            .is_some_and(|s| s.stage != Stage::Admitted)
-        {
+        // One lookup of the session on this per-frame path: its stage is
+        // read from the same borrow the deframer runs in.
+        let Some(s) = self.s.sessions.get_mut(id) else {
+            return;
+        };
+        if s.stage != Stage::Admitted {
             return self.on_proxy_bytes(now, id, conn, bytes);
         }
         let cfg = &self.s.cfg;
         let out = &mut self.s.upstream_out;
         let stats = &mut self.s.stats;
-        let Some(s) = self.s.sessions.get_mut(id) else {
-            return;
-        };
         let mut violation = None;
         let result = s.deframer.push(bytes, cfg.max_frame_len, |frame| {
             if now.saturating_duration_since(s.rate_window_start) >= RATE_WINDOW {
