@@ -247,6 +247,18 @@ fn expect_own_marker(clients: &mut [(String, RawClient)], round: i32, gate: &str
 }
 
 /// The ids the DBServer knows on `link`, sorted.
+/// `BOTS` bots through the gate at `gate`, from 127.`second`.0.x, their
+/// accounts drawn from `seed`.
+fn bots(gate: SocketAddr, second: u8, seed: u64) -> BotThread {
+    BotThread::spawn(
+        gate,
+        BOTS,
+        Ipv4Addr::new(127, second, 0, 1),
+        DEADLINE,
+        move |i, now| normal_bot(seed, i, now, DEADLINE),
+    )
+}
+
 fn ids_of(all: &[DbSession], link: LinkId) -> Vec<u32> {
     let mut ids: Vec<u32> = all
         .iter()
@@ -338,20 +350,8 @@ fn two_gates_with_distinct_seeds_share_one_dbserver() {
     // Bots on both gates at once (A's from 127.21.0.x, B's from 127.22.0.x),
     // while the DBServer's sessions are sampled: every one sits on the link
     // of the gate it came through.
-    let bots_a = BotThread::spawn(
-        a.addr,
-        BOTS,
-        Ipv4Addr::new(127, 21, 0, 1),
-        DEADLINE,
-        |i, now| normal_bot(100, i, now, DEADLINE),
-    );
-    let bots_b = BotThread::spawn(
-        b.addr,
-        BOTS,
-        Ipv4Addr::new(127, 22, 0, 1),
-        DEADLINE,
-        |i, now| normal_bot(200, i, now, DEADLINE),
-    );
+    let bots_a = bots(a.addr, 21, 100);
+    let bots_b = bots(b.addr, 22, 200);
     let mut seen: BTreeMap<LinkId, BTreeSet<u32>> = BTreeMap::new();
     let mut report_a = None;
     while report_a.is_none() {
@@ -481,20 +481,8 @@ fn equal_seeds_give_equal_ids_which_only_the_per_link_keying_keeps_apart() {
         "{acc_b0} got gate A's frame"
     );
 
-    let bots_a = BotThread::spawn(
-        a.addr,
-        BOTS,
-        Ipv4Addr::new(127, 23, 0, 1),
-        DEADLINE,
-        |i, now| normal_bot(300, i, now, DEADLINE),
-    );
-    let bots_b = BotThread::spawn(
-        b.addr,
-        BOTS,
-        Ipv4Addr::new(127, 24, 0, 1),
-        DEADLINE,
-        |i, now| normal_bot(400, i, now, DEADLINE),
-    );
+    let bots_a = bots(a.addr, 23, 300);
+    let bots_b = bots(b.addr, 24, 400);
     assert_bots_ok(&bots_a.join(DEADLINE * 2), BOTS);
     assert_bots_ok(&bots_b.join(DEADLINE * 2), BOTS);
 
