@@ -217,6 +217,30 @@ impl TestGate {
         self.db = Some(DbServer::start(addr, db, seed).expect("restart the DBServer"));
     }
 
+    /// Waits (up to 5 s) until the gate holds `n` sessions; panics if it
+    /// does not get there.
+    pub fn wait_sessions(&self, n: usize) {
+        assert!(
+            wait_until(Duration::from_secs(5), || self.handle.sessions(0) == n),
+            "the gate holds {} sessions, not {n}",
+            self.handle.sessions(0)
+        );
+    }
+
+    /// [`TestGate::finish`] once every session has ended (waiting up to 5 s
+    /// for the last closes to reach the gate).
+    pub fn finish_idle(self) -> Finished {
+        self.wait_sessions(0);
+        self.finish()
+    }
+
+    /// [`TestGate::finish_idle`], then [`Finished::assert_clean`].
+    pub fn finish_clean(self) -> Finished {
+        let f = self.finish_idle();
+        f.assert_clean();
+        f
+    }
+
     /// Drains and stops the gate, waits (up to 15 s) for its loop to end and
     /// for the DBServer to see the link close, and returns both sides'
     /// counters.

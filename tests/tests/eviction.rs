@@ -9,9 +9,7 @@ use std::time::Duration;
 use selgate_core::codec::ids;
 use selgate_core::{CloseReason, Config};
 use selgate_peers::RefDbConfig;
-use selgate_tests::{
-    assert_bots_ok, normal_bot, run_bot_batch, wait_until, Finished, RawClient, TestGate,
-};
+use selgate_tests::{assert_bots_ok, normal_bot, run_bot_batch, Finished, RawClient, TestGate};
 
 const SLOTS: usize = 20;
 const REPLY: Duration = Duration::from_secs(5);
@@ -20,21 +18,6 @@ const REPLY: Duration = Duration::from_secs(5);
 /// rate (10 a second) never refuses one of them.
 fn filler_ip(net: u8, i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 20, net, i as u8 + 1)
-}
-
-fn wait_sessions(tg: &TestGate, n: usize) {
-    assert!(
-        wait_until(Duration::from_secs(5), || tg.handle().sessions(0) == n),
-        "wanted {n} live sessions, the gate has {}",
-        tg.handle().sessions(0)
-    );
-}
-
-fn finish_empty(tg: TestGate) -> Finished {
-    wait_sessions(&tg, 0);
-    let f = tg.finish();
-    f.assert_clean();
-    f
 }
 
 fn sorted_closes(f: &Finished) -> Vec<(&'static str, u64)> {
@@ -72,7 +55,7 @@ fn silent_connections_give_way_to_players() {
         .map(|i| RawClient::connect(tg.addr(), Some(filler_ip(0, i))).expect("connect"))
         .collect();
     // The bots must find the gate full, not race the fillers' accepts.
-    wait_sessions(&tg, SLOTS);
+    tg.wait_sessions(SLOTS);
 
     // As many bots as silent connections: every bot that finds the gate
     // full evicts a silent one (they are older than any bot), never another
@@ -86,7 +69,7 @@ fn silent_connections_give_way_to_players() {
     );
     assert_bots_ok(&report, SLOTS);
     drop(silent);
-    let f = finish_empty(tg);
+    let f = tg.finish_clean();
     let evicted = f.closed(CloseReason::EvictedUnproven);
     assert!(
         evicted > 0,
@@ -131,7 +114,7 @@ fn a_gate_full_of_vouched_sessions_refuses_the_newcomer_and_evicts_none() {
             c
         })
         .collect();
-    wait_sessions(&tg, SLOTS);
+    tg.wait_sessions(SLOTS);
 
     expect_refused(tg.addr(), Ipv4Addr::new(127, 22, 0, 1));
     // Past the DBServer's 200 ms query interval, so a second query is
@@ -142,7 +125,7 @@ fn a_gate_full_of_vouched_sessions_refuses_the_newcomer_and_evicts_none() {
             .unwrap_or_else(|e| panic!("vouched session {i} after the refusal: {e}"));
     }
     drop(vouched);
-    let f = finish_empty(tg);
+    let f = tg.finish_clean();
     assert_eq!(
         sorted_closes(&f),
         vec![("client_gone", SLOTS as u64), ("refused_max_sessions", 1)]
@@ -165,7 +148,7 @@ fn fill_unvouched(tg: &TestGate, net: u8, n: usize) -> Vec<RawClient> {
             c
         })
         .collect();
-    wait_sessions(tg, n);
+    tg.wait_sessions(n);
     fillers
 }
 
@@ -194,7 +177,7 @@ fn unvouched_sessions_are_kept_within_their_grace() {
     let fillers = fill_unvouched(&tg, 2, SMALL);
     expect_refused(tg.addr(), Ipv4Addr::new(127, 22, 1, 1));
     drop(fillers);
-    let f = finish_empty(tg);
+    let f = tg.finish_clean();
     assert_eq!(
         sorted_closes(&f),
         vec![("client_gone", SMALL as u64), ("refused_max_sessions", 1)]
@@ -239,7 +222,7 @@ fn unvouched_sessions_give_way_after_their_grace() {
     assert_eq!(tg.handle().sessions(0), SMALL);
     expect_refused(tg.addr(), Ipv4Addr::new(127, 22, 2, 1));
     drop((fillers, players));
-    let f = finish_empty(tg);
+    let f = tg.finish_clean();
     let n = SMALL as u64;
     assert_eq!(
         sorted_closes(&f),

@@ -10,7 +10,7 @@ use selgate_core::codec::ids;
 use selgate_core::{CloseReason, Config, Dialect};
 use selgate_peers::{BotConfig, CharSpec, RefDbConfig, Step};
 use selgate_tests::{
-    assert_bots_ok, lo, normal_bot, run_bot_batch, script_bot, wait_until, BotThread, TestGate,
+    assert_bots_ok, lo, normal_bot, run_bot_batch, script_bot, BotThread, TestGate,
 };
 
 /// `bots` normal clients through a gate speaking `dialect`; the first half
@@ -51,11 +51,7 @@ fn select_flow(dialect: Dialect, seed: u64, bots: usize) {
     assert_bots_ok(&report, bots);
     // Every bot closed its socket; let the gate notice before the drain, so
     // each close is counted as the client's.
-    assert!(wait_until(Duration::from_secs(5), || tg
-        .handle()
-        .sessions(0)
-        == 0));
-    let f = tg.finish();
+    let f = tg.finish_idle();
     f.assert_clean();
 
     let fresh = (bots - seeded) as u64;
@@ -150,11 +146,7 @@ fn five_hundred_concurrent_bots_from_their_own_addresses() {
         peak_ips >= BOTS * 19 / 20,
         "at most {peak_ips} distinct client addresses open at once (sessions peak {peak_sessions}), run took {took:?}"
     );
-    assert!(wait_until(Duration::from_secs(5), || tg
-        .handle()
-        .sessions(0)
-        == 0));
-    let f = tg.finish();
+    let f = tg.finish_idle();
     f.assert_clean();
     assert_eq!(f.db.sessions_opened, BOTS as u64);
     assert_eq!(f.db.replies_of(ids::SM_STARTPLAY), BOTS as u64);

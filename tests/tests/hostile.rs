@@ -8,8 +8,7 @@ use selgate_core::codec::ids;
 use selgate_core::{CloseReason, Config};
 use selgate_peers::{RefDbConfig, Request, Step};
 use selgate_tests::{
-    assert_bots_ok, client_frame, lo, normal_bot, run_bot_batch, script_bot, wait_until, RawClient,
-    TestGate,
+    assert_bots_ok, client_frame, lo, normal_bot, run_bot_batch, script_bot, RawClient, TestGate,
 };
 
 /// One hostile client: what it does, and why the gate must close it.
@@ -112,11 +111,7 @@ fn injection_and_foreign_protocols_are_closed_and_never_forwarded() {
     );
     // A hostile bot succeeds only when the gate closed it.
     assert_bots_ok(&report, h + NORMAL);
-    assert!(wait_until(Duration::from_secs(5), || tg
-        .handle()
-        .sessions(0)
-        == 0));
-    let f = tg.finish();
+    let f = tg.finish_idle();
     f.assert_clean();
 
     for reason in [
@@ -190,21 +185,14 @@ fn the_per_ip_cap_refuses_the_extra_connection_from_one_address_only() {
 
     // One of the three leaves: its slot is free again.
     drop(from_2.pop());
-    assert!(wait_until(Duration::from_secs(5), || tg
-        .handle()
-        .sessions(0)
-        == 3));
+    tg.wait_sessions(3);
     let mut again = RawClient::connect(tg.addr(), Some(lo(2))).expect("connect");
     again
         .establish("two3", Duration::from_secs(5))
         .expect("a freed slot is usable");
 
     drop((from_2, other, again));
-    assert!(wait_until(Duration::from_secs(5), || tg
-        .handle()
-        .sessions(0)
-        == 0));
-    let f = tg.finish();
+    let f = tg.finish_idle();
     f.assert_clean();
     assert_eq!(
         f.closed(CloseReason::RefusedMaxPerIp),
@@ -281,11 +269,7 @@ fn first_frame_and_idle_timeouts_close_silent_clients() {
             }
         });
     });
-    assert!(wait_until(Duration::from_secs(5), || tg
-        .handle()
-        .sessions(0)
-        == 0));
-    let f = tg.finish();
+    let f = tg.finish_idle();
     f.assert_clean();
     assert_eq!(
         f.closed(CloseReason::FirstFrameTimeout),

@@ -15,8 +15,7 @@ use selgate_core::codec::ids;
 use selgate_core::{BlockList, Config, Dialect, ProxyProtocol};
 use selgate_peers::RefDbConfig;
 use selgate_tests::{
-    assert_bots_ok, client_frame, lo, normal_bot, run_bot_batch, wait_until, Finished, RawClient,
-    TestGate,
+    assert_bots_ok, client_frame, lo, normal_bot, run_bot_batch, wait_until, RawClient, TestGate,
 };
 
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -97,18 +96,6 @@ fn expect_reply(c: &mut RawClient, what: &str) {
     }
 }
 
-/// Closes every client, waits for the gate to see it, and stops the gate.
-fn finish_empty(tg: TestGate) -> Finished {
-    assert!(
-        wait_until(Duration::from_secs(5), || tg.handle().sessions(0) == 0),
-        "{} sessions still live",
-        tg.handle().sessions(0)
-    );
-    let f = tg.finish();
-    f.assert_clean();
-    f
-}
-
 /// The v1 text header, sent with the first frame in one write and, by a
 /// second client, cut in two writes before the frame: the DBServer's open
 /// frame names 203.0.113.7 and 198.51.100.20, never the proxy's 127.0.0.1,
@@ -145,7 +132,7 @@ fn a_v1_header_names_the_real_client_to_the_dbserver() {
         IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20))
     );
     drop((one, two));
-    let f = finish_empty(tg);
+    let f = tg.finish_clean();
     assert_eq!(f.gate.proxy_headers, 2);
     assert_eq!(f.gate.accepted, 2);
     assert_eq!(f.closes(), vec![("client_gone", 2)]);
@@ -195,7 +182,7 @@ fn a_v2_header_names_the_real_client_and_keeps_the_gate_address() {
     assert_eq!(open_frame_of(&tg, "vfour"), (IpAddr::V4(src4), gate));
     assert_eq!(open_frame_of(&tg, "vsix"), (IpAddr::V6(src6), gate));
     drop((four, six));
-    let f = finish_empty(tg);
+    let f = tg.finish_clean();
     assert_eq!(f.gate.proxy_headers, 2);
     assert_eq!(f.gate.accepted, 2);
     assert_eq!(f.closes(), vec![("client_gone", 2)]);
@@ -250,7 +237,7 @@ fn the_per_ip_cap_counts_the_address_in_the_header() {
     );
 
     drop((a, b, third, other));
-    let f = finish_empty(tg);
+    let f = tg.finish_clean();
     let mut closes = f.closes();
     closes.sort_unstable();
     assert_eq!(closes, vec![("client_gone", 3), ("refused_max_per_ip", 1)]);
@@ -279,7 +266,7 @@ fn a_header_from_an_untrusted_source_is_refused() {
         .expect("an untrusted source was not refused");
     assert_eq!(closed.bytes, 0, "the untrusted source got a reply");
     drop(c);
-    let f = finish_empty(tg);
+    let f = tg.finish_clean();
     assert_eq!(f.closes(), vec![("proxy_untrusted", 1)]);
     assert_eq!(f.gate.refused(), 1);
     assert_eq!(f.gate.proxy_headers, 0);
@@ -302,7 +289,7 @@ fn a_frame_where_the_header_belongs_is_proxy_missing() {
         .expect("a frame without a header was not closed");
     assert_eq!(closed.bytes, 0);
     drop(c);
-    let f = finish_empty(tg);
+    let f = tg.finish_clean();
     assert_eq!(f.closes(), vec![("proxy_missing", 1)]);
     assert_eq!(f.db.sessions_opened, 0);
     assert_eq!(f.db.requests_of(ids::CM_QUERYCHR), 0);
@@ -353,10 +340,10 @@ fn broken_headers_are_proxy_malformed() {
         c.expect_closed(REPLY)
             .unwrap_or_else(|e| panic!("{what}: not closed: {e}"));
     }
-    let f = finish_empty(any);
+    let f = any.finish_clean();
     assert_eq!(f.closes(), vec![("proxy_malformed", 4)]);
     assert_eq!(f.db.sessions_opened, 0);
-    let f = finish_empty(v1_only);
+    let f = v1_only.finish_clean();
     assert_eq!(f.closes(), vec![("proxy_malformed", 1)]);
     assert_eq!(f.db.sessions_opened, 0);
 }
@@ -384,7 +371,7 @@ fn health_checks_are_proxy_local_and_open_no_session() {
             .unwrap_or_else(|e| panic!("health check {i}: not closed: {e}"));
         assert_eq!(closed.bytes, 0, "health check {i}");
     }
-    let f = finish_empty(tg);
+    let f = tg.finish_clean();
     assert_eq!(f.closes(), vec![("proxy_local", 3)]);
     assert_eq!(f.gate.proxy_headers, 3);
     assert_eq!(f.gate.accepted, 0);
@@ -413,7 +400,7 @@ fn a_silent_trusted_connection_is_closed_by_the_first_frame_timeout() {
         c.connected_at.elapsed()
     );
     drop(c);
-    let f = finish_empty(tg);
+    let f = tg.finish_clean();
     assert_eq!(f.closes(), vec![("proxy_missing", 1)]);
     assert_eq!(f.db.sessions_opened, 0);
 }
@@ -584,7 +571,7 @@ fn haproxy_in_front_names_every_client() {
     let sessions_gone = wait_until(Duration::from_secs(5), || tg.handle().sessions(0) == 0);
     drop(hp);
     assert!(sessions_gone, "sessions outlived their HAProxy connections");
-    let f = finish_empty(tg);
+    let f = tg.finish_clean();
     let n = u64::from(HELD) + BOTS as u64;
     assert_eq!(f.gate.proxy_headers, n);
     assert_eq!(f.gate.accepted, n);

@@ -93,11 +93,7 @@ fn dbserver_restart_closes_sessions_refuses_then_reconnects_with_backoff() {
         move |i, now| normal_bot(seed, i, now, Duration::from_secs(10)),
     );
     assert_bots_ok(&report, 20);
-    assert!(wait_until(Duration::from_secs(5), || tg
-        .handle()
-        .sessions(0)
-        == 0));
-    let f = tg.finish();
+    let f = tg.finish_idle();
     f.assert_clean();
     assert_eq!(
         f.db.sessions_opened, 20,
@@ -192,11 +188,7 @@ fn a_client_that_never_reads_is_closed_as_slow_and_others_are_unaffected() {
         "the whole flood reached the slow client ({closed:?}): it was never cut off"
     );
 
-    assert!(wait_until(Duration::from_secs(5), || tg
-        .handle()
-        .sessions(0)
-        == 0));
-    let f = tg.finish();
+    let f = tg.finish_idle();
     assert!(
         fast_got == FLOOD && fast_open,
         "the reading client got {fast_got} of {FLOOD} bytes, open: {fast_open}; closes {:?}",
@@ -313,11 +305,7 @@ fn a_dbserver_that_stops_reading_pauses_client_reads_without_loss() {
     assert_bots_ok(&report, BOTS);
     let total = paused_at.elapsed();
 
-    assert!(wait_until(Duration::from_secs(5), || tg
-        .handle()
-        .sessions(0)
-        == 0));
-    let f = tg.finish();
+    let f = tg.finish_idle();
     f.assert_clean();
     let rounds = (BOTS * ROUNDS) as u64;
     let db = &f.db;
