@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use selgate_core::codec::{client_frame, peek_ident, HeaderLayout, Message, MsgHeader};
 use selgate_core::dialect::{parse_id, GateFrame};
+use selgate_core::split::{Piece, Splitter};
 use selgate_core::{
     canonical_ip, Action, BlockList, CloseReason, Config, ConnId, Dialect, DropReason, Event, Gate,
     LinkDownPolicy, LinkState,
@@ -506,22 +507,18 @@ impl std::fmt::Debug for Driver {
     }
 }
 
-/// Splits a `SendUpstream` payload into frame texts; panics on anything
-/// between frames or an unterminated frame.
-fn split_frames(up: &[u8]) -> Vec<&[u8]> {
+/// Splits a `SendUpstream` payload into frame texts with the core's own
+/// link splitter; panics on anything between frames, a `%` inside a frame,
+/// or an unterminated frame: the gate writes whole frames only.
+fn split_frames(up: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let mut rest = up;
-    while !rest.is_empty() {
-        assert_eq!(rest[0], b'%', "bytes between upstream frames: {up:?}");
-        let end = rest
-            .iter()
-            .position(|&b| b == b'$')
-            .unwrap_or_else(|| panic!("unterminated upstream frame: {up:?}"));
-        let text = &rest[1..end];
-        assert!(!text.contains(&b'%'), "% inside an upstream frame: {up:?}");
-        out.push(text);
-        rest = &rest[end + 1..];
-    }
+    let mut splitter = Splitter::link(usize::MAX);
+    let mut take = |piece: Piece<&[u8]>| match piece.text() {
+        Some(text) => out.push(text.to_vec()),
+        None => panic!("{piece:?} in an upstream write: {up:?}"),
+    };
+    splitter.push(up, &mut take);
+    splitter.finish(&mut take);
     out
 }
 
@@ -765,7 +762,7 @@ impl Driver {
             .expect("upstream bytes before the link was ever up");
         for text in split_frames(bytes) {
             let frame = dialect
-                .parse_gate_frame(text)
+                .parse_gate_frame(&text)
                 .unwrap_or_else(|e| panic!("bad upstream frame {text:?}: {e}"));
             match frame {
                 GateFrame::Open {
@@ -1319,6 +1316,18 @@ mod tests {
     #[allow(clippy::disallowed_methods)]
     fn t0() -> Instant {
         Instant::now()
+    }
+
+    #[test]
+    fn upstream_writes_split_into_whole_frames_only() {
+        assert_eq!(
+            split_frames(b"%--$%X5$"),
+            vec![b"--".to_vec(), b"X5".to_vec()]
+        );
+        for bad in [&b"%--$x"[..], b"%A1/#1!", b"%A1/%X1$", b"x%--$"] {
+            let caught = std::panic::catch_unwind(|| split_frames(bad));
+            assert!(caught.is_err(), "{bad:?} passed as whole frames");
+        }
     }
 
     #[test]
