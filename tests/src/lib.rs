@@ -101,6 +101,86 @@ impl Finished {
     }
 }
 
+/// The settings every e2e gate shares: `zones`, no status line, no metrics,
+/// no recording, no signal handling (the test stops the loop itself).
+pub fn server_options(zones: Vec<ZoneSpec>, seed: u64) -> ServerOptions {
+    ServerOptions {
+        zones,
+        status_interval: Duration::ZERO,
+        seed,
+        metrics: None,
+        shared_ip_limits: None,
+        record: None,
+        handle_signals: false,
+    }
+}
+
+/// The production event loop on a thread of its own, its links up.
+///
+/// [`ServerThread::join`] stops it (a graceful drain, as SIGTERM does) and
+/// hands the `Server` back for its counters. Dropping one without joining
+/// also stops it, without waiting long.
+#[derive(Debug)]
+pub struct ServerThread {
+    /// The zones' client addresses, in the order of the options.
+    pub addrs: Vec<SocketAddr>,
+    handle: ServerHandle,
+    done: Option<Receiver<io::Result<(Exit, Server)>>>,
+}
+
+impl ServerThread {
+    /// Binds a gate with `opts`, runs its loop on a thread named `name`,
+    /// and waits (up to 10 s each) until every zone's DBServer link is up.
+    pub fn start(name: &str, opts: ServerOptions) -> ServerThread {
+        let zones = opts.zones.len();
+        let mut server = Server::bind(opts).expect("bind the gate");
+        let addrs = server.local_addrs();
+        let handle = server.handle();
+        let (tx, done) = channel();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let r = server.run().map(|exit| (exit, server));
+                let _ = tx.send(r);
+            })
+            .expect("spawn the gate thread");
+        let thread = ServerThread {
+            addrs,
+            handle,
+            done: Some(done),
+        };
+        for z in 0..zones {
+            assert!(
+                thread.handle.wait_link_up(z, Duration::from_secs(10)),
+                "gate {name}: zone {z} did not reach its DBServer"
+            );
+        }
+        thread
+    }
+
+    /// The handle of the running loop (link state, sessions, stop, reload).
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// Drains and stops the loop and waits (up to `timeout`) for it to end.
+    pub fn join(mut self, timeout: Duration) -> (Exit, Server) {
+        self.handle.stop();
+        let done = self.done.take().expect("joined once");
+        join_timeout(&done, timeout, "the gate loop").expect("the gate loop failed")
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            // A failing test: stop the loop, but never block for long.
+            self.handle.stop();
+            let _ = done.recv_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
 /// A reference DBServer and the production event loop in front of it, on
 /// loopback, with the loop running on its own thread.
 ///
@@ -109,11 +189,11 @@ impl Finished {
 /// `TestGate` without finishing also stops both, without checks.
 #[derive(Debug)]
 pub struct TestGate {
+    // Declared first, so a dropped TestGate stops the gate before its
+    // DBServer.
+    server: Option<ServerThread>,
     db: Option<DbServer>,
     gate: SocketAddr,
-    handle: ServerHandle,
-    done: Receiver<io::Result<(Exit, Server)>>,
-    finished: bool,
 }
 
 impl TestGate {
@@ -121,44 +201,24 @@ impl TestGate {
     /// and waits (up to 10 s) until the gate's link is up.
     pub fn start(core: Config, db: RefDbConfig, seed: u64) -> TestGate {
         let db = DbServer::start(loopback0(), db, seed).expect("start the reference DBServer");
-        let mut server = Server::bind(ServerOptions {
-            zones: vec![ZoneSpec {
-                name: "e2e".into(),
-                listen: vec![loopback0()],
-                upstream: db.addr(),
-                core,
-                block_list: None,
-            }],
-            status_interval: Duration::ZERO,
-            seed,
-            metrics: None,
-            shared_ip_limits: None,
-            record: None,
-            handle_signals: false,
-        })
-        .expect("bind the gate");
-        let gate = server.local_addrs()[0];
-        let handle = server.handle();
-        let (tx, done) = channel();
-        std::thread::Builder::new()
-            .name("selgate-e2e".into())
-            .spawn(move || {
-                let r = server.run().map(|exit| (exit, server));
-                let _ = tx.send(r);
-            })
-            .expect("spawn the gate thread");
-        let tg = TestGate {
-            db: Some(db),
-            gate,
-            handle,
-            done,
-            finished: false,
-        };
-        assert!(
-            tg.handle.wait_link_up(0, Duration::from_secs(10)),
-            "the gate did not reach the reference DBServer"
+        let server = ServerThread::start(
+            "selgate-e2e",
+            server_options(
+                vec![ZoneSpec {
+                    name: "e2e".into(),
+                    listen: vec![loopback0()],
+                    upstream: db.addr(),
+                    core,
+                    block_list: None,
+                }],
+                seed,
+            ),
         );
-        tg
+        TestGate {
+            gate: server.addrs[0],
+            server: Some(server),
+            db: Some(db),
+        }
     }
 
     /// The gate's client address.
@@ -168,7 +228,7 @@ impl TestGate {
 
     /// The handle of the running loop (link state, sessions, stop).
     pub fn handle(&self) -> &ServerHandle {
-        &self.handle
+        self.server.as_ref().expect("the gate is running").handle()
     }
 
     /// The running reference DBServer.
@@ -221,9 +281,9 @@ impl TestGate {
     /// does not get there.
     pub fn wait_sessions(&self, n: usize) {
         assert!(
-            wait_until(Duration::from_secs(5), || self.handle.sessions(0) == n),
+            wait_until(Duration::from_secs(5), || self.handle().sessions(0) == n),
             "the gate holds {} sessions, not {n}",
-            self.handle.sessions(0)
+            self.handle().sessions(0)
         );
     }
 
@@ -245,10 +305,8 @@ impl TestGate {
     /// for the DBServer to see the link close, and returns both sides'
     /// counters.
     pub fn finish(mut self) -> Finished {
-        self.finished = true;
-        self.handle.stop();
-        let (exit, server) = join_timeout(&self.done, Duration::from_secs(15), "the gate loop")
-            .expect("the gate loop failed");
+        let server = self.server.take().expect("finished once");
+        let (exit, server) = server.join(Duration::from_secs(15));
         let gate = server.zone_stats()[0].1.clone();
         let db = self.db.take().expect("the DBServer is running");
         // Commands run before the DBServer reads its links in a loop turn, so
@@ -268,16 +326,6 @@ impl TestGate {
             gate,
             db: stats,
             violations,
-        }
-    }
-}
-
-impl Drop for TestGate {
-    fn drop(&mut self) {
-        if !self.finished {
-            // A failing test: stop the loop, but never block for long.
-            self.handle.stop();
-            let _ = self.done.recv_timeout(Duration::from_secs(5));
         }
     }
 }

@@ -17,17 +17,17 @@
 //! besides, so that even a frame sent on the wrong link finds no session.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
 use selgate::peer_db::DbServer;
-use selgate::server::{Exit, Server, ServerHandle, ServerOptions, ZoneSpec};
+use selgate::server::{Exit, ServerHandle, ZoneSpec};
 use selgate_core::codec::{self, HeaderLayout, Message, MsgHeader};
 use selgate_core::{CloseReason, Config, Dialect, DropReason, Stats};
 use selgate_peers::{DbStats, LinkId, RefDbConfig, Violation};
-use selgate_tests::{assert_bots_ok, lo, normal_bot, wait_until, BotThread, RawClient};
+use selgate_tests::{
+    assert_bots_ok, lo, normal_bot, server_options, wait_until, BotThread, RawClient, ServerThread,
+};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 /// The DBServer and both gates speak Delphi, whose open frame carries the
@@ -44,73 +44,38 @@ const BOTS: usize = 60;
 /// One gate: a `Server` with one zone, its loop on its own thread.
 struct RunningGate {
     addr: SocketAddr,
-    handle: ServerHandle,
-    done: Option<Receiver<io::Result<(Exit, Stats)>>>,
+    thread: ServerThread,
 }
 
 impl RunningGate {
     /// Listens on `ip` (port 0), links to `upstream`, and waits (10 s) for
     /// the link.
     fn start(name: &str, ip: Ipv4Addr, upstream: SocketAddr, core: Config, seed: u64) -> Self {
-        let mut server = Server::bind(ServerOptions {
-            zones: vec![ZoneSpec {
-                name: name.into(),
-                listen: vec![SocketAddr::from((ip, 0))],
-                upstream,
-                core: Config {
-                    dialect: DIALECT,
-                    ..core
-                },
-                block_list: None,
-            }],
-            status_interval: Duration::ZERO,
-            seed,
-            metrics: None,
-            shared_ip_limits: None,
-            record: None,
-            handle_signals: false,
-        })
-        .expect("bind the gate");
-        let addr = server.local_addrs()[0];
-        let handle = server.handle();
-        let (tx, done) = channel();
-        std::thread::Builder::new()
-            .name(format!("gate-{name}"))
-            .spawn(move || {
-                let r = server
-                    .run()
-                    .map(|exit| (exit, server.zone_stats()[0].1.clone()));
-                let _ = tx.send(r);
-            })
-            .expect("spawn the gate thread");
-        assert!(
-            handle.wait_link_up(0, Duration::from_secs(10)),
-            "gate {name} did not reach the DBServer"
-        );
+        let zone = ZoneSpec {
+            name: name.into(),
+            listen: vec![SocketAddr::from((ip, 0))],
+            upstream,
+            core: Config {
+                dialect: DIALECT,
+                ..core
+            },
+            block_list: None,
+        };
+        let thread = ServerThread::start(&format!("gate-{name}"), server_options(vec![zone], seed));
         RunningGate {
-            addr,
-            handle,
-            done: Some(done),
+            addr: thread.addrs[0],
+            thread,
         }
+    }
+
+    fn handle(&self) -> &ServerHandle {
+        self.thread.handle()
     }
 
     /// Drains the gate and returns how its loop ended and its counters.
-    fn finish(mut self) -> (Exit, Stats) {
-        self.handle.stop();
-        let done = self.done.take().expect("not finished yet");
-        done.recv_timeout(Duration::from_secs(15))
-            .expect("the gate loop ended within 15 s")
-            .expect("the gate loop ran")
-    }
-}
-
-impl Drop for RunningGate {
-    fn drop(&mut self) {
-        if let Some(done) = self.done.take() {
-            // A failing test: stop the loop, never block for long.
-            self.handle.stop();
-            let _ = done.recv_timeout(Duration::from_secs(5));
-        }
+    fn finish(self) -> (Exit, Stats) {
+        let (exit, server) = self.thread.join(Duration::from_secs(15));
+        (exit, server.zone_stats()[0].1.clone())
     }
 }
 
@@ -387,9 +352,15 @@ fn two_gates_with_distinct_seeds_share_one_dbserver() {
 
     // Gate B stops: only its link closes; A's held sessions stay open at the
     // DBServer and still get their frames.
-    assert!(wait_until(Duration::from_secs(5), || b.handle.sessions(0) == HELD));
+    assert!(wait_until(Duration::from_secs(5), || b
+        .handle()
+        .sessions(0)
+        == HELD));
     drop(cb);
-    assert!(wait_until(Duration::from_secs(5), || b.handle.sessions(0) == 0));
+    assert!(wait_until(Duration::from_secs(5), || b
+        .handle()
+        .sessions(0)
+        == 0));
     let (exit_b, stats_b) = b.finish();
     assert_eq!(exit_b, Exit::Drained);
     assert!(
@@ -403,7 +374,10 @@ fn two_gates_with_distinct_seeds_share_one_dbserver() {
     db_send(&db, frames(3, false));
     expect_own_marker(&mut ca, 3, "a");
     drop(ca);
-    assert!(wait_until(Duration::from_secs(5), || a.handle.sessions(0) == 0));
+    assert!(wait_until(Duration::from_secs(5), || a
+        .handle()
+        .sessions(0)
+        == 0));
     let (exit_a, stats_a) = a.finish();
     assert_eq!(exit_a, Exit::Drained);
 
@@ -487,9 +461,11 @@ fn equal_seeds_give_equal_ids_which_only_the_per_link_keying_keeps_apart() {
     assert_bots_ok(&bots_b.join(DEADLINE * 2), BOTS);
 
     drop((ca, cb));
-    assert!(wait_until(Duration::from_secs(5), || a.handle.sessions(0)
+    assert!(wait_until(Duration::from_secs(5), || a
+        .handle()
+        .sessions(0)
         == 0
-        && b.handle.sessions(0) == 0));
+        && b.handle().sessions(0) == 0));
     let (exit_a, stats_a) = a.finish();
     let (exit_b, stats_b) = b.finish();
     assert_eq!((exit_a, exit_b), (Exit::Drained, Exit::Drained));
@@ -549,14 +525,19 @@ fn per_ip_limits_count_only_each_gates_own_sessions() {
 
     // A slot freed on gate a is gate a's only.
     drop(on_a.pop());
-    assert!(wait_until(Duration::from_secs(5), || a.handle.sessions(0) == 2));
+    assert!(wait_until(Duration::from_secs(5), || a
+        .handle()
+        .sessions(0)
+        == 2));
     refused(b.addr, "gate b, after gate a freed a slot");
     on_a.push(establish(a.addr, "ipa3".to_string()));
 
     drop((on_a, on_b));
-    assert!(wait_until(Duration::from_secs(5), || a.handle.sessions(0)
+    assert!(wait_until(Duration::from_secs(5), || a
+        .handle()
+        .sessions(0)
         == 0
-        && b.handle.sessions(0) == 0));
+        && b.handle().sessions(0) == 0));
     let (_, stats_a) = a.finish();
     let (_, stats_b) = b.finish();
     let (st, violations) = db_finish(db);

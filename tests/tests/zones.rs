@@ -3,14 +3,15 @@
 //! disturb the other zone.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::mpsc::channel;
 use std::time::Duration;
 
 use selgate::peer_db::DbServer;
-use selgate::server::{Exit, Server, ServerHandle, ServerOptions, ZoneSpec};
+use selgate::server::{Exit, ServerOptions, ZoneSpec};
 use selgate_core::{CloseReason, Config, Dialect};
 use selgate_peers::RefDbConfig;
-use selgate_tests::{assert_bots_ok, loopback0, normal_bot, wait_until, BotThread};
+use selgate_tests::{
+    assert_bots_ok, loopback0, normal_bot, server_options, wait_until, BotThread, ServerThread,
+};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -29,36 +30,25 @@ fn zone(name: &str, upstream: std::net::SocketAddr, dialect: Dialect) -> ZoneSpe
     }
 }
 
-/// What a running two-zone gate's thread sends when it stops.
-type Stopped =
-    std::sync::mpsc::Receiver<std::io::Result<(Exit, Vec<(String, selgate_core::Stats)>)>>;
-
 /// Starts a gate with two zones (east, west) on its own thread and waits
 /// for both DBServer links.
 fn start_two_zones(
     zones: Vec<ZoneSpec>,
     seed: u64,
     shared_ip_limits: Option<selgate::server::SharedIpLimits>,
-) -> (SocketAddr, SocketAddr, ServerHandle, Stopped) {
-    let mut server = Server::bind(ServerOptions {
-        zones,
-        status_interval: Duration::ZERO,
-        seed,
-        metrics: None,
+) -> (SocketAddr, SocketAddr, ServerThread) {
+    let opts = ServerOptions {
         shared_ip_limits,
-        record: None,
-        handle_signals: false,
-    })
-    .expect("bind the gate");
-    let addrs = server.local_addrs();
-    let handle = server.handle();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(server.run().map(|e| (e, server.zone_stats())));
-    });
-    assert!(handle.wait_link_up(0, Duration::from_secs(10)), "east link");
-    assert!(handle.wait_link_up(1, Duration::from_secs(10)), "west link");
-    (addrs[0], addrs[1], handle, rx)
+        ..server_options(zones, seed)
+    };
+    let gate = ServerThread::start("two-zones", opts);
+    (gate.addrs[0], gate.addrs[1], gate)
+}
+
+/// Drains the gate; how its loop ended and each zone's counters.
+fn stop(gate: ServerThread) -> (Exit, Vec<(String, selgate_core::Stats)>) {
+    let (exit, server) = gate.join(Duration::from_secs(20));
+    (exit, server.zone_stats())
 }
 
 #[test]
@@ -82,7 +72,7 @@ fn two_zones_keep_their_frames_and_their_outages_apart() {
     )
     .expect("west DBServer");
     let east_addr = db_east.addr();
-    let (east, west, handle, rx) = start_two_zones(
+    let (east, west, gate) = start_two_zones(
         vec![
             zone("east", east_addr, Dialect::Delphi),
             zone("west", db_west.addr(), Dialect::Ndc),
@@ -135,10 +125,10 @@ fn two_zones_keep_their_frames_and_their_outages_apart() {
     });
     db_east.stop().expect("stop east");
     assert!(
-        wait_until(Duration::from_secs(5), || !handle.link_up(0)),
+        wait_until(Duration::from_secs(5), || !gate.handle().link_up(0)),
         "east noticed its DBServer is gone"
     );
-    assert!(handle.link_up(1), "west's link stayed up");
+    assert!(gate.handle().link_up(1), "west's link stayed up");
     assert_bots_ok(&b.join(DEADLINE * 2), 30);
     let db_east = DbServer::start(
         east_addr,
@@ -150,7 +140,7 @@ fn two_zones_keep_their_frames_and_their_outages_apart() {
     )
     .expect("restart east on its port");
     assert!(
-        handle.wait_link_up(0, Duration::from_secs(10)),
+        gate.handle().wait_link_up(0, Duration::from_secs(10)),
         "east came back"
     );
     let a = BotThread::spawn(east, 20, Ipv4Addr::new(127, 3, 1, 1), DEADLINE, |i, now| {
@@ -158,11 +148,7 @@ fn two_zones_keep_their_frames_and_their_outages_apart() {
     });
     assert_bots_ok(&a.join(DEADLINE * 2), 20);
 
-    handle.stop();
-    let (exit, stats) = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the gate stopped")
-        .expect("the gate ran");
+    let (exit, stats) = stop(gate);
     assert_eq!(exit, Exit::Drained);
     let (east_stats, west_stats) = (&stats[0].1, &stats[1].1);
     assert_eq!(stats[0].0, "east");
@@ -193,7 +179,7 @@ fn shared_zones_count_a_client_once_and_share_one_block_list() {
         z.core.max_sessions_per_ip = 2;
         z
     };
-    let (east, west, handle, rx) = start_two_zones(
+    let (east, west, gate) = start_two_zones(
         vec![capped("east"), capped("west")],
         11,
         Some(SharedIpLimits {
@@ -218,7 +204,7 @@ fn shared_zones_count_a_client_once_and_share_one_block_list() {
 
     // One list for both zones: a reload closes the address's sessions in each.
     std::fs::write(&list, "127.5.0.9\n").expect("block the address");
-    handle.reload();
+    gate.handle().reload();
     a.expect_closed(wait)
         .expect("east session closed by the list");
     b.expect_closed(wait)
@@ -226,11 +212,7 @@ fn shared_zones_count_a_client_once_and_share_one_block_list() {
     assert!(d.still_open_after(Duration::from_millis(200)));
     drop(d);
 
-    handle.stop();
-    let (exit, stats) = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the gate stopped")
-        .expect("the gate ran");
+    let (exit, stats) = stop(gate);
     assert_eq!(exit, Exit::Drained);
     let (east_stats, west_stats) = (&stats[0].1, &stats[1].1);
     assert_eq!(east_stats.closed(CloseReason::RefusedMaxPerIp), 1);
