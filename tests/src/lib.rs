@@ -444,6 +444,16 @@ pub fn assert_bots_ok(report: &BotReport, want: usize) {
     );
 }
 
+/// What one bounded read of a [`RawClient`] got.
+enum Got {
+    /// This many bytes.
+    Bytes(usize),
+    /// Nothing before the deadline.
+    Deadline,
+    /// The connection ended (closed, reset or broken).
+    Ended,
+}
+
 /// How a [`RawClient`] saw its connection end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed {
@@ -526,22 +536,16 @@ impl RawClient {
     /// arrives within `timeout`, the connection ends, or it does not decode.
     pub fn read_message(&mut self, timeout: Duration) -> Option<Message> {
         let end = Instant::now() + timeout;
+        let mut chunk = [0u8; 4096];
         loop {
             if let Some(stop) = self.buf.iter().position(|&b| b == b'!') {
                 let frame: Vec<u8> = self.buf.drain(..=stop).collect();
                 let payload = frame.strip_prefix(b"#")?.strip_suffix(b"!")?;
                 return Message::decode(payload, HeaderLayout::Classic);
             }
-            let left = end.checked_duration_since(Instant::now())?;
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .ok()?;
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return None,
+            match self.read_before(end, &mut chunk) {
+                Got::Bytes(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Got::Deadline | Got::Ended => return None,
             }
         }
     }
@@ -564,23 +568,13 @@ impl RawClient {
         let mut bytes = std::mem::take(&mut self.buf).len();
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
-            let Some(left) = end.checked_duration_since(Instant::now()) else {
-                return Err(format!("still open after {timeout:?} ({bytes} bytes read)"));
-            };
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .map_err(|e| e.to_string())?;
-            match self.stream.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => bytes += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
+            match self.read_before(end, &mut chunk) {
+                Got::Bytes(n) => bytes += n,
                 // A reset is a close too (the gate dropped unread input).
-                Err(_) => break,
+                Got::Ended => break,
+                Got::Deadline => {
+                    return Err(format!("still open after {timeout:?} ({bytes} bytes read)"))
+                }
             }
         }
         Ok(Closed {
@@ -597,27 +591,9 @@ impl RawClient {
         let mut got = std::mem::take(&mut self.buf).len();
         let mut chunk = vec![0u8; 64 * 1024];
         while got < n {
-            let Some(left) = end.checked_duration_since(Instant::now()) else {
-                break;
-            };
-            if self
-                .stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .is_err()
-            {
-                break;
-            }
-            match self.stream.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(k) => got += k,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(_) => break,
+            match self.read_before(end, &mut chunk) {
+                Got::Bytes(k) => got += k,
+                Got::Deadline | Got::Ended => break,
             }
         }
         got
@@ -629,17 +605,33 @@ impl RawClient {
     pub fn still_open_after(&mut self, wait: Duration) -> bool {
         let end = Instant::now() + wait;
         let mut chunk = [0u8; 4096];
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
+        loop {
+            match self.read_before(end, &mut chunk) {
+                Got::Bytes(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Got::Deadline => return true,
+                Got::Ended => return false,
+            }
+        }
+    }
+
+    /// One read into `chunk` of what arrives before `end`: blocking reads
+    /// with a timeout that shrinks to the deadline, so every wait above is
+    /// bounded. A reset or any other error ends the connection.
+    fn read_before(&mut self, end: Instant, chunk: &mut [u8]) -> Got {
+        loop {
+            let Some(left) = end.checked_duration_since(Instant::now()) else {
+                return Got::Deadline;
+            };
             if self
                 .stream
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))
                 .is_err()
             {
-                return false;
+                return Got::Ended;
             }
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return false,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            match self.stream.read(chunk) {
+                Ok(0) => return Got::Ended,
+                Ok(n) => return Got::Bytes(n),
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -647,10 +639,9 @@ impl RawClient {
                             | io::ErrorKind::TimedOut
                             | io::ErrorKind::Interrupted
                     ) => {}
-                Err(_) => return false,
+                Err(_) => return Got::Ended,
             }
         }
-        true
     }
 }
 
