@@ -23,6 +23,7 @@ use mio::{Events, Interest, Poll, Token};
 use selgate::peer_bots::SourceIps;
 use selgate::write_queue::{Flush, WriteQueue};
 use selgate_core::codec::{client_frame, ids, HeaderLayout, Message, MsgHeader};
+use selgate_core::split::{Piece, Splitter};
 
 use super::reflector::reply_for;
 use super::{LoadArgs, LoadMode};
@@ -42,6 +43,9 @@ const MAX_IN_FLIGHT: usize = 10_000;
 /// How long idle mode waits after the last one-off reply before it reads
 /// the RSS, so that lazily freed buffers are gone.
 const IDLE_SETTLE: Duration = Duration::from_secs(1);
+/// Longest reply text the generator accepts (a reply is a request frame
+/// less one byte; the gate's own cap is 1 KiB).
+const MAX_REPLY: usize = 64 * 1024;
 /// Quantiles written as the latency CDF.
 const CDF_TAIL: [f64; 8] = [
     0.995, 0.999, 0.9995, 0.9999, 0.99995, 0.99999, 0.999999, 1.0,
@@ -311,8 +315,8 @@ struct Session {
     in_flight: VecDeque<Instant>,
     /// Frames to write at the end of this turn.
     to_send: u32,
-    /// An incomplete reply carried over from the last read.
-    partial: Vec<u8>,
+    /// Cuts the replies out of the stream (holding one cut across reads).
+    replies: Splitter,
     readable: bool,
     writable: bool,
     dead: bool,
@@ -485,7 +489,7 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
                         out: WriteQueue::default(),
                         in_flight: VecDeque::new(),
                         to_send: 0,
-                        partial: Vec::new(),
+                        replies: Splitter::client(MAX_REPLY),
                         readable: false,
                         writable: false,
                         dead: false,
@@ -831,13 +835,13 @@ fn read_session(s: &mut Session, buf: &mut [u8], run: &mut Run, now: Instant) ->
     let mut replies = 0;
     let Session {
         stream,
-        partial,
+        replies: splitter,
         in_flight,
         hup,
         ..
     } = s;
     let burst = net::read_burst(stream, buf, *hup, |data| {
-        replies += take_replies(partial, in_flight, data, run, now);
+        replies += take_replies(splitter, in_flight, data, run, now);
         true
     });
     match burst {
@@ -851,27 +855,24 @@ fn read_session(s: &mut Session, buf: &mut [u8], run: &mut Run, now: Instant) ->
     replies
 }
 
-/// Splits replies off `input` (after the `partial` one carried over) and
-/// times each against the oldest request in flight.
+/// Cuts the replies out of `input` with the core's client-frame splitter
+/// and times each against the oldest request in flight. Bytes outside
+/// frames, frames cut short and frames over the cap count as bad replies.
 fn take_replies(
-    partial: &mut Vec<u8>,
+    splitter: &mut Splitter,
     in_flight: &mut VecDeque<Instant>,
     input: &[u8],
     run: &mut Run,
     now: Instant,
 ) -> u32 {
-    let mut carried = std::mem::take(partial);
-    let data: &[u8] = if carried.is_empty() {
-        input
-    } else {
-        carried.extend_from_slice(input);
-        &carried
-    };
     let mut n = 0;
-    let mut rest = data;
-    while let Some(end) = rest.iter().position(|&b| b == b'!') {
-        let reply = &rest[..=end];
-        rest = &rest[end + 1..];
+    splitter.push(input, |piece| {
+        let Piece::Frame(reply) = piece else {
+            if !matches!(piece, Piece::Oversize { last: false, .. }) {
+                run.bad_replies += 1;
+            }
+            return;
+        };
         n += 1;
         if reply != run.expected.as_slice() {
             run.bad_replies += 1;
@@ -885,13 +886,7 @@ fn take_replies(
                     .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
             }
         }
-    }
-    if rest.len() > 64 * 1024 {
-        // Not a reply stream at all; count it and drop it.
-        run.bad_replies += 1;
-    } else {
-        *partial = rest.to_vec();
-    }
+    });
     n
 }
 

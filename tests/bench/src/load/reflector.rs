@@ -16,7 +16,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use selgate::signals::SignalSource;
 use selgate::write_queue::{Flush, WriteQueue};
-use selgate_core::dialect::{push_decimal, GateFrame};
+use selgate_core::dialect::GateFrame;
+use selgate_core::split::{Piece, Splitter};
+use selgate_core::upstream::DbFrame;
 use selgate_core::Dialect;
 use slab::Slab;
 
@@ -56,13 +58,13 @@ pub struct ReflectorStats {
     pub writes: u64,
 }
 
-/// The reply to one client frame: the frame without its check character
-/// (`#<check><payload>!` becomes `#<payload>!`), which is what a server
-/// frame looks like and is one byte shorter on every path. Anything that is
-/// not a whole client frame is echoed unchanged.
+/// The reply to one whole client frame (as the core's splitter or the gate
+/// hands it on): the frame without its check character (`#<check><payload>!`
+/// becomes `#<payload>!`), which is what a server frame looks like and is
+/// one byte shorter on every path. A frame too short to have a check
+/// character is echoed unchanged.
 pub fn reply_for(frame: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let split = frame.len() >= 3 && frame.first() == Some(&b'#') && frame.last() == Some(&b'!');
-    let (a, b): (&[u8], &[u8]) = if split {
+    let (a, b): (&[u8], &[u8]) = if frame.len() >= 3 {
         (&frame[..1], &frame[2..])
     } else {
         (frame, &[])
@@ -79,8 +81,8 @@ enum Face {
 struct Conn {
     stream: TcpStream,
     face: Face,
-    /// An incomplete frame carried over from the last read.
-    partial: Vec<u8>,
+    /// The face's frame splitter, holding a frame cut across reads.
+    splitter: Splitter,
     /// Replies built this turn, written at its end.
     pending: Vec<u8>,
     out: WriteQueue,
@@ -290,7 +292,10 @@ fn accept_all(
                 entry.insert(Conn {
                     stream,
                     face,
-                    partial: Vec::new(),
+                    splitter: match face {
+                        Face::Client => Splitter::client(MAX_FRAME),
+                        Face::Db => Splitter::link(MAX_FRAME),
+                    },
                     pending: Vec::new(),
                     out: WriteQueue::default(),
                     // Data may have arrived with the handshake.
@@ -319,13 +324,13 @@ fn read_conn(c: &mut Conn, buf: &mut [u8], dialect: Dialect, stats: &mut Reflect
     let Conn {
         stream,
         face,
-        partial,
+        splitter,
         pending,
         hup,
         ..
     } = c;
     let burst = net::read_burst(stream, buf, *hup, |data| {
-        consume(*face, partial, pending, data, dialect, stats)
+        consume(*face, splitter, pending, data, dialect, stats)
     });
     match burst {
         Burst::More => {}
@@ -337,68 +342,52 @@ fn read_conn(c: &mut Conn, buf: &mut [u8], dialect: Dialect, stats: &mut Reflect
     }
 }
 
-/// Splits `input` (after the `partial` frame carried over) into frames and
-/// appends their answers to `pending`. False when the peer sent a frame
-/// longer than the cap.
+/// Cuts `input` into frames with the core's splitter (`%...$` on the
+/// DBServer face, `#...!` on the client face; a frame cut across reads is
+/// held by the splitter) and appends their answers to `pending`. Bytes
+/// outside frames (`*` acks, NULs) and frames cut short are skipped. False
+/// when the peer sent a frame longer than the cap.
 fn consume(
     face: Face,
-    partial: &mut Vec<u8>,
+    splitter: &mut Splitter,
     pending: &mut Vec<u8>,
     input: &[u8],
     dialect: Dialect,
     stats: &mut ReflectorStats,
 ) -> bool {
-    let (open, close) = match face {
-        Face::Client => (b'#', b'!'),
-        Face::Db => (b'%', b'$'),
-    };
-    let mut carried = std::mem::take(partial);
-    let data: &[u8] = if carried.is_empty() {
-        input
-    } else {
-        carried.extend_from_slice(input);
-        &carried
-    };
-    let mut rest = data;
-    // Bytes before a frame's opening byte (`*` acks, NULs) are skipped.
-    while let Some(start) = rest.iter().position(|&b| b == open) {
-        let Some(len) = rest[start..].iter().position(|&b| b == close) else {
-            rest = &rest[start..];
-            if rest.len() > MAX_FRAME {
-                return false;
-            }
-            *partial = rest.to_vec();
-            return true;
-        };
-        let frame = &rest[start..=start + len];
-        match face {
+    let mut oversize = false;
+    splitter.push(input, |piece| match piece {
+        Piece::Frame(frame) => match face {
             Face::Client => {
                 for part in reply_for(frame) {
                     pending.extend_from_slice(part);
                 }
                 stats.replies += 1;
             }
-            Face::Db => answer_gate_frame(pending, &frame[1..frame.len() - 1], dialect, stats),
-        }
-        rest = &rest[start + len + 1..];
-    }
-    true
+            Face::Db => {
+                if let Some(text) = piece.text() {
+                    answer_gate_frame(pending, text, dialect, stats);
+                }
+            }
+        },
+        Piece::Oversize { .. } => oversize = true,
+        Piece::Between(_) | Piece::Cut(_) => {}
+    });
+    !oversize
 }
 
+/// Answers one gate frame (its text, between `%` and `$`) the way the
+/// reflector's DBServer face does: a keepalive with the keepalive answer,
+/// a data frame with the client frame's reply for the same session.
 fn answer_gate_frame(out: &mut Vec<u8>, text: &[u8], dialect: Dialect, stats: &mut ReflectorStats) {
     match dialect.parse_gate_frame(text) {
         Ok(GateFrame::Keepalive) => {
-            out.extend_from_slice(b"%++$");
+            DbFrame::KeepaliveAnswer.write(out);
             stats.keepalives += 1;
         }
         Ok(GateFrame::Data { id, frame }) => {
-            out.push(b'%');
-            push_decimal(out, id);
-            out.push(b'/');
-            for part in reply_for(frame) {
-                out.extend_from_slice(part);
-            }
-            out.push(b'$');
+            let reply: Vec<u8> = reply_for(frame).flatten().copied().collect();
+            DbFrame::Deliver { id, bytes: &reply }.write(out);
             stats.replies += 1;
         }
         Ok(GateFrame::Open { .. }) => stats.opens += 1,
@@ -423,7 +412,42 @@ mod tests {
         );
         assert_eq!(reply(b"#1!"), b"#!");
         assert_eq!(reply(b"#!"), b"#!");
-        assert_eq!(reply(b"junk"), b"junk");
+    }
+
+    #[test]
+    fn frames_cut_across_reads_are_answered_once_whole() {
+        let mut stats = ReflectorStats::default();
+        let mut out = Vec::new();
+        let mut client = Splitter::client(MAX_FRAME);
+        let d = Dialect::Wemade;
+        for part in [&b"*#2<<<"[..], b"H?!#3", b"ab!"] {
+            assert!(consume(
+                Face::Client,
+                &mut client,
+                &mut out,
+                part,
+                d,
+                &mut stats
+            ));
+        }
+        assert_eq!(out, b"#<<<H?!#ab!");
+        let mut out = Vec::new();
+        let mut link = Splitter::link(MAX_FRAME);
+        for part in [&b"%O7/127.0.0.1$%A7/#2<<"[..], b"<!$%-", b"-$%X7$"] {
+            assert!(consume(Face::Db, &mut link, &mut out, part, d, &mut stats));
+        }
+        assert_eq!(out, b"%7/#<<<!$%++$");
+        assert_eq!((stats.opens, stats.closes, stats.replies), (1, 1, 3));
+        let mut long = b"#1".to_vec();
+        long.resize(MAX_FRAME + 2, b'<');
+        assert!(!consume(
+            Face::Client,
+            &mut client,
+            &mut out,
+            &long,
+            d,
+            &mut stats
+        ));
     }
 
     #[test]

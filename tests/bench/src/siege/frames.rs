@@ -1,6 +1,7 @@
 //! What the siege's sockets send and how a player recognises its answer.
 
 use selgate_core::codec::{self, client_frame, ids, HeaderLayout, Message, MsgHeader};
+use selgate_core::split::{Piece, Splitter};
 
 /// A CM_QUERYCHR for `account/certification`, as a stock client sends it
 /// (check character `1`, classic 12-byte header).
@@ -83,23 +84,29 @@ pub fn is_valid_client_traffic(bytes: &[u8]) -> bool {
     true
 }
 
-/// Watches a stream for the first complete `#...!` frame.
-#[derive(Debug, Default, Clone)]
+/// Watches a stream for the first complete `#...!` frame, cut by the core's
+/// client-frame splitter.
+#[derive(Debug, Clone)]
 pub struct ReplyWatch {
-    open: bool,
+    splitter: Splitter,
+}
+
+impl Default for ReplyWatch {
+    fn default() -> Self {
+        ReplyWatch {
+            // The answer to a query is a few hundred bytes at most.
+            splitter: Splitter::client(64 * 1024),
+        }
+    }
 }
 
 impl ReplyWatch {
     /// Feeds bytes read from the gate; true once a frame has ended.
     pub fn feed(&mut self, bytes: &[u8]) -> bool {
-        for &b in bytes {
-            match b {
-                b'#' => self.open = true,
-                b'!' if self.open => return true,
-                _ => {}
-            }
-        }
-        false
+        let mut whole = false;
+        self.splitter
+            .push(bytes, |piece| whole |= matches!(piece, Piece::Frame(_)));
+        whole
     }
 }
 
