@@ -15,6 +15,11 @@ pub const USER_HZ: f64 = 100.0;
 pub struct ProcSample {
     /// User plus system CPU time of every thread, in seconds.
     pub cpu_secs: f64,
+    /// Of which in user mode (the process's own code)...
+    pub user_secs: f64,
+    /// ...and in the kernel on its behalf (its syscalls, and the network
+    /// stack's work they do).
+    pub sys_secs: f64,
     /// Resident set size, in KiB.
     pub rss_kib: u64,
 }
@@ -22,8 +27,11 @@ pub struct ProcSample {
 impl ProcSample {
     /// Samples `pid` now.
     pub fn of(pid: u32) -> io::Result<ProcSample> {
+        let (user, sys) = read_cpu_split(pid)?;
         Ok(ProcSample {
-            cpu_secs: read_cpu_ticks(pid)? as f64 / USER_HZ,
+            cpu_secs: (user + sys) as f64 / USER_HZ,
+            user_secs: user as f64 / USER_HZ,
+            sys_secs: sys as f64 / USER_HZ,
             rss_kib: read_rss_kib(pid)?,
         })
     }
@@ -31,6 +39,11 @@ impl ProcSample {
 
 /// utime + stime of `pid` (all threads), in USER_HZ ticks.
 pub fn read_cpu_ticks(pid: u32) -> io::Result<u64> {
+    read_cpu_split(pid).map(|(user, sys)| user + sys)
+}
+
+/// (utime, stime) of `pid` (all threads), in USER_HZ ticks.
+pub fn read_cpu_split(pid: u32) -> io::Result<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|e| io::Error::new(e.kind(), format!("/proc/{pid}/stat: {e}")))?;
     parse_stat_cpu(&text).ok_or_else(|| {
@@ -41,16 +54,16 @@ pub fn read_cpu_ticks(pid: u32) -> io::Result<u64> {
     })
 }
 
-/// utime (field 14) + stime (field 15). The command name (field 2) is in
+/// utime (field 14) and stime (field 15). The command name (field 2) is in
 /// parentheses and may hold spaces or parentheses, so fields are counted
 /// from the last `)`.
-fn parse_stat_cpu(text: &str) -> Option<u64> {
+fn parse_stat_cpu(text: &str) -> Option<(u64, u64)> {
     let rest = &text[text.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
     // After ')': field 3 (state) is index 0, so utime is index 11.
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// VmRSS of `pid`, in KiB.
@@ -145,7 +158,7 @@ mod tests {
     fn stat_fields_are_counted_from_the_last_parenthesis() {
         let line = "1234 (sel gate) (x)) S 1 1234 1234 0 -1 4194560 200 0 0 0 \
                     150 25 0 0 20 0 3 0 100 1000000 250 18446744073709551615";
-        assert_eq!(parse_stat_cpu(line), Some(175));
+        assert_eq!(parse_stat_cpu(line), Some((150, 25)));
         assert_eq!(parse_stat_cpu("garbage"), None);
     }
 

@@ -353,6 +353,11 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
     if args.sessions == 0 {
         return Err(invalid("--sessions must be at least 1"));
     }
+    if args.mode == LoadMode::Churn {
+        return Err(invalid(
+            "churn mode has a loop of its own (load::run_churn)",
+        ));
+    }
     if !args.target.ip().is_loopback() {
         return Err(invalid(
             "--target must be a loopback address (127.0.0.0/8 or ::1)",
@@ -935,7 +940,11 @@ mod tests {
         for ns in [100_000u64, 200_000, 300_000, 4_000_000] {
             latency.record(ns).expect("in range");
         }
-        let sample = |cpu_secs, rss_kib| ProcSample { cpu_secs, rss_kib };
+        let sample = |cpu_secs, rss_kib| ProcSample {
+            cpu_secs,
+            rss_kib,
+            ..ProcSample::default()
+        };
         LoadReport {
             label: "selgate/100/closed".into(),
             mode: LoadMode::Closed,

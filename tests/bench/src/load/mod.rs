@@ -13,6 +13,7 @@
 //! that itself; its DBServer face answers `%A<id>/#<check><payload>!$` with
 //! `%<id>/#<payload>!$`, which selgate delivers to the client unchanged.
 
+mod churn;
 mod generator;
 mod reflector;
 
@@ -20,8 +21,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use selgate_core::codec::ids;
 use selgate_core::Dialect;
 
+pub use churn::{append_churn_record, churn_source, run as run_churn, ChurnReport};
 pub use generator::{append_record, run as run_load, LoadReport};
 pub use reflector::{reply_for, run as run_reflector, ReflectorStats};
 
@@ -37,6 +40,39 @@ pub enum LoadMode {
     /// Each session makes one round trip and then stays connected and
     /// silent, to measure the memory an idle session costs.
     Idle,
+    /// A reconnect storm: `--sessions` players under way at once, each
+    /// from an address of its own, each running `--flow` and leaving, a
+    /// new player taking its place at once.
+    Churn,
+}
+
+/// What one churn player does between its connect and its close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Flow {
+    /// One CM_QUERYCHR, its reply, and away.
+    Query,
+    /// The select flow: CM_QUERYCHR, its reply, CM_SELCHR, its reply (the
+    /// DBServer's SM_STARTPLAY), and away to the RunGate.
+    Select,
+}
+
+impl Flow {
+    /// The messages the player sends, in order, each after the previous
+    /// one's reply.
+    pub fn messages(self) -> &'static [u16] {
+        match self {
+            Flow::Query => &[ids::CM_QUERYCHR],
+            Flow::Select => &[ids::CM_QUERYCHR, ids::CM_SELCHR],
+        }
+    }
+
+    /// The name in the results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flow::Query => "query",
+            Flow::Select => "select",
+        }
+    }
 }
 
 /// Benchmark load: N sessions (each from its own 127.x address) in
@@ -50,12 +86,20 @@ pub struct LoadArgs {
     /// source address.
     #[arg(long, value_name = "ADDR:PORT")]
     pub target: SocketAddr,
-    /// Concurrent sessions (each holds one file descriptor here).
+    /// Concurrent sessions (each holds one file descriptor here); in churn
+    /// mode, the players under way at once.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub sessions: usize,
     /// Pacing: closed loop, open loop at `--rate`, or idle sessions.
     #[arg(long, value_enum, default_value_t = LoadMode::Closed)]
     pub mode: LoadMode,
+    /// Churn mode: what each player does.
+    #[arg(long, value_enum, default_value_t = Flow::Query)]
+    pub flow: Flow,
+    /// Churn mode: a player without its last reply this long after its
+    /// connect gives up (counted as failed) and makes room for the next.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub player_timeout: f64,
     /// Total frames per second in open-loop mode.
     #[arg(long, value_name = "N", default_value_t = 20_000)]
     pub rate: u64,
@@ -74,7 +118,8 @@ pub struct LoadArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub connect_timeout: f64,
     /// Source address of session 0; session i uses the i-th 127.x address
-    /// after it (skipping .0 and .255).
+    /// after it (skipping .0 and .255). In churn mode every player takes
+    /// the next one, rotating through 127.0.0.0/8 (see `churn_source`).
     #[arg(long, value_name = "IP", default_value = "127.1.0.1")]
     pub source_base: Ipv4Addr,
     /// Process whose CPU time and RSS are measured over the window (the
