@@ -4,7 +4,8 @@
 # figures in tests/bench/figures/.
 #
 #   bash tests/bench/run.sh            # the full run (about 5 minutes after the build)
-#   bash tests/bench/run.sh --smoke    # every path once with a tiny load (CI)
+#   bash tests/bench/run.sh --churn    # the reconnect storm only (about 6 minutes after the build)
+#   bash tests/bench/run.sh --smoke    # every path once with a tiny load, churn included (CI)
 #
 # Three paths, each with the same load generator and the same reflector
 # (the `load` and `reflector` binaries of selgate-bench, tests/bench/src):
@@ -19,24 +20,37 @@
 # sessions HAProxy holds 10,000 (two per session), the load generator and
 # the reflector 5,000 each, selgate 5,001.
 #
+# Churn (--churn): players under way at once, each from a fresh 127.x
+# address, each running one CM_QUERYCHR (flow "query") or CM_QUERYCHR then
+# CM_SELCHR (flow "select") and closing; the same three paths, selgate with
+# its default per-IP limits (only --max-sessions raised). Then the same
+# load under strace -c for syscalls per session, and callgrind for the
+# core's instructions per session (callgrind-sessions.sh). It rewrites the
+# part of BENCHMARKS.md between the churn markers, figures/churn_*.svg and
+# tests/bench/churn/.
+#
 # Settings (environment): BENCH_SESSIONS ("100 1000 5000"), BENCH_DURATION
 # (10 s window), BENCH_WARMUP (2 s), BENCH_RATE (open-loop frames/s,
 # 20000), BENCH_PAYLOAD (body bytes, 24), BENCH_IDLE_SESSIONS (5000),
-# BENCH_PORT_BASE (27100).
+# BENCH_PORT_BASE (27100); for churn BENCH_CHURN_PLAYERS ("50 500 2000"),
+# BENCH_CHURN_FLOWS ("query select"), BENCH_CHURN_DURATION (10 s window),
+# BENCH_CHURN_WARMUP (2 s), BENCH_CHURN_STRACE_PLAYERS (500).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 
 SMOKE=0
+CHURN_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --smoke) SMOKE=1 ;;
+        --churn) CHURN_ONLY=1 ;;
         -h | --help)
-            sed -n '2,26p' "$0"
+            sed -n '2,40p' "$0"
             exit 0
             ;;
         *)
-            echo "run.sh: unknown argument $arg (try --smoke)" >&2
+            echo "run.sh: unknown argument $arg (try --smoke or --churn)" >&2
             exit 2
             ;;
     esac
@@ -48,6 +62,9 @@ if [[ $SMOKE == 1 ]]; then
     WARMUP=${BENCH_WARMUP:-0.2}
     RATE=${BENCH_RATE:-2000}
     IDLE_SESSIONS=${BENCH_IDLE_SESSIONS:-50}
+    CHURN_PLAYERS=${BENCH_CHURN_PLAYERS:-20}
+    CHURN_DURATION=${BENCH_CHURN_DURATION:-0.5}
+    CHURN_WARMUP=${BENCH_CHURN_WARMUP:-0.2}
     PROFILE=debug
 else
     SESSIONS=${BENCH_SESSIONS:-100 1000 5000}
@@ -55,8 +72,13 @@ else
     WARMUP=${BENCH_WARMUP:-2}
     RATE=${BENCH_RATE:-20000}
     IDLE_SESSIONS=${BENCH_IDLE_SESSIONS:-5000}
+    CHURN_PLAYERS=${BENCH_CHURN_PLAYERS:-50 500 2000}
+    CHURN_DURATION=${BENCH_CHURN_DURATION:-10}
+    CHURN_WARMUP=${BENCH_CHURN_WARMUP:-2}
     PROFILE=release
 fi
+CHURN_FLOWS=${BENCH_CHURN_FLOWS:-query select}
+CHURN_STRACE_PLAYERS=${BENCH_CHURN_STRACE_PLAYERS:-500}
 PAYLOAD=${BENCH_PAYLOAD:-24}
 PORT_BASE=${BENCH_PORT_BASE:-27100}
 REFL_CLIENT=127.0.0.1:$((PORT_BASE + 1))
@@ -101,6 +123,8 @@ REFLECTOR=$TARGET_DIR/$PROFILE/reflector
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/selgate-bench.XXXXXX")
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
+CHURN_RESULTS=$WORK/churn-results.txt
+: >"$CHURN_RESULTS"
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do
@@ -138,9 +162,10 @@ stop_pid() {
 
 REFL_PID=
 GATE_PID=
-# Starts the processes of path $1; sets TARGET, REFL_PID, GATE_PID.
+# Starts the processes of path $1 (with $2 = churn: selgate with its
+# default per-IP limits); sets TARGET, REFL_PID, GATE_PID.
 start_path() {
-    local path=$1
+    local path=$1 kind=${2:-}
     "${PIN_LOAD[@]}" "$REFLECTOR" --client-listen "$REFL_CLIENT" --db-listen "$REFL_DB" \
         --max-secs 900 >"$WORK/reflector.log" 2>&1 &
     REFL_PID=$!
@@ -159,6 +184,17 @@ start_path() {
             TARGET=$PROXY
             ;;
         selgate)
+            if [[ $kind == churn ]]; then
+                # Every player has an address of its own and sends what a
+                # player sends: the per-IP limits stay at their defaults.
+                "${PIN_GATE[@]}" "$BIN" run --listen "$GATE" --upstream "$REFL_DB" \
+                    --metrics "$METRICS" --status-interval 0 --drain-timeout 1s \
+                    --max-sessions 10000 >"$WORK/selgate.log" 2>&1 &
+                GATE_PID=$!
+                PIDS+=("$GATE_PID")
+                TARGET=$GATE
+                return
+            fi
             # Limits raised for a load test: every session sends far more
             # than a player, and the sessions come back run after run.
             "${PIN_GATE[@]}" "$BIN" run --listen "$GATE" --upstream "$REFL_DB" \
@@ -202,6 +238,44 @@ load() {
     }
 }
 
+# Runs the churn load against the current path: $2 players at once, flow
+# $3, appending to file $4 (default the churn results), window $5 (default
+# CHURN_DURATION) after warm-up $6 (default CHURN_WARMUP).
+churn() {
+    local path=$1 n=$2 flow=$3 out=${4:-$CHURN_RESULTS}
+    local window=${5:-$CHURN_DURATION} warm=${6:-$CHURN_WARMUP}
+    local extra=()
+    [[ -n $GATE_PID ]] && extra+=(--gate-pid "$GATE_PID")
+    [[ $path == selgate ]] && extra+=(--gate-metrics "$METRICS")
+    log "$path: churn, $n players at once, $flow flow"
+    "${PIN_LOAD[@]}" "$LOAD" --target "$TARGET" --mode churn --sessions "$n" --flow "$flow" \
+        --payload "$PAYLOAD" --duration "$window" --warmup "$warm" \
+        --reflector-pid "$REFL_PID" --label "$path/$n/churn-$flow" --out "$out" \
+        "${extra[@]}" >>"$WORK/load.log" 2>&1 || {
+        log "FAILED: $path churn with $n players ($flow); the last lines of its output:"
+        tail -n 8 "$WORK/load.log" >&2
+        for f in "$WORK"/*.log; do
+            [[ $f == "$WORK/load.log" ]] && continue
+            echo "--- $(basename "$f")" >&2
+            tail -n 5 "$f" >&2
+        done
+        exit 1
+    }
+}
+
+# The churn comparison: every path, every flow, every player count.
+churn_runs() {
+    for n in $CHURN_PLAYERS; do
+        for flow in $CHURN_FLOWS; do
+            for path in direct haproxy selgate; do
+                start_path "$path" churn
+                churn "$path" "$n" "$flow"
+                stop_path
+            done
+        done
+    done
+}
+
 # ---- the run ---------------------------------------------------------------
 
 {
@@ -216,10 +290,51 @@ load() {
     echo "rate $RATE"
     echo "payload $PAYLOAD"
     echo "idle_sessions $IDLE_SESSIONS"
+    echo "churn_duration $CHURN_DURATION"
+    echo "churn_warmup $CHURN_WARMUP"
     echo "rustc $(rustc --version | awk '{print $2}')"
 } >"$WORK/machine.txt"
 
 START=$(date +%s)
+if [[ $CHURN_ONLY == 1 && $SMOKE == 0 ]]; then
+    churn_runs
+    echo "load_after $(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/machine.txt"
+    log "churn runs took $(($(date +%s) - START)) s"
+    CHURN_DIR=$WORK/churn
+    mkdir -p "$CHURN_DIR/strace"
+    cp "$CHURN_RESULTS" "$CHURN_DIR/results.txt"
+    cp "$WORK/machine.txt" "$CHURN_DIR/machine.txt"
+    # Syscalls per session (strace -c -f), apart from the timed runs: no
+    # warm-up, so the sessions of the record are the sessions the trace
+    # saw, give or take the players in flight at its end.
+    : >"$CHURN_DIR/strace/records.txt"
+    if command -v strace >/dev/null 2>&1 || apt-get install -y -q strace >/dev/null 2>&1; then
+        for path in haproxy selgate; do
+            start_path "$path" churn
+            strace -c -f -o "$CHURN_DIR/strace/$path.txt" -p "$GATE_PID" 2>/dev/null &
+            STRACE_PID=$!
+            sleep 0.5
+            churn "$path" "$CHURN_STRACE_PLAYERS" query "$CHURN_DIR/strace/records.txt" 3 0
+            kill -INT "$STRACE_PID" 2>/dev/null || true
+            wait "$STRACE_PID" 2>/dev/null || true
+            stop_path
+        done
+    else
+        log "strace unavailable: no syscalls-per-session figure"
+    fi
+    if command -v valgrind >/dev/null 2>&1 || apt-get install -y -q valgrind >/dev/null 2>&1; then
+        bash tests/bench/callgrind-sessions.sh >"$CHURN_DIR/callgrind.txt"
+    else
+        log "valgrind unavailable: no instructions-per-session figure"
+        : >"$CHURN_DIR/callgrind.txt"
+    fi
+    rm -rf tests/bench/churn
+    cp -r "$CHURN_DIR" tests/bench/churn
+    "$TARGET_DIR/release/bench-report" churn --dir tests/bench/churn \
+        --figures tests/bench/figures --markdown BENCHMARKS.md
+    log "wrote the churn section of BENCHMARKS.md, tests/bench/figures/churn_*.svg and tests/bench/churn/"
+    exit 0
+fi
 for n in $SESSIONS; do
     for path in direct haproxy selgate; do
         start_path "$path"
@@ -237,10 +352,12 @@ echo "load_after $(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/machine.txt"
 log "load runs took $(($(date +%s) - START)) s"
 
 if [[ $SMOKE == 1 ]]; then
+    churn_runs
     # Every run above already failed the script unless it measured round
-    # trips with correct replies and no lost session.
+    # trips (or sessions) with correct replies and no lost session.
     runs=$(grep -c '^run ' "$RESULTS")
-    log "smoke: $runs runs over direct, HAProxy and selgate: OK"
+    churns=$(grep -c '^run ' "$CHURN_RESULTS")
+    log "smoke: $runs round-trip runs and $churns churn runs over direct, HAProxy and selgate: OK"
     exit 0
 fi
 

@@ -303,6 +303,9 @@ pub fn run(args: &LoadArgs) -> io::Result<ChurnReport> {
         return Err(invalid("--payload must be at most 700 bytes"));
     }
     let base = args.source_base;
+    if let Some(m) = args.gate_metrics {
+        super::generator::wait_for_link(m, Duration::from_secs_f64(args.connect_timeout))?;
+    }
     if let Some(limit) = procstat::open_files_limit() {
         if players as u64 + 32 > limit {
             return Err(invalid(&format!(

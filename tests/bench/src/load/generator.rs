@@ -897,7 +897,7 @@ fn take_replies(
 
 /// Waits until selgate's metrics say its DBServer link is up: sessions
 /// that arrive before that are refused (as they should be).
-fn wait_for_link(metrics: SocketAddr, timeout: Duration) -> io::Result<()> {
+pub(super) fn wait_for_link(metrics: SocketAddr, timeout: Duration) -> io::Result<()> {
     let end = Instant::now() + timeout;
     loop {
         let up = scrape_metrics(metrics)

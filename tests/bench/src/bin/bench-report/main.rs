@@ -4,7 +4,11 @@
 //! ```text
 //! bench-report --results FILE --machine FILE [--callgrind FILE]
 //!              --figures DIR --markdown FILE
+//! bench-report churn --dir DIR --figures DIR --markdown FILE
 //! ```
+//!
+//! The second form renders the churn section (`run.sh --churn`, see
+//! `churn.rs`).
 //!
 //! Only the part of the Markdown file between the `<!-- BEGIN GENERATED -->`
 //! and `<!-- END GENERATED -->` markers is replaced, so the prose around it
@@ -78,8 +82,17 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
+mod churn;
+
 fn main() -> ExitCode {
-    match parse_args().and_then(|a| report(&a)) {
+    let mut args = std::env::args().skip(1).peekable();
+    let result = if args.peek().map(String::as_str) == Some("churn") {
+        args.next();
+        churn::main(args)
+    } else {
+        parse_args().and_then(|a| report(&a))
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench-report: {e}");
