@@ -4,6 +4,7 @@
 //! and the benchmark tools of `tests/bench`).
 #![forbid(unsafe_code)]
 
+mod accepted;
 pub mod classic_ini;
 pub mod cli;
 pub mod codec_cmd;

@@ -721,7 +721,9 @@ impl Server {
             Ok(a) => a,
             Err(_) => return, // the socket died already
         };
-        let _ = stream.set_nodelay(true);
+        if !crate::accepted::NODELAY_INHERITED {
+            let _ = stream.set_nodelay(true);
+        }
         let entry = self.clients.vacant_entry();
         let key = entry.key();
         if self
@@ -1293,8 +1295,9 @@ impl Server {
     }
 }
 
-/// Binds a non-blocking client listener with [`LISTEN_BACKLOG`].
-fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Binds a non-blocking client listener with [`LISTEN_BACKLOG`], Nagle off
+/// (see [`crate::accepted::NODELAY_INHERITED`]).
+pub(crate) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // As mio does: rebind at once after a restart (not on Windows, where it
@@ -1302,6 +1305,8 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     #[cfg(not(windows))]
     sock.set_reuse_address(true)?;
     sock.bind(&addr.into())?;
+    // Clients' frames must leave at once; accepted sockets inherit it.
+    sock.set_nodelay(true)?;
     sock.listen(LISTEN_BACKLOG)?;
     sock.set_nonblocking(true)?;
     Ok(TcpListener::from_std(sock.into()))

@@ -1,0 +1,54 @@
+//! What a client socket accepted by the event loop already has from its
+//! listener, so that the accept path does not pay a syscall per client to
+//! set or ask it again (a reconnect storm accepts tens of thousands of
+//! clients a second; tests/bench `run.sh --churn`).
+
+/// Accepted sockets inherit `TCP_NODELAY` from their listener on Linux:
+/// the kernel builds the accepted socket as a copy of the listening one,
+/// Nagle's flag included (checked by the test below on every run of the
+/// suite). So the listener sets it once and the accept path skips the
+/// `setsockopt` per client. Elsewhere every accepted socket sets it: not
+/// relied on where it was not checked.
+pub(crate) const NODELAY_INHERITED: bool = cfg!(target_os = "linux");
+
+#[cfg(test)]
+mod tests {
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::server::bind_listener;
+
+    /// Accepts the one pending connection of `l`.
+    fn accept_one(l: &mio::net::TcpListener) -> mio::net::TcpStream {
+        // The test waits for the loopback handshake with a deadline.
+        #[allow(clippy::disallowed_methods)]
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            match l.accept() {
+                Ok((s, _)) => return s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    #[allow(clippy::disallowed_methods)]
+                    let late = Instant::now() > end;
+                    assert!(!late, "no connection to accept");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn accepted_sockets_have_nodelay_from_the_listener() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let l = bind_listener(addr).expect("bind");
+        let _client = TcpStream::connect(l.local_addr().expect("bound")).expect("connect");
+        let accepted = accept_one(&l);
+        if NODELAY_INHERITED {
+            assert!(
+                accepted.nodelay().expect("getsockopt"),
+                "the accepted socket did not inherit TCP_NODELAY from its listener"
+            );
+        }
+    }
+}
