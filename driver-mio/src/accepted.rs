@@ -11,6 +11,16 @@
 /// relied on where it was not checked.
 pub(crate) const NODELAY_INHERITED: bool = cfg!(target_os = "linux");
 
+/// The local address of every socket accepted on a listener whose bound
+/// address (as the listener reports it after the bind, port 0 resolved)
+/// is `bound`, when it is known without a `getsockname` per client: a
+/// listener bound to one address accepts only connections to that address
+/// and port. `None` for a wildcard listener (`0.0.0.0`, `::`), whose
+/// clients may have come to any address of the host.
+pub(crate) fn known_local(bound: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+    (!bound.ip().is_unspecified()).then_some(bound)
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{SocketAddr, TcpStream};
@@ -36,6 +46,28 @@ mod tests {
                 Err(e) => panic!("accept: {e}"),
             }
         }
+    }
+
+    #[test]
+    fn the_local_address_of_a_specific_listener_is_the_accepted_sockets() {
+        for (listen, connect) in [("127.0.0.1:0", None), ("0.0.0.0:0", Some("127.0.0.9"))] {
+            let l = bind_listener(listen.parse().expect("addr")).expect("bind");
+            let bound = l.local_addr().expect("bound");
+            let to = match connect {
+                Some(ip) => SocketAddr::new(ip.parse().expect("ip"), bound.port()),
+                None => bound,
+            };
+            let _client = TcpStream::connect(to).expect("connect");
+            let accepted = accept_one(&l);
+            let real = accepted.local_addr().expect("getsockname");
+            match known_local(bound) {
+                Some(known) => assert_eq!(known, real, "listener on {bound}"),
+                // A wildcard listener's clients came to some address of
+                // the host, not the one the listener names.
+                None => assert_ne!(real.ip(), bound.ip(), "listener on {bound}"),
+            }
+        }
+        assert_eq!(known_local("[::]:7100".parse().expect("addr")), None);
     }
 
     #[test]

@@ -228,6 +228,8 @@ pub struct Server {
     /// Every zone's gate, with the per-IP table they share, if they do.
     cores: Zones,
     listeners: Vec<(TcpListener, usize)>,
+    /// Each listener's clients' local address, when it is not a wildcard.
+    listener_local: Vec<Option<SocketAddr>>,
     listener_ready: Vec<bool>,
     accept_paused_until: Option<Instant>,
     clients: Slab<Client>,
@@ -272,6 +274,7 @@ impl Server {
         let now = Instant::now();
         let mut zones = Vec::new();
         let mut listeners = Vec::new();
+        let mut listener_local = Vec::new();
         let sharing = opts.shared_ip_limits.is_some();
         let mut cores = if sharing {
             Zones::shared()
@@ -310,6 +313,7 @@ impl Server {
                 let token = Token(LISTENER_BASE + listeners.len());
                 poll.registry()
                     .register(&mut l, token, Interest::READABLE)?;
+                listener_local.push(crate::accepted::known_local(l.local_addr()?));
                 listeners.push((l, z));
             }
             zones.push(Zone {
@@ -347,6 +351,7 @@ impl Server {
             zones,
             cores,
             listeners,
+            listener_local,
             listener_ready: vec![false; n],
             accept_paused_until: None,
             clients: Slab::with_capacity(1024),
@@ -691,7 +696,8 @@ impl Server {
                 match self.listeners[i].0.accept() {
                     Ok((stream, peer)) => {
                         accepted += 1;
-                        self.add_client(zone, stream, peer, now);
+                        let local = self.listener_local[i];
+                        self.add_client(zone, stream, peer, local, now);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.listener_ready[i] = false;
@@ -716,8 +722,15 @@ impl Server {
         }
     }
 
-    fn add_client(&mut self, zone: usize, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        let local = match stream.local_addr() {
+    fn add_client(
+        &mut self,
+        zone: usize,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+        now: Instant,
+    ) {
+        let local = match local.map_or_else(|| stream.local_addr(), Ok) {
             Ok(a) => a,
             Err(_) => return, // the socket died already
         };
