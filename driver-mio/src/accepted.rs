@@ -11,6 +11,15 @@
 /// relied on where it was not checked.
 pub(crate) const NODELAY_INHERITED: bool = cfg!(target_os = "linux");
 
+/// Closing a client socket takes it out of the poll on Linux: epoll drops
+/// a registration when the last descriptor of its file closes, and the
+/// loop never duplicates a client's descriptor. So the reap closes without
+/// the `epoll_ctl(EPOLL_CTL_DEL)` first (the test below registers a new
+/// socket under a closed one's descriptor number, which fails with EEXIST
+/// if the old registration lingered). Elsewhere the socket is deregistered
+/// first, as mio asks.
+pub(crate) const CLOSE_LEAVES_POLL: bool = cfg!(target_os = "linux");
+
 /// The local address of every socket accepted on a listener whose bound
 /// address (as the listener reports it after the bind, port 0 resolved)
 /// is `bound`, when it is known without a `getsockname` per client: a
@@ -68,6 +77,31 @@ mod tests {
             }
         }
         assert_eq!(known_local("[::]:7100".parse().expect("addr")), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_closed_socket_leaves_the_poll_without_a_deregister() {
+        use std::io::Write;
+        const { assert!(CLOSE_LEAVES_POLL) };
+        let mut poll = mio::Poll::new().expect("poll");
+        let l = bind_listener("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let mut client = TcpStream::connect(l.local_addr().expect("bound")).expect("connect");
+        let mut accepted = accept_one(&l);
+        poll.registry()
+            .register(&mut accepted, mio::Token(7), mio::Interest::READABLE)
+            .expect("register");
+        // Closed while registered: had the registration outlived the
+        // descriptor, the client's bytes would wake it.
+        drop(accepted);
+        let _ = client.write_all(b"#1<<<<!");
+        let mut events = mio::Events::with_capacity(8);
+        poll.poll(&mut events, Some(Duration::from_millis(200)))
+            .expect("poll");
+        assert!(
+            events.iter().all(|e| e.token() != mio::Token(7)),
+            "a closed client socket still reports events"
+        );
     }
 
     #[test]

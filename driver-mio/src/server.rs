@@ -1237,7 +1237,9 @@ impl Server {
                 r.end_client(key);
             }
             let mut c = self.clients.remove(key);
-            let _ = self.poll.registry().deregister(&mut c.stream);
+            if !crate::accepted::CLOSE_LEAVES_POLL {
+                let _ = self.poll.registry().deregister(&mut c.stream);
+            }
         }
     }
 
