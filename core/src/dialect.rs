@@ -72,15 +72,17 @@ impl Dialect {
 
     /// Appends `%O<id>/<client ip>[/<gate ip>]$` (letter per dialect).
     pub fn write_open(self, out: &mut impl BufMut, id: u32, client_ip: IpAddr, gate_ip: IpAddr) {
-        // Opens are rare (one per session), so formatting through a String is fine.
-        let text = if self.open_has_gate_ip() {
-            format!("{id}/{client_ip}/{gate_ip}")
-        } else {
-            format!("{id}/{client_ip}")
-        };
+        // One per session: in a reconnect storm that is tens of thousands a
+        // second, so no String and no formatting machinery for IPv4.
         out.put_u8(b'%');
         out.put_u8(self.open_letter());
-        out.put_slice(text.as_bytes());
+        push_decimal(out, id);
+        out.put_u8(b'/');
+        push_ip(out, client_ip);
+        if self.open_has_gate_ip() {
+            out.put_u8(b'/');
+            push_ip(out, gate_ip);
+        }
         out.put_u8(b'$');
     }
 
@@ -250,6 +252,32 @@ pub fn parse_id(text: &[u8]) -> Option<u32> {
     Some(v as u32)
 }
 
+/// Appends `ip` as its `Display` writes it: dotted decimal for IPv4 without
+/// `fmt`, IPv6 through `fmt` into a stack buffer (no allocation either way).
+fn push_ip(out: &mut impl BufMut, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            for (i, octet) in [a, b, c, d].into_iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b'.');
+                }
+                push_decimal(out, u32::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            // Display's longest IPv6 text is eight groups of four hex
+            // digits: 39 bytes.
+            let mut buf = [0u8; 48];
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{v6}");
+            let n = cursor.position() as usize;
+            out.put_slice(&buf[..n]);
+        }
+    }
+}
+
 /// Appends the decimal digits of `v` without going through `fmt` (hot path).
 pub fn push_decimal(out: &mut impl BufMut, mut v: u32) {
     let mut buf = [0u8; 10];
@@ -291,6 +319,44 @@ mod tests {
             d.write_open(&mut out, 7, ip("10.0.0.9"), ip("192.168.1.2"));
             assert_eq!(String::from_utf8_lossy(&out), want, "{d}");
         }
+    }
+
+    quickcheck::quickcheck! {
+        /// The open frame writes the addresses as their `Display` does, in
+        /// every dialect, for any id and any IPv4 or IPv6 address.
+        fn open_frames_spell_addresses_as_display_does(
+            id: u32,
+            client: u32,
+            gate: u128,
+            v6: bool
+        ) -> bool {
+            let client_ip = IpAddr::from(std::net::Ipv4Addr::from(client));
+            let gate_ip = if v6 {
+                IpAddr::from(std::net::Ipv6Addr::from(gate))
+            } else {
+                IpAddr::from(std::net::Ipv4Addr::from(gate as u32))
+            };
+            Dialect::ALL.iter().all(|&d| {
+                let mut out = Vec::new();
+                d.write_open(&mut out, id, client_ip, gate_ip);
+                let text = if d.open_has_gate_ip() {
+                    format!("{id}/{client_ip}/{gate_ip}")
+                } else {
+                    format!("{id}/{client_ip}")
+                };
+                let want = format!("%{}{text}$", char::from(d.open_letter()));
+                out == want.as_bytes()
+            })
+        }
+    }
+
+    #[test]
+    fn the_longest_ipv6_text_fits() {
+        let ip = ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe");
+        let mut out = Vec::new();
+        Dialect::Delphi.write_open(&mut out, 1, ip, ip);
+        let t = ip.to_string();
+        assert_eq!(String::from_utf8_lossy(&out), format!("%O1/{t}/{t}$"));
     }
 
     #[test]
