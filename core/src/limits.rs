@@ -163,7 +163,13 @@ impl IpLimits {
                 }
                 recycled = true;
             }
-            self.insert(key, IpEntry::new(now));
+            // Not filed in an index yet: the update below files it where
+            // its state after this connect belongs (under Sessions, in no
+            // index, when admitted), which saves an insert into the idle
+            // index and its removal a moment later, for every new prefix.
+            let mut e = IpEntry::new(now);
+            e.slot = Slot::Sessions;
+            self.entries.insert(key, e);
         }
         let result = self.update(key, now, |e| {
             if e.blocked_until.is_some_and(|t| t > now) {
@@ -406,6 +412,31 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("test address")
+    }
+
+    #[test]
+    fn a_new_prefix_refused_by_the_gate_is_filed_idle_and_recyclable() {
+        let cfg = Config {
+            max_tracked_ips: 2,
+            ..Config::default()
+        };
+        let mut l = IpLimits::new();
+        let now = t0();
+        let down = || Some(CloseReason::RefusedUpstreamDown);
+        assert_eq!(
+            l.admit(ip("127.0.0.2"), now, &cfg, down),
+            Err(CloseReason::RefusedUpstreamDown)
+        );
+        l.check(&cfg).expect("the refused prefix is filed");
+        assert_eq!(l.admit(ip("127.0.0.3"), now, &cfg, || None), Ok(ADMITTED));
+        l.check(&cfg).expect("the admitted prefix is filed");
+        // Full: the refused prefix holds nothing, so a newcomer takes it.
+        assert_eq!(
+            l.admit(ip("127.0.0.4"), now, &cfg, || None),
+            Ok(Admitted { recycled: true })
+        );
+        l.check(&cfg).expect("filed after recycling");
+        assert_eq!(l.sessions_of(ip("127.0.0.3"), &cfg), 1);
     }
 
     #[test]
