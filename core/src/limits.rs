@@ -156,56 +156,31 @@ impl IpLimits {
             return Err(CloseReason::RefusedBlocked);
         }
         let mut recycled = false;
-        if !self.entries.contains_key(&key) {
-            if self.entries.len() >= cfg.max_tracked_ips {
-                if !self.recycle_one(now) {
-                    return Err(CloseReason::RefusedIpTableFull);
-                }
-                recycled = true;
+        if self.entries.len() >= cfg.max_tracked_ips && !self.entries.contains_key(&key) {
+            if !self.recycle_one(now) {
+                return Err(CloseReason::RefusedIpTableFull);
             }
-            // Not filed in an index yet: the update below files it where
-            // its state after this connect belongs (under Sessions, in no
-            // index, when admitted), which saves an insert into the idle
-            // index and its removal a moment later, for every new prefix.
-            let mut e = IpEntry::new(now);
-            e.slot = Slot::Sessions;
-            self.entries.insert(key, e);
+            recycled = true;
         }
-        let result = self.update(key, now, |e| {
-            if e.blocked_until.is_some_and(|t| t > now) {
-                return Err(CloseReason::RefusedBlocked);
-            }
-            e.last_seen = now;
-            if now.saturating_duration_since(e.short_start) >= WINDOW_SHORT {
-                e.short_start = now;
-                e.short_count = 0;
-            }
-            if now.saturating_duration_since(e.long_start) >= WINDOW_LONG {
-                e.long_start = now;
-                e.long_count = 0;
-            }
-            e.short_count += 1;
-            e.long_count += 1;
-            if e.short_count > cfg.max_connects_per_ip_1s
-                || e.long_count > cfg.max_connects_per_ip_10s
-            {
-                e.blocked_until = Some(now + cfg.rate_block_duration);
-                return Err(CloseReason::RefusedRateLimited);
-            }
-            if let Some(reason) = gate_check() {
-                return Err(reason);
-            }
-            if e.sessions as usize >= cfg.max_sessions_per_ip {
-                return Err(CloseReason::RefusedMaxPerIp);
-            }
-            e.sessions += 1;
-            Ok(())
+        // One search finds the prefix's entry or the place of a new one (a
+        // reconnect storm brings a new prefix with every player). A new
+        // entry is not filed in an index yet: it is filed below where its
+        // state after this connect belongs (under Sessions, in no index,
+        // when admitted), which saves an insert into the idle index and its
+        // removal a moment later.
+        let e = self.entries.entry(key).or_insert_with(|| IpEntry {
+            slot: Slot::Sessions,
+            ..IpEntry::new(now)
         });
-        match result {
-            Some(Ok(())) => Ok(Admitted { recycled }),
-            Some(Err(reason)) => Err(reason),
-            None => Err(CloseReason::RefusedIpTableFull),
+        let before = e.slot;
+        let result = count_connect(e, now, cfg, gate_check);
+        let after = e.slot_at(now);
+        e.slot = after;
+        if before != after {
+            unfile(&mut self.idle, &mut self.blocked, key, before);
+            file(&mut self.idle, &mut self.blocked, key, after);
         }
+        result.map(|()| Admitted { recycled })
     }
 
     /// A session from `ip` ended.
@@ -328,27 +303,11 @@ impl IpLimits {
     }
 
     fn index(&mut self, key: IpAddr, slot: Slot) {
-        match slot {
-            Slot::Sessions => {}
-            Slot::Blocked(t) => {
-                self.blocked.insert((t, key));
-            }
-            Slot::Idle(t) => {
-                self.idle.insert((t, key));
-            }
-        }
+        file(&mut self.idle, &mut self.blocked, key, slot);
     }
 
     fn unindex(&mut self, key: IpAddr, slot: Slot) {
-        match slot {
-            Slot::Sessions => {}
-            Slot::Blocked(t) => {
-                self.blocked.remove(&(t, key));
-            }
-            Slot::Idle(t) => {
-                self.idle.remove(&(t, key));
-            }
-        }
+        unfile(&mut self.idle, &mut self.blocked, key, slot);
     }
 
     /// Checks the table's own invariants: the bound, and every entry filed
@@ -400,6 +359,79 @@ impl IpLimits {
     #[cfg(test)]
     pub(crate) fn sessions_of(&self, ip: IpAddr, cfg: &Config) -> u32 {
         self.entries.get(&ip_key(ip, cfg)).map_or(0, |e| e.sessions)
+    }
+}
+
+/// Counts one connect of the entry's prefix against its rate windows and
+/// its session count: `Ok` when it becomes a session.
+fn count_connect(
+    e: &mut IpEntry,
+    now: Instant,
+    cfg: &Config,
+    gate_check: impl FnOnce() -> Option<CloseReason>,
+) -> Result<(), CloseReason> {
+    if e.blocked_until.is_some_and(|t| t > now) {
+        return Err(CloseReason::RefusedBlocked);
+    }
+    e.last_seen = now;
+    if now.saturating_duration_since(e.short_start) >= WINDOW_SHORT {
+        e.short_start = now;
+        e.short_count = 0;
+    }
+    if now.saturating_duration_since(e.long_start) >= WINDOW_LONG {
+        e.long_start = now;
+        e.long_count = 0;
+    }
+    e.short_count += 1;
+    e.long_count += 1;
+    if e.short_count > cfg.max_connects_per_ip_1s || e.long_count > cfg.max_connects_per_ip_10s {
+        e.blocked_until = Some(now + cfg.rate_block_duration);
+        return Err(CloseReason::RefusedRateLimited);
+    }
+    if let Some(reason) = gate_check() {
+        return Err(reason);
+    }
+    if e.sessions as usize >= cfg.max_sessions_per_ip {
+        return Err(CloseReason::RefusedMaxPerIp);
+    }
+    e.sessions += 1;
+    Ok(())
+}
+
+/// Files `key` in the index of `slot` (the idle or the blocked one; an
+/// entry with sessions is in neither).
+fn file(
+    idle: &mut BTreeSet<(Instant, IpAddr)>,
+    blocked: &mut BTreeSet<(Instant, IpAddr)>,
+    key: IpAddr,
+    slot: Slot,
+) {
+    match slot {
+        Slot::Sessions => {}
+        Slot::Blocked(t) => {
+            blocked.insert((t, key));
+        }
+        Slot::Idle(t) => {
+            idle.insert((t, key));
+        }
+    }
+}
+
+/// Takes `key` out of the index of `slot`.
+fn unfile(
+    idle: &mut BTreeSet<(Instant, IpAddr)>,
+    blocked: &mut BTreeSet<(Instant, IpAddr)>,
+    key: IpAddr,
+    slot: Slot,
+) {
+    match slot {
+        Slot::Sessions => {}
+        Slot::Blocked(t) => {
+            blocked.remove(&(t, key));
+        }
+        Slot::Idle(t) => {
+            idle.remove(&(t, key));
+        }
     }
 }
 
