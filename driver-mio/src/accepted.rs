@@ -104,6 +104,44 @@ mod tests {
         );
     }
 
+    /// A reconnect storm of 2,000 players connecting at once waits in the
+    /// listener's backlog instead of having SYNs dropped (and retried only
+    /// a second later), up to what `net.core.somaxconn` allows here.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_rush_of_two_thousand_connects_waits_in_the_backlog() {
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(128);
+        // Each held connect costs this process one descriptor (the queued
+        // side is the kernel's until accepted); others run meanwhile.
+        let fd_room = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|t| {
+                let line = t.lines().find(|l| l.starts_with("Max open files"))?;
+                line["Max open files".len()..]
+                    .split_whitespace()
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .unwrap_or(usize::MAX)
+            .saturating_sub(256);
+        let rush = 2000.min(somaxconn).min(fd_room);
+        let l = bind_listener("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let to = l.local_addr().expect("bound");
+        let mut held = Vec::with_capacity(rush);
+        for i in 0..rush {
+            // Nobody accepts: a connect completes only while the accept
+            // queue has room for it.
+            match TcpStream::connect_timeout(&to, Duration::from_millis(500)) {
+                Ok(s) => held.push(s),
+                Err(e) => panic!("connect {i} of {rush} did not fit in the backlog: {e}"),
+            }
+        }
+    }
+
     #[test]
     fn accepted_sockets_have_nodelay_from_the_listener() {
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");

@@ -44,8 +44,10 @@ const READ_BUF: usize = 16 * 1024;
 /// Connections the kernel may queue for accept. mio's `TcpListener::bind`
 /// uses std's 128, which a login rush of a few hundred clients overflows:
 /// the kernel then drops their SYNs and they retry only after 1 s, 3 s...
-/// The kernel caps it at `net.core.somaxconn`.
-const LISTEN_BACKLOG: i32 = 1024;
+/// A reconnect storm of 2,000 players at once still overflowed 1,024
+/// (tests/bench `run.sh --churn`). The kernel caps it at
+/// `net.core.somaxconn` (4096 by default since Linux 5.4).
+const LISTEN_BACKLOG: i32 = 4096;
 /// A read shorter than the buffer emptied the socket, so the read that
 /// would only return `WouldBlock` is skipped: mio's epoll registrations are
 /// edge-triggered, and data arriving later raises a new event. Linux only
