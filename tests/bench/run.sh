@@ -46,7 +46,7 @@ for arg in "$@"; do
         --smoke) SMOKE=1 ;;
         --churn) CHURN_ONLY=1 ;;
         -h | --help)
-            sed -n '2,40p' "$0"
+            sed -n '2,37p' "$0"
             exit 0
             ;;
         *)
