@@ -46,9 +46,10 @@ struct ReplayArgs {
     /// The DBServer's port.
     #[arg(long, default_value_t = 5100)]
     db_port: u16,
-    /// The captured gate's DBServer dialect.
-    #[arg(long, value_name = "wemade|delphi|ndc|kal", default_value_t = Dialect::Wemade)]
-    dialect: Dialect,
+    /// The captured gate's DBServer dialect [default: read from the link's
+    /// frames].
+    #[arg(long, value_name = "wemade|delphi|ndc|kal")]
+    dialect: Option<Dialect>,
     /// The gate IP the captured gate wrote in open frames, when it was
     /// configured (default: the address clients connected to).
     #[arg(long, value_name = "IP")]
@@ -126,7 +127,6 @@ fn run_replay(a: &ReplayArgs) -> ExitCode {
         }
     };
     let mut config = Config {
-        dialect: a.dialect,
         gate_ip: a.gate_ip,
         ..Config::default()
     };
@@ -141,6 +141,8 @@ fn run_replay(a: &ReplayArgs) -> ExitCode {
         client_port: a.client_port,
         db_port: a.db_port,
         config,
+        dialect: a.dialect,
+        zones: Vec::new(),
         seed: a.seed,
         transcript: a.transcript,
     };

@@ -118,8 +118,7 @@ fn dialect_of(file: &str) -> Option<Dialect> {
     stem.strip_prefix("selgate-")?.parse().ok()
 }
 
-#[test]
-fn the_committed_captures_replay_without_difference() {
+fn committed_captures() -> Vec<(String, Dialect, Vec<u8>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(captures_dir())
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
@@ -130,20 +129,92 @@ fn the_committed_captures_replay_without_difference() {
         "no capture in {}",
         captures_dir().display()
     );
-    for f in files {
-        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let dialect = dialect_of(name).unwrap_or_else(|| panic!("{name}: no dialect in the name"));
-        let bytes = std::fs::read(&f).expect("readable");
-        assert!(
-            bytes.len() < 64 * 1024,
-            "{name} is too big for the repository"
-        );
+    files
+        .into_iter()
+        .map(|f| {
+            let name = f
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let dialect =
+                dialect_of(&name).unwrap_or_else(|| panic!("{name}: no dialect in the name"));
+            let bytes = std::fs::read(&f).expect("readable");
+            assert!(
+                bytes.len() < 64 * 1024,
+                "{name} is too big for the repository"
+            );
+            (name, dialect, bytes)
+        })
+        .collect()
+}
+
+/// The operator's case: no flag at all. The dialect comes from the link's
+/// frames, and the report says which it found.
+#[test]
+fn the_committed_captures_replay_without_difference_and_without_flags() {
+    for (name, dialect, bytes) in committed_captures() {
         let cap = read_capture_with(&bytes, &CaptureOptions::default()).expect("a capture");
-        let mut opts = ReplayOptions::default();
-        opts.config.dialect = dialect;
-        let report = replay(&cap, &opts).expect("replays");
+        let report = replay(&cap, &ReplayOptions::default()).expect("replays");
         assert!(report.conforms(), "{name}:\n{}", report.render());
         assert!(report.clients > 0 && report.upstream.matched > 0, "{name}");
+        assert_eq!(report.zones[0].dialect, dialect, "{name}");
+        assert!(
+            report.zones[0].dialect_source.starts_with("detected from"),
+            "{name}: {}",
+            report.zones[0].dialect_source
+        );
+    }
+}
+
+#[test]
+fn the_binary_detects_the_dialect_and_a_wrong_dialect_flag_shows() {
+    let bin = env!("CARGO_BIN_EXE_selgate-sim");
+    for (name, dialect, _) in committed_captures() {
+        let path = captures_dir().join(&name);
+        let out = Command::new(bin)
+            .arg("replay")
+            .arg(&path)
+            .output()
+            .expect("runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{name}: {stdout}");
+        assert!(
+            stdout.contains(&format!("dialect {dialect} (detected from")),
+            "{stdout}"
+        );
+        // The flag overrides what the frames say, and the report says both.
+        let wrong = if dialect == Dialect::Ndc {
+            Dialect::Kal
+        } else {
+            Dialect::Ndc
+        };
+        let out = Command::new(bin)
+            .arg("replay")
+            .arg(&path)
+            .args(["--dialect", wrong.name()])
+            .output()
+            .expect("runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stdout}");
+        assert!(
+            stdout.contains(&format!(
+                "dialect {wrong} (given; the link's frames say {dialect}"
+            )),
+            "{stdout}"
+        );
+    }
+}
+
+/// A sample capture with one frame changed is still caught when the
+/// dialect is detected.
+#[test]
+fn an_altered_frame_of_a_committed_capture_is_caught_without_flags() {
+    for (name, _, mut bytes) in committed_captures() {
+        assert!(alter_first_upstream_frame(&mut bytes), "{name}");
+        let cap = read_capture_with(&bytes, &CaptureOptions::default()).expect("a capture");
+        let report = replay(&cap, &ReplayOptions::default()).expect("replays");
+        assert_eq!(report.differences(), 1, "{name}:\n{}", report.render());
     }
 }
 

@@ -23,11 +23,12 @@
 //! gap does to the replay, and [`ReplayReport::incomplete`].
 
 mod compare;
+mod dialect;
 mod drive;
 mod report;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,7 +38,8 @@ use selgate_core::{Config, Dialect};
 use selgate_pcap::{Capture, CaptureFormat, Direction, HalfStream, StreamItem, TcpConnection};
 
 pub use compare::{align, Alignment, Item, Step};
-pub use report::{ReplayReport, Tally, Unit};
+pub use dialect::Detection;
+pub use report::{ReplayReport, Tally, Unit, ZoneSummary};
 
 use crate::text::{escape_bare, offset};
 use drive::{ClientOut, LinkOut, Replayed};
@@ -48,13 +50,23 @@ const FRAME_CAP: usize = 96;
 /// How to replay a capture.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
-    /// The port clients connected to (the gate's listener).
+    /// The port clients connected to (the gate's listener), when `zones`
+    /// is empty.
     pub client_port: u16,
-    /// The DBServer's port.
+    /// The DBServer's port, when `zones` is empty.
     pub db_port: u16,
-    /// The gate's configuration (at least its dialect must match the
-    /// captured gate's).
+    /// The gate's configuration, when `zones` is empty. Its dialect is the
+    /// fallback when `dialect` is `None` and the capture does not name one.
     pub config: Config,
+    /// The dialect the captured gate spoke, when the operator knows it (a
+    /// `--dialect` flag, a settings file naming one); `None` reads it from
+    /// the link's frames (`dialect.rs`). Applies to every zone that does not
+    /// name its own.
+    pub dialect: Option<Dialect>,
+    /// The captured gate's zones (a settings file with `[[zone]]` tables,
+    /// or its one zone); empty: one zone made of `client_port`, `db_port`
+    /// and `config`.
+    pub zones: Vec<ZoneOptions>,
     /// The core's seed (session-id offset and reconnect jitter).
     pub seed: u64,
     /// Record the replay's transcript.
@@ -67,9 +79,54 @@ impl Default for ReplayOptions {
             client_port: 7100,
             db_port: 5100,
             config: Config::default(),
+            dialect: None,
+            zones: Vec::new(),
             seed: 0,
             transcript: false,
         }
+    }
+}
+
+/// One zone of the captured gate: the connections it owns in the capture
+/// and the core it is replayed with.
+#[derive(Debug, Clone)]
+pub struct ZoneOptions {
+    /// The zone's name (shown in the report).
+    pub name: String,
+    /// Its client listen addresses: a client connection to one of them is
+    /// the zone's (an unspecified IP matches any address on that port).
+    pub listen: Vec<SocketAddr>,
+    /// Its DBServer: a link to this address is the zone's (to this port,
+    /// when no zone has the exact address).
+    pub upstream: SocketAddr,
+    /// The zone's core settings.
+    pub config: Config,
+    /// The zone's dialect when known (see [`ReplayOptions::dialect`]).
+    pub dialect: Option<Dialect>,
+}
+
+impl ReplayOptions {
+    /// The zones to replay: `zones`, or the one made of the single-zone
+    /// fields.
+    fn resolved_zones(&self) -> Vec<ZoneOptions> {
+        let mut zones = if self.zones.is_empty() {
+            vec![ZoneOptions {
+                name: "main".to_string(),
+                listen: vec![SocketAddr::new(
+                    IpAddr::from([0, 0, 0, 0]),
+                    self.client_port,
+                )],
+                upstream: SocketAddr::new(IpAddr::from([0, 0, 0, 0]), self.db_port),
+                config: self.config.clone(),
+                dialect: None,
+            }]
+        } else {
+            self.zones.clone()
+        };
+        for z in &mut zones {
+            z.dialect = z.dialect.or(self.dialect);
+        }
+        zones
     }
 }
 
@@ -81,7 +138,7 @@ pub enum ReplayError {
     Config(#[from] selgate_core::ConfigError),
 }
 
-/// What a captured TCP connection is to the replay.
+/// What a captured TCP connection is to the replay of one zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
     /// A game client connected to the gate.
@@ -92,38 +149,75 @@ pub(crate) enum Role {
     Ignored,
 }
 
-fn roles(cap: &Capture, opts: &ReplayOptions) -> Vec<Role> {
-    let mut links = 0;
+/// Which zone an address belongs to: an exact address first, then an
+/// unspecified IP on the port, then the port alone when one zone has it.
+fn zone_of<'a>(
+    addr: SocketAddr,
+    zones: &'a [ZoneOptions],
+    addrs: impl Fn(&'a ZoneOptions) -> Vec<SocketAddr>,
+) -> Option<usize> {
+    let find = |pred: &dyn Fn(&SocketAddr) -> bool| -> Vec<usize> {
+        let mut v: Vec<usize> = (0..zones.len())
+            .filter(|&z| addrs(&zones[z]).iter().any(pred))
+            .collect();
+        v.dedup();
+        v
+    };
+    let exact = find(&|a| *a == addr);
+    if let [z] = exact.as_slice() {
+        return Some(*z);
+    }
+    let wildcard = find(&|a| a.ip().is_unspecified() && a.port() == addr.port());
+    if let [z] = wildcard.as_slice() {
+        return Some(*z);
+    }
+    match find(&|a| a.port() == addr.port()).as_slice() {
+        [z] => Some(*z),
+        _ => None,
+    }
+}
+
+/// Each connection's zone and role in it (`None`: no zone's).
+fn assign(cap: &Capture, zones: &[ZoneOptions]) -> Vec<Option<(usize, Role)>> {
+    let mut links = vec![0usize; zones.len()];
     cap.connections
         .iter()
         .map(|c| {
-            if c.server.port() == opts.db_port {
-                links += 1;
-                Role::Db(links - 1)
-            } else if c.server.port() == opts.client_port {
-                Role::Client
-            } else {
-                Role::Ignored
+            if let Some(z) = zone_of(c.server, zones, |z| vec![z.upstream]) {
+                links[z] += 1;
+                return Some((z, Role::Db(links[z] - 1)));
             }
+            zone_of(c.server, zones, |z| z.listen.clone()).map(|z| (z, Role::Client))
         })
         .collect()
 }
 
-/// Replays `cap` into a fresh core and compares (see the module docs).
-pub fn replay(cap: &Capture, opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
-    let roles = roles(cap, opts);
-    let out = drive::run(cap, &roles, opts.config.clone(), opts.seed, opts.transcript)?;
-    Ok(build_report(cap, opts, &roles, out))
+/// The dialect a zone is replayed in, and how it was chosen.
+fn choose_dialect(cap: &Capture, roles: &[Role], zone: &ZoneOptions) -> (Dialect, String) {
+    let mut det = Detection::default();
+    for (c, role) in cap.connections.iter().zip(roles) {
+        if let Role::Db(_) = role {
+            det.add_stream(&c.to_server);
+        }
+    }
+    match (zone.dialect, det.detected()) {
+        (Some(given), Some(seen)) if given != seen => {
+            (given, format!("given; the link's frames say {seen}: {det}"))
+        }
+        (Some(given), _) => (given, "given".to_string()),
+        (None, Some(seen)) => (seen, det.to_string()),
+        (None, None) => (
+            zone.config.dialect,
+            format!("{det}; replayed as {}", zone.config.dialect),
+        ),
+    }
 }
 
-fn build_report(
-    cap: &Capture,
-    opts: &ReplayOptions,
-    roles: &[Role],
-    out: Replayed,
-) -> ReplayReport {
-    let dialect = opts.config.dialect;
-    let stop = out.stopped_at;
+/// Replays `cap` into a fresh core per zone and compares (see the module
+/// docs).
+pub fn replay(cap: &Capture, opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
+    let zones = opts.resolved_zones();
+    let assigned = assign(cap, &zones);
     let mut report = ReplayReport {
         format: match cap.format {
             CaptureFormat::Pcap { .. } => "pcap".to_string(),
@@ -132,12 +226,72 @@ fn build_report(
         packets: cap.stats.packets,
         connections: cap.connections.len(),
         span: cap.end,
-        dialect,
-        client_port: opts.client_port,
-        db_port: opts.db_port,
         ..ReplayReport::default()
     };
-    report.notes = out.notes.clone();
+    for (i, c) in cap.connections.iter().enumerate() {
+        if assigned[i].is_none() {
+            report
+                .ignored
+                .push(format!("connection {} {} -> {}", i + 1, c.client, c.server));
+        }
+    }
+    let mut transcripts = Vec::new();
+    for (z, zone) in zones.iter().enumerate() {
+        let roles: Vec<Role> = assigned
+            .iter()
+            .map(|a| match a {
+                Some((zz, r)) if *zz == z => *r,
+                _ => Role::Ignored,
+            })
+            .collect();
+        let (dialect, how) = choose_dialect(cap, &roles, zone);
+        let mut config = zone.config.clone();
+        config.dialect = dialect;
+        let out = drive::run(cap, &roles, config, opts.seed, opts.transcript)?;
+        let prefix = if zones.len() > 1 {
+            format!("zone {}: ", zone.name)
+        } else {
+            String::new()
+        };
+        let mut summary = ZoneSummary {
+            name: zone.name.clone(),
+            dialect,
+            dialect_source: how,
+            listen: zone.listen.clone(),
+            upstream: zone.upstream,
+            clients: 0,
+            links: 0,
+        };
+        transcripts.extend(zone_report(
+            cap,
+            &roles,
+            &prefix,
+            dialect,
+            out,
+            &mut summary,
+            &mut report,
+        ));
+        report.zones.push(summary);
+    }
+    if opts.transcript {
+        report.transcript = Some(transcripts.join("\n"));
+    }
+    Ok(report)
+}
+
+fn zone_report(
+    cap: &Capture,
+    roles: &[Role],
+    prefix: &str,
+    dialect: Dialect,
+    out: Replayed,
+    summary: &mut ZoneSummary,
+    report: &mut ReplayReport,
+) -> Option<String> {
+    let stop = out.stopped_at;
+    report
+        .notes
+        .extend(out.notes.iter().map(|n| format!("{prefix}{n}")));
     // A client whose stream was cut is compared up to the cut, on both
     // sides of the gate.
     let mut sessions = SessionBook {
@@ -146,18 +300,20 @@ fn build_report(
             .values()
             .filter_map(|c| Some((c.session?, c.cut_at?)))
             .collect(),
+        prefix: prefix.to_string(),
         ..SessionBook::default()
     };
     for (i, (c, role)) in cap.connections.iter().zip(roles).enumerate() {
         match role {
-            Role::Client => report.clients += 1,
-            Role::Db(_) => report.links += 1,
-            Role::Ignored => {
-                report
-                    .ignored
-                    .push(format!("connection {} {} -> {}", i + 1, c.client, c.server));
-                continue;
+            Role::Client => {
+                report.clients += 1;
+                summary.clients += 1;
             }
+            Role::Db(_) => {
+                report.links += 1;
+                summary.links += 1;
+            }
+            Role::Ignored => continue,
         }
         for (dir, h) in [
             (Direction::ToServer, &c.to_server),
@@ -187,7 +343,7 @@ fn build_report(
                 exp.retain(|f| cut.is_none_or(|t| f.0 < t));
                 let mut act = write_frames(Splitter::link(usize::MAX), &lo.writes);
                 act.retain(|f| cut.is_none_or(|t| f.0 < t));
-                sessions.add_link(*k, dialect, &exp, &act, &mut report);
+                sessions.add_link(*k, dialect, &exp, &act, report);
                 let link_end = (
                     expected_end(
                         c,
@@ -221,15 +377,14 @@ fn build_report(
                     .map(|(at, f)| Item::new(at, escape_bare(f.bytes(), FRAME_CAP)))
                     .chain(actual_client_end(co, cut))
                     .collect();
-                let title = format!("client connection {} ({})", i + 1, c.client);
+                let title = format!("{prefix}client connection {} ({})", i + 1, c.client);
                 report.push_unit(Unit::new(title, false, exp, act));
             }
             Role::Ignored => {}
         }
     }
-    sessions.finish(&mut report);
-    report.transcript = out.transcript.map(|t| t.render());
-    report
+    sessions.finish(report);
+    out.transcript.map(|t| t.render())
 }
 
 /// What is compared: every piece of a stream, frames and the bytes around
@@ -406,6 +561,8 @@ fn split_link(dialect: Dialect, frames: &[(Duration, Piece<Vec<u8>>)]) -> Side {
 struct SessionBook {
     /// Core session ids of cut clients, and when they were cut.
     cuts: BTreeMap<u32, Duration>,
+    /// `zone NAME: ` before every title, with several zones.
+    prefix: String,
     next: usize,
     ends: BTreeMap<usize, (Option<Item>, Option<Item>)>,
     links: Vec<(usize, Vec<Item>, Vec<Item>)>,
@@ -425,7 +582,8 @@ impl SessionBook {
         report.keepalives.1 += a.keepalives;
         if e.unparsed > 0 && e.sessions.is_empty() {
             report.notes.push(format!(
-                "no frame of DBServer link {} parses in the {dialect} dialect: is --dialect right?",
+                "{}no frame of DBServer link {} parses in the {dialect} dialect: is --dialect right?",
+                self.prefix,
                 k + 1
             ));
         }
@@ -485,7 +643,8 @@ impl SessionBook {
         };
         let ids = |s: Option<&SessionSeq>| s.map_or("-".to_string(), |s| s.id.to_string());
         let title = format!(
-            "session {label} on DBServer link {} (captured id {}, replayed id {})",
+            "{}session {label} on DBServer link {} (captured id {}, replayed id {})",
+            self.prefix,
             k + 1,
             ids(e),
             ids(a)
@@ -504,7 +663,8 @@ impl SessionBook {
                 a.extend(ae.clone());
             }
             let title = format!(
-                "DBServer link {} (frames without a session, and its end)",
+                "{}DBServer link {} (frames without a session, and its end)",
+                self.prefix,
                 k + 1
             );
             report.push_unit(Unit::new(title, true, e, a));

@@ -2,6 +2,7 @@
 //! difference with its context.
 
 use std::fmt::Write;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use selgate_core::Dialect;
@@ -65,6 +66,26 @@ impl Unit {
     }
 }
 
+/// One zone as it was replayed.
+#[derive(Debug, Clone)]
+pub struct ZoneSummary {
+    /// The zone's name.
+    pub name: String,
+    /// The dialect replayed.
+    pub dialect: Dialect,
+    /// How the dialect was chosen: given, detected (with the evidence), or
+    /// ambiguous.
+    pub dialect_source: String,
+    /// The listen addresses that found the zone's client connections.
+    pub listen: Vec<SocketAddr>,
+    /// The DBServer address that found the zone's links.
+    pub upstream: SocketAddr,
+    /// Client connections replayed.
+    pub clients: usize,
+    /// DBServer links replayed.
+    pub links: usize,
+}
+
 /// The outcome of a replay.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayReport {
@@ -76,12 +97,8 @@ pub struct ReplayReport {
     pub connections: usize,
     /// Time from the first to the last packet.
     pub span: Duration,
-    /// The dialect replayed.
-    pub dialect: Dialect,
-    /// The client port used to find client connections.
-    pub client_port: u16,
-    /// The DBServer port used to find the gate's links.
-    pub db_port: u16,
+    /// The zones replayed, each with its dialect and addresses.
+    pub zones: Vec<ZoneSummary>,
     /// Client connections replayed.
     pub clients: usize,
     /// DBServer links replayed.
@@ -151,11 +168,32 @@ impl ReplayReport {
             self.connections,
             offset(self.span)
         )?;
-        writeln!(
-            s,
-            "  gate: dialect {}, clients on port {}, DBServer on port {}",
-            self.dialect, self.client_port, self.db_port
-        )?;
+        let addr = |a: &SocketAddr| {
+            if a.ip().is_unspecified() {
+                format!("port {}", a.port())
+            } else {
+                a.to_string()
+            }
+        };
+        for z in &self.zones {
+            let name = if self.zones.len() > 1 {
+                format!(" zone {}:", z.name)
+            } else {
+                String::new()
+            };
+            let listen: Vec<String> = z.listen.iter().map(addr).collect();
+            writeln!(
+                s,
+                "  gate:{name} dialect {} ({}), clients on {}, DBServer on {} \
+                 ({} client(s), {} link(s))",
+                z.dialect,
+                z.dialect_source,
+                listen.join(", "),
+                addr(&z.upstream),
+                z.clients,
+                z.links
+            )?;
+        }
         writeln!(
             s,
             "  connections: {} DBServer link(s), {} client(s), {} ignored",
