@@ -51,6 +51,8 @@ use std::time::Duration;
 pub mod classic_ini;
 pub mod duration;
 mod error;
+#[cfg(feature = "clap")]
+pub mod flags;
 mod keys;
 mod layers;
 mod settings;
