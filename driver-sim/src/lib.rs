@@ -8,6 +8,8 @@
 //! * [`replay`]: feeding a capture's client and DBServer streams into a
 //!   fresh core at the captured times and comparing its output with what the
 //!   captured gate sent.
+//! * [`gate_settings`]: the captured gate's settings, read as `selgate run`
+//!   reads them, made into the replay's zones.
 //! * [`transcript`], [`text`]: the stable rendering shared by the above.
 //!   Streams are cut into frames and frames read with the core's own
 //!   functions (`selgate_core::split`, `upstream`, `dialect`), so the
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod gate_settings;
 pub mod replay;
 pub mod scenarios;
 pub mod sim;

@@ -6,14 +6,15 @@
 //! when a replay found no difference but the capture misses bytes (see
 //! `--allow-gaps`).
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use selgate_core::{Config, Dialect};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use selgate_core::Config;
 use selgate_pcap::{read_capture_with, CaptureOptions};
-use selgate_sim::replay::{replay, ReplayOptions};
+use selgate_settings::flags::SettingsArgs;
+use selgate_sim::gate_settings;
+use selgate_sim::replay::replay;
 use selgate_sim::scenarios;
 use selgate_sim::sim::parse_seed;
 
@@ -40,35 +41,27 @@ enum Command {
 struct ReplayArgs {
     /// A pcap or pcapng file (Ethernet, Linux SLL/SLL2, loopback, raw IP).
     file: PathBuf,
-    /// The port clients connected to.
-    #[arg(long, default_value_t = 7100)]
-    client_port: u16,
-    /// The DBServer's port.
-    #[arg(long, default_value_t = 5100)]
-    db_port: u16,
-    /// The captured gate's DBServer dialect [default: read from the link's
-    /// frames].
-    #[arg(long, value_name = "wemade|delphi|ndc|kal")]
-    dialect: Option<Dialect>,
-    /// The gate IP the captured gate wrote in open frames, when it was
-    /// configured (default: the address clients connected to).
-    #[arg(long, value_name = "IP")]
-    gate_ip: Option<IpAddr>,
-    /// The captured gate's longest client frame.
-    #[arg(long, value_name = "BYTES")]
-    max_frame_len: Option<usize>,
-    /// The captured gate's most frames per second per session.
-    #[arg(long, value_name = "N")]
-    max_frames_per_sec: Option<u32>,
-    /// The core's seed (session-id offset and reconnect jitter).
-    #[arg(long, default_value = "0", value_parser = seed_arg)]
-    seed: u64,
+    /// The port clients connected to [default: the port of each `listen`
+    /// address of the settings, 7100].
+    #[arg(long, value_name = "PORT")]
+    client_port: Option<u16>,
+    /// The DBServer's port [default: the port of each zone's `upstream`,
+    /// 5100].
+    #[arg(long, value_name = "PORT")]
+    db_port: Option<u16>,
     /// Print the replay's transcript before the report.
     #[arg(long)]
     transcript: bool,
     /// Exit 0 when nothing differs even if the capture misses bytes.
     #[arg(long)]
     allow_gaps: bool,
+    /// The captured gate's settings, exactly as `selgate run` takes them:
+    /// `--config selgate.toml` (zones included), `--classic-ini`, every
+    /// setting flag, and the `SELGATE_` environment, with the same
+    /// precedence. A `--dialect` (flag, variable or file) overrides the
+    /// dialect read from the capture.
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,7 +88,14 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_INCOMPLETE: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The replay's dialect has no default: without one it is read from the
+    // capture, so its help must not show `selgate run`'s default.
+    let cmd = Cli::command().mut_subcommand("replay", |c| {
+        c.mut_arg("dialect", |a| {
+            a.help("DBServer dialect of the captured gate [default: read from the link's frames]")
+        })
+    });
+    let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Replay(a) => run_replay(&a),
         Command::Scenario(a) => run_scenario(&a),
@@ -116,35 +116,37 @@ fn run_replay(a: &ReplayArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let cap_opts = CaptureOptions {
-        server_ports: vec![a.client_port, a.db_port],
+    let gate = match gate_settings::load(&a.settings, std::env::vars_os()) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("selgate-sim: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
     };
+    let mut opts = match gate.replay_options(a.client_port, a.db_port) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("selgate-sim: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    opts.transcript = a.transcript;
+    // Connections whose handshake is not in the capture are told apart by
+    // the gate's ports.
+    let mut server_ports: Vec<u16> = opts
+        .zones
+        .iter()
+        .flat_map(|z| z.listen.iter().chain([&z.upstream]).map(|s| s.port()))
+        .collect();
+    server_ports.sort_unstable();
+    server_ports.dedup();
+    let cap_opts = CaptureOptions { server_ports };
     let cap = match read_capture_with(&bytes, &cap_opts) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("selgate-sim: {}: {e}", a.file.display());
             return ExitCode::from(EXIT_USAGE);
         }
-    };
-    let mut config = Config {
-        gate_ip: a.gate_ip,
-        ..Config::default()
-    };
-    if let Some(n) = a.max_frame_len {
-        config.max_frame_len = n;
-        config.max_pending_bytes = config.max_pending_bytes.max(n);
-    }
-    if let Some(n) = a.max_frames_per_sec {
-        config.max_frames_per_sec = n;
-    }
-    let opts = ReplayOptions {
-        client_port: a.client_port,
-        db_port: a.db_port,
-        config,
-        dialect: a.dialect,
-        zones: Vec::new(),
-        seed: a.seed,
-        transcript: a.transcript,
     };
     let report = match replay(&cap, &opts) {
         Ok(r) => r,

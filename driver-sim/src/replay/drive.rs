@@ -33,7 +33,7 @@ use bytes::Bytes;
 use selgate_core::dialect::GateFrame;
 use selgate_core::split::Splitter;
 use selgate_core::upstream::classify;
-use selgate_core::{Action, CloseReason, Config, ConnId, Dialect, Event};
+use selgate_core::{Action, BlockList, CloseReason, Config, ConnId, Dialect, Event};
 use selgate_harness::Wire;
 use selgate_pcap::{Capture, Direction, ReplayKind};
 
@@ -331,6 +331,7 @@ pub(crate) fn run(
     cap: &Capture,
     roles: &[Role],
     config: Config,
+    block_list: Option<&BlockList>,
     seed: u64,
     transcript: bool,
 ) -> Result<Replayed, selgate_core::ConfigError> {
@@ -339,7 +340,10 @@ pub(crate) fn run(
     #[allow(clippy::disallowed_methods)]
     let t0 = Instant::now();
     let dialect = config.dialect;
-    let wire = Wire::new(config, t0, seed)?;
+    let mut wire = Wire::new(config, t0, seed)?;
+    if let Some(list) = block_list {
+        wire.set_block_list(list);
+    }
     let mut d = Driver {
         t0,
         wire,

@@ -34,7 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use selgate_core::dialect::GateFrame;
 use selgate_core::split::{Piece, Splitter};
-use selgate_core::{Config, Dialect};
+use selgate_core::{BlockList, Config, Dialect};
 use selgate_pcap::{Capture, CaptureFormat, Direction, HalfStream, StreamItem, TcpConnection};
 
 pub use compare::{align, Alignment, Item, Step};
@@ -103,6 +103,9 @@ pub struct ZoneOptions {
     pub config: Config,
     /// The zone's dialect when known (see [`ReplayOptions::dialect`]).
     pub dialect: Option<Dialect>,
+    /// The block list the zone's core starts with (the file the settings
+    /// name, as it is now: the capture cannot say what it held then).
+    pub block_list: Option<BlockList>,
 }
 
 impl ReplayOptions {
@@ -119,6 +122,7 @@ impl ReplayOptions {
                 upstream: SocketAddr::new(IpAddr::from([0, 0, 0, 0]), self.db_port),
                 config: self.config.clone(),
                 dialect: None,
+                block_list: None,
             }]
         } else {
             self.zones.clone()
@@ -247,7 +251,14 @@ pub fn replay(cap: &Capture, opts: &ReplayOptions) -> Result<ReplayReport, Repla
         let (dialect, how) = choose_dialect(cap, &roles, zone);
         let mut config = zone.config.clone();
         config.dialect = dialect;
-        let out = drive::run(cap, &roles, config, opts.seed, opts.transcript)?;
+        let out = drive::run(
+            cap,
+            &roles,
+            config,
+            zone.block_list.as_ref(),
+            opts.seed,
+            opts.transcript,
+        )?;
         let prefix = if zones.len() > 1 {
             format!("zone {}: ", zone.name)
         } else {
