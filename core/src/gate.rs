@@ -22,6 +22,12 @@ use crate::stats::{CloseReason, DropReason, Stats};
 use crate::timers::{GateTimer, Timers};
 use crate::upstream::{classify, DbFrame};
 
+// Sessions in progress for capture replay; never in production (see the
+// file).
+#[cfg(feature = "adopt")]
+#[path = "adopt.rs"]
+pub(crate) mod adopt;
+
 /// How often expired per-IP state is swept (a bounded slice each time).
 const IP_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// The rate window for `max_frames_per_sec`.

@@ -40,6 +40,8 @@ pub use block_list::{canonical_ip, BlockList, BlockListError};
 pub use config::{Config, ConfigError, LinkDownPolicy};
 pub use dialect::Dialect;
 pub use event::{Action, ConnId, Event};
+#[cfg(feature = "adopt")]
+pub use gate::adopt::{AdoptError, AdoptedSession};
 pub use gate::Gate;
 pub use link::LinkState;
 pub use proxy::{ClientOrigin, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};

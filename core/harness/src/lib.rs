@@ -20,6 +20,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "adopt")]
+mod adopt;
 mod checks;
 mod wire;
 

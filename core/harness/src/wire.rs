@@ -413,6 +413,12 @@ impl Wire {
 
     // ---- the contract ------------------------------------------------------
 
+    /// After an adoption: what follows any other step.
+    #[cfg(feature = "adopt")]
+    pub(crate) fn after_adopt(&mut self) {
+        self.after_event();
+    }
+
     fn after_event(&mut self) {
         self.drain();
         self.deliver_held();
