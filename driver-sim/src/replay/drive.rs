@@ -25,7 +25,7 @@
 //!   comparison stops there; a DBServer gap stops the whole replay there.
 //!   Nothing is guessed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ use selgate_core::{Action, BlockList, CloseReason, Config, ConnId, Dialect, Even
 use selgate_harness::Wire;
 use selgate_pcap::{Capture, Direction, ReplayKind};
 
+use super::adopt::{mid_stream, skip_to_start, AdoptionPlan};
 use super::Role;
 use crate::text::offset;
 use crate::transcript::{Transcript, SPLIT_CAP};
@@ -79,6 +80,13 @@ pub(crate) struct Replayed {
     pub(crate) stopped_at: Option<Duration>,
     pub(crate) notes: Vec<String>,
     pub(crate) transcript: Option<Transcript>,
+    /// Sessions adopted at the start.
+    pub(crate) adopted: usize,
+    /// Client connections matched to a session that the core refused to
+    /// adopt.
+    pub(crate) not_adopted: usize,
+    /// Client connections not fed, hence not compared.
+    pub(crate) unjudged: BTreeSet<usize>,
 }
 
 struct Driver {
@@ -93,6 +101,15 @@ struct Driver {
     /// Follow-up backlog reports, handled after each drain.
     follow_up: Vec<Event<'static>>,
     ids: IdMap,
+    /// Leading bytes of mid-stream half-streams still to skip (they begin
+    /// inside a frame; see `adopt.rs`).
+    skip: BTreeMap<(usize, Direction), usize>,
+    /// The captured link adopted at the start (its own open is not fed).
+    adopted_link: Option<usize>,
+    /// Client connections adopted at the start.
+    adopted: BTreeSet<usize>,
+    /// Client connections that are not judged (not fed).
+    unjudged: BTreeSet<usize>,
 }
 
 /// Captured session ids to the core's (see the module docs).
@@ -101,6 +118,10 @@ struct IdMap {
     dialect: Dialect,
     /// The core's open frames not yet paired, per client IP, in order.
     core_opens: BTreeMap<IpAddr, VecDeque<u32>>,
+    /// The captured gate's open frames not yet paired (its open came before
+    /// the core's: a client whose handshake is just before the capture is
+    /// accepted at its first captured packet).
+    captured_opens: BTreeMap<IpAddr, VecDeque<u32>>,
     map: BTreeMap<u32, u32>,
     core_out: Splitter,
     captured_out: Splitter,
@@ -112,6 +133,7 @@ impl IdMap {
         IdMap {
             dialect,
             core_opens: BTreeMap::new(),
+            captured_opens: BTreeMap::new(),
             map: BTreeMap::new(),
             core_out: Splitter::link(SPLIT_CAP),
             captured_out: Splitter::link(SPLIT_CAP),
@@ -141,7 +163,16 @@ impl IdMap {
     /// The core wrote `bytes` toward the DBServer.
     fn core_wrote(&mut self, bytes: &[u8]) {
         for (id, ip) in IdMap::opens(self.dialect, &mut self.core_out, bytes) {
-            self.core_opens.entry(ip).or_default().push_back(id);
+            match self
+                .captured_opens
+                .get_mut(&ip)
+                .and_then(VecDeque::pop_front)
+            {
+                Some(captured) => {
+                    self.map.insert(captured, id);
+                }
+                None => self.core_opens.entry(ip).or_default().push_back(id),
+            }
         }
     }
 
@@ -151,8 +182,11 @@ impl IdMap {
             if self.map.contains_key(&id) {
                 continue; // a re-announced session keeps its pairing
             }
-            if let Some(core) = self.core_opens.get_mut(&ip).and_then(VecDeque::pop_front) {
-                self.map.insert(id, core);
+            match self.core_opens.get_mut(&ip).and_then(VecDeque::pop_front) {
+                Some(core) => {
+                    self.map.insert(id, core);
+                }
+                None => self.captured_opens.entry(ip).or_default().push_back(id),
             }
         }
     }
@@ -178,6 +212,20 @@ impl IdMap {
 }
 
 impl Driver {
+    /// `bytes` of connection `conn` in `dir` without what is still to be
+    /// skipped of a mid-stream start.
+    fn skipped<'a>(&mut self, conn: usize, dir: Direction, bytes: &'a [u8]) -> &'a [u8] {
+        let Some(left) = self.skip.get_mut(&(conn, dir)) else {
+            return bytes;
+        };
+        let n = (*left).min(bytes.len());
+        *left -= n;
+        if *left == 0 {
+            self.skip.remove(&(conn, dir));
+        }
+        &bytes[n..]
+    }
+
     fn now(&self, at: Duration) -> Instant {
         self.t0 + at
     }
@@ -332,6 +380,7 @@ pub(crate) fn run(
     roles: &[Role],
     config: Config,
     block_list: Option<&BlockList>,
+    plan: &AdoptionPlan,
     seed: u64,
     transcript: bool,
 ) -> Result<Replayed, selgate_core::ConfigError> {
@@ -355,9 +404,24 @@ pub(crate) fn run(
         },
         follow_up: Vec::new(),
         ids: IdMap::new(dialect),
+        skip: BTreeMap::new(),
+        adopted_link: None,
+        adopted: BTreeSet::new(),
+        unjudged: plan.unjudged_clients.iter().copied().collect(),
     };
     d.drain(t0);
+    adopt(&mut d, cap, roles, plan, t0);
+    // Clients accepted before their first captured packet, in time order.
+    let mut fresh: Vec<(Duration, usize)> = plan.fresh.iter().map(|(&i, &at)| (at, i)).collect();
+    fresh.sort_unstable();
+    let mut fresh = fresh.into_iter().peekable();
     for ev in cap.timeline() {
+        while let Some((t, i)) = fresh.next_if(|&(t, _)| t <= ev.at) {
+            let at = d.now(t);
+            d.run_timers(at);
+            feed_client(&mut d, cap, i, at, ReplayKind::Open);
+            d.adopted.insert(i);
+        }
         let at = d.now(ev.at);
         d.run_timers(at);
         match roles.get(ev.conn).copied().unwrap_or(Role::Ignored) {
@@ -365,6 +429,7 @@ pub(crate) fn run(
             Role::Db(k) => {
                 if !feed_db(&mut d, k, ev.conn, at, ev.kind) {
                     d.out.stopped_at = Some(ev.at);
+                    d.out.unjudged = std::mem::take(&mut d.unjudged);
                     return Ok(d.out);
                 }
             }
@@ -372,10 +437,92 @@ pub(crate) fn run(
         }
     }
     d.run_timers(d.now(cap.end));
+    d.out.unjudged = std::mem::take(&mut d.unjudged);
     Ok(d.out)
 }
 
+/// Takes over what the capture shows was up before it began (see
+/// `adopt.rs`): the link at time zero, then each matched session under its
+/// captured id.
+fn adopt(d: &mut Driver, cap: &Capture, roles: &[Role], plan: &AdoptionPlan, t0: Instant) {
+    for (i, (c, role)) in cap.connections.iter().zip(roles).enumerate() {
+        if !mid_stream(c) {
+            continue;
+        }
+        let (up, down) = match role {
+            Role::Client => (b'#', b'#'),
+            Role::Db(_) => (b'%', b'%'),
+            Role::Ignored => continue,
+        };
+        for (dir, h, start) in [
+            (Direction::ToServer, &c.to_server, up),
+            (Direction::ToClient, &c.to_client, down),
+        ] {
+            let n = skip_to_start(h, start);
+            if n > 0 {
+                d.skip.insert((i, dir), n);
+            }
+        }
+    }
+    let Some(li) = plan.link else {
+        return;
+    };
+    let Some(Role::Db(k)) = roles.get(li).copied() else {
+        return;
+    };
+    d.link_opened(k, t0);
+    if d.current != Some(k) {
+        return;
+    }
+    d.adopted_link = Some(li);
+    d.out.notes.push(format!(
+        "DBServer link {} was up before the capture began: adopted at its start",
+        k + 1
+    ));
+    for (&i, &id) in &plan.sessions {
+        let Some(c) = cap.connections.get(i) else {
+            continue;
+        };
+        let conn = conn_of(i);
+        d.wire.set_clock(t0);
+        match d.wire.adopt(conn, c.client, c.server, id) {
+            Ok(()) => {
+                d.out.adopted += 1;
+                d.adopted.insert(i);
+                d.ids.map.insert(id, id);
+                d.out.clients.entry(i).or_default().session = Some(id);
+                d.drain(t0);
+            }
+            Err(e) => {
+                d.out.not_adopted += 1;
+                d.unjudged.insert(i);
+                d.out.notes.push(format!(
+                    "client connection {} (captured id {id}) began before the capture \
+                     but could not be adopted: {e}",
+                    i + 1
+                ));
+            }
+        }
+    }
+}
+
 fn feed_client(d: &mut Driver, cap: &Capture, i: usize, at: Instant, kind: ReplayKind<'_>) {
+    if d.unjudged.contains(&i) {
+        return;
+    }
+    if d.adopted.contains(&i) && kind == ReplayKind::Open {
+        return;
+    }
+    let kind = match kind {
+        ReplayKind::Data { dir, bytes } => ReplayKind::Data {
+            dir,
+            bytes: d.skipped(i, dir, bytes),
+        },
+        other => other,
+    };
+    if matches!(kind, ReplayKind::Data { bytes, .. } if bytes.is_empty()) {
+        return;
+    }
     let conn = conn_of(i);
     let cut = d.out.clients.get(&i).is_some_and(|c| c.cut_at.is_some());
     match kind {
@@ -457,6 +604,19 @@ fn feed_client(d: &mut Driver, cap: &Capture, i: usize, at: Instant, kind: Repla
 
 /// Feeds one event of DBServer link `k`; false when a gap stops the replay.
 fn feed_db(d: &mut Driver, k: usize, conn: usize, at: Instant, kind: ReplayKind<'_>) -> bool {
+    if d.adopted_link == Some(conn) && kind == ReplayKind::Open {
+        return true;
+    }
+    let kind = match kind {
+        ReplayKind::Data { dir, bytes } => ReplayKind::Data {
+            dir,
+            bytes: d.skipped(conn, dir, bytes),
+        },
+        other => other,
+    };
+    if matches!(kind, ReplayKind::Data { bytes, .. } if bytes.is_empty()) {
+        return true;
+    }
     let is_current = d.current == Some(k);
     match kind {
         ReplayKind::Open => d.link_opened(k, at),

@@ -22,12 +22,13 @@
 //! Missing segments are reported, never guessed: see `drive.rs` for what a
 //! gap does to the replay, and [`ReplayReport::incomplete`].
 
+mod adopt;
 mod compare;
 mod dialect;
 mod drive;
 mod report;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -251,11 +252,13 @@ pub fn replay(cap: &Capture, opts: &ReplayOptions) -> Result<ReplayReport, Repla
         let (dialect, how) = choose_dialect(cap, &roles, zone);
         let mut config = zone.config.clone();
         config.dialect = dialect;
+        let plan = adopt::plan(cap, &roles, dialect);
         let out = drive::run(
             cap,
             &roles,
             config,
             zone.block_list.as_ref(),
+            &plan,
             opts.seed,
             opts.transcript,
         )?;
@@ -272,12 +275,25 @@ pub fn replay(cap: &Capture, opts: &ReplayOptions) -> Result<ReplayReport, Repla
             upstream: zone.upstream,
             clients: 0,
             links: 0,
+            adopted_link: false,
+            adopted_sessions: 0,
+            unjudged_sessions: 0,
+            unjudged_clients: 0,
+            in_flight: 0,
         };
+        summary.adopted_link = plan.link.is_some();
+        summary.adopted_sessions = out.adopted;
+        summary.unjudged_sessions = plan.unjudged_ids.len();
+        summary.unjudged_clients = plan.unjudged_clients.len() + out.not_adopted;
+        summary.in_flight = plan.in_flight();
         transcripts.extend(zone_report(
             cap,
             &roles,
-            &prefix,
-            dialect,
+            ZoneView {
+                prefix: &prefix,
+                dialect,
+                plan: &plan,
+            },
             out,
             &mut summary,
             &mut report,
@@ -290,15 +306,27 @@ pub fn replay(cap: &Capture, opts: &ReplayOptions) -> Result<ReplayReport, Repla
     Ok(report)
 }
 
+/// What a zone's report is made with besides the capture and the replay.
+struct ZoneView<'a> {
+    /// `zone NAME: ` with several zones, else empty.
+    prefix: &'a str,
+    dialect: Dialect,
+    plan: &'a adopt::AdoptionPlan,
+}
+
 fn zone_report(
     cap: &Capture,
     roles: &[Role],
-    prefix: &str,
-    dialect: Dialect,
+    view: ZoneView<'_>,
     out: Replayed,
     summary: &mut ZoneSummary,
     report: &mut ReplayReport,
 ) -> Option<String> {
+    let ZoneView {
+        prefix,
+        dialect,
+        plan,
+    } = view;
     let stop = out.stopped_at;
     report
         .notes
@@ -312,9 +340,22 @@ fn zone_report(
             .filter_map(|c| Some((c.session?, c.cut_at?)))
             .collect(),
         prefix: prefix.to_string(),
+        unjudged: plan.unjudged_ids.clone(),
+        in_flight: plan.in_flight_up.clone(),
         ..SessionBook::default()
     };
     for (i, (c, role)) in cap.connections.iter().zip(roles).enumerate() {
+        if out.unjudged.contains(&i) {
+            continue;
+        }
+        // A stream caught mid-stream is compared from its first start byte.
+        let skip = |h: &HalfStream, start: u8| {
+            if adopt::mid_stream(c) {
+                adopt::skip_to_start(h, start)
+            } else {
+                0
+            }
+        };
         match role {
             Role::Client => {
                 report.clients += 1;
@@ -350,7 +391,7 @@ fn zone_report(
                 let empty = LinkOut::default();
                 let lo = out.links.get(k).unwrap_or(&empty);
                 let cut = limit(lo.cut_at);
-                let mut exp = link_frames(&c.to_server, cut);
+                let mut exp = link_frames(&c.to_server, cut, skip(&c.to_server, b'%'));
                 exp.retain(|f| cut.is_none_or(|t| f.0 < t));
                 let mut act = write_frames(Splitter::link(usize::MAX), &lo.writes);
                 act.retain(|f| cut.is_none_or(|t| f.0 < t));
@@ -371,8 +412,10 @@ fn zone_report(
                 let empty = ClientOut::default();
                 let co = out.clients.get(&i).unwrap_or(&empty);
                 let cut = limit(co.cut_at);
-                let exp: Vec<Item> = client_frames(&c.to_client, cut)
+                let in_flight = plan.in_flight_down.get(&i).copied().unwrap_or(0);
+                let exp: Vec<Item> = client_frames(&c.to_client, cut, skip(&c.to_client, b'#'))
                     .into_iter()
+                    .skip(in_flight)
                     .filter(|f| cut.is_none_or(|t| f.at < t))
                     .chain(expected_end(
                         c,
@@ -405,15 +448,18 @@ type Pieces = Vec<(Duration, Piece<Vec<u8>>)>;
 /// Frames of a captured stream with the time of the item completing each,
 /// up to the first gap. The whole capture is in memory already, so `s` is
 /// uncapped and every frame is compared whole.
-fn stream_frames(mut s: Splitter, h: &HalfStream, cut: Option<Duration>) -> Pieces {
+fn stream_frames(mut s: Splitter, h: &HalfStream, cut: Option<Duration>, skip: usize) -> Pieces {
     let mut out = Vec::new();
+    let mut skip = skip;
     for item in &h.items {
         match item {
             StreamItem::Data { at, bytes, .. } => {
                 if cut.is_some_and(|c| *at >= c) {
                     break;
                 }
-                s.push(bytes, |p| out.push((*at, p.into_owned())));
+                let from = skip.min(bytes.len());
+                skip -= from;
+                s.push(&bytes[from..], |p| out.push((*at, p.into_owned())));
             }
             StreamItem::Gap { .. } => return out,
         }
@@ -423,12 +469,12 @@ fn stream_frames(mut s: Splitter, h: &HalfStream, cut: Option<Duration>) -> Piec
     out
 }
 
-fn link_frames(h: &HalfStream, cut: Option<Duration>) -> Pieces {
-    stream_frames(Splitter::link(usize::MAX), h, cut)
+fn link_frames(h: &HalfStream, cut: Option<Duration>, skip: usize) -> Pieces {
+    stream_frames(Splitter::link(usize::MAX), h, cut, skip)
 }
 
-fn client_frames(h: &HalfStream, cut: Option<Duration>) -> Vec<Item> {
-    stream_frames(Splitter::client(usize::MAX), h, cut)
+fn client_frames(h: &HalfStream, cut: Option<Duration>, skip: usize) -> Vec<Item> {
+    stream_frames(Splitter::client(usize::MAX), h, cut, skip)
         .into_iter()
         .map(|(at, f)| Item::new(at, escape_bare(f.bytes(), FRAME_CAP)))
         .collect()
@@ -574,6 +620,12 @@ struct SessionBook {
     cuts: BTreeMap<u32, Duration>,
     /// `zone NAME: ` before every title, with several zones.
     prefix: String,
+    /// Captured ids that began before the capture without a client
+    /// connection: not compared (see `adopt.rs`).
+    unjudged: BTreeSet<u32>,
+    /// Adopted ids and their leading frames in flight at the start: not
+    /// compared (see `adopt.rs`).
+    in_flight: BTreeMap<u32, usize>,
     next: usize,
     ends: BTreeMap<usize, (Option<Item>, Option<Item>)>,
     links: Vec<(usize, Vec<Item>, Vec<Item>)>,
@@ -588,7 +640,17 @@ impl SessionBook {
         act: &[(Duration, Piece<Vec<u8>>)],
         report: &mut ReplayReport,
     ) {
-        let (e, a) = (split_link(dialect, exp), split_link(dialect, act));
+        let (mut e, a) = (split_link(dialect, exp), split_link(dialect, act));
+        e.sessions
+            .retain(|s| s.ip.is_some() || !self.unjudged.contains(&s.id));
+        for s in e.sessions.iter_mut() {
+            if let Some(&n) = self.in_flight.get(&s.id) {
+                // After the open, when the capture holds it.
+                let from = usize::from(s.ip.is_some()).min(s.frames.len());
+                let to = (from + n).min(s.frames.len());
+                s.frames.drain(from..to);
+            }
+        }
         report.keepalives.0 += e.keepalives;
         report.keepalives.1 += a.keepalives;
         if e.unparsed > 0 && e.sessions.is_empty() {
@@ -599,15 +661,19 @@ impl SessionBook {
             ));
         }
         // Pair by (client IP, n-th open of that IP); sessions seen without
-        // their open (the capture began later) pair by order among those.
+        // their open (adopted, as the capture began later) have the same id
+        // on both sides and pair by it.
         let key = |side: &Side| -> Vec<(Option<IpAddr>, usize)> {
             let mut seen: BTreeMap<Option<IpAddr>, usize> = BTreeMap::new();
             side.sessions
                 .iter()
-                .map(|s| {
-                    let n = seen.entry(s.ip).or_insert(0);
-                    *n += 1;
-                    (s.ip, *n)
+                .map(|s| match s.ip {
+                    Some(_) => {
+                        let n = seen.entry(s.ip).or_insert(0);
+                        *n += 1;
+                        (s.ip, *n)
+                    }
+                    None => (None, s.id as usize),
                 })
                 .collect()
         };

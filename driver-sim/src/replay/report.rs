@@ -84,6 +84,19 @@ pub struct ZoneSummary {
     pub clients: usize,
     /// DBServer links replayed.
     pub links: usize,
+    /// The capture began with the zone's link up: it was adopted.
+    pub adopted_link: bool,
+    /// Sessions that began before the capture, adopted and compared.
+    pub adopted_sessions: usize,
+    /// Sessions that began before the capture without a client connection
+    /// in it: not judged.
+    pub unjudged_sessions: usize,
+    /// Client connections without a handshake that no session matched (or
+    /// that could not be adopted): not judged.
+    pub unjudged_clients: usize,
+    /// Frames of adopted sessions in flight at the start (sent before the
+    /// capture, passed on after it began): not judged.
+    pub in_flight: usize,
 }
 
 /// The outcome of a replay.
@@ -193,6 +206,19 @@ impl ReplayReport {
                 z.clients,
                 z.links
             )?;
+            if z.adopted_link || z.unjudged_clients > 0 || z.unjudged_sessions > 0 {
+                writeln!(
+                    s,
+                    "  began before the capture:{name} link {}, {} session(s) adopted; \
+                     not judged: {} session(s) without their client, {} client(s) \
+                     without their session, {} frame(s) in flight at the start",
+                    if z.adopted_link { "adopted" } else { "not up" },
+                    z.adopted_sessions,
+                    z.unjudged_sessions,
+                    z.unjudged_clients,
+                    z.in_flight
+                )?;
+            }
         }
         writeln!(
             s,
