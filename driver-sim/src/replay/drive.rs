@@ -38,6 +38,7 @@ use selgate_harness::Wire;
 use selgate_pcap::{Capture, Direction, ReplayKind};
 
 use super::adopt::{mid_stream, skip_to_start, AdoptionPlan};
+use super::stop::Stop;
 use super::Role;
 use crate::text::offset;
 use crate::transcript::{Transcript, SPLIT_CAP};
@@ -374,16 +375,31 @@ fn conn_of(i: usize) -> ConnId {
     ConnId(i as u64 + 1)
 }
 
+/// What the capture says of a zone's gate besides its streams.
+#[derive(Debug)]
+pub(crate) struct Situation<'a> {
+    /// The block list the core starts with.
+    pub(crate) block_list: Option<&'a BlockList>,
+    /// What was up before the capture (`adopt.rs`).
+    pub(crate) plan: &'a AdoptionPlan,
+    /// The gate's stop inside the capture (`stop.rs`).
+    pub(crate) stop: Option<Stop>,
+}
+
 /// Replays `cap` into a core configured with `config`.
 pub(crate) fn run(
     cap: &Capture,
     roles: &[Role],
     config: Config,
-    block_list: Option<&BlockList>,
-    plan: &AdoptionPlan,
+    situation: Situation<'_>,
     seed: u64,
     transcript: bool,
 ) -> Result<Replayed, selgate_core::ConfigError> {
+    let Situation {
+        block_list,
+        plan,
+        stop,
+    } = situation;
     // The replay's clock is the capture's: the real clock only gives the
     // arbitrary zero capture times are added to.
     #[allow(clippy::disallowed_methods)]
@@ -415,7 +431,12 @@ pub(crate) fn run(
     let mut fresh: Vec<(Duration, usize)> = plan.fresh.iter().map(|(&i, &at)| (at, i)).collect();
     fresh.sort_unstable();
     let mut fresh = fresh.into_iter().peekable();
+    let mut stop = stop;
     for ev in cap.timeline() {
+        if let Some(s) = stop.filter(|s| ev.at > s.at) {
+            stop = None;
+            drive_stop(&mut d, s);
+        }
         while let Some((t, i)) = fresh.next_if(|&(t, _)| t <= ev.at) {
             let at = d.now(t);
             d.run_timers(at);
@@ -436,9 +457,26 @@ pub(crate) fn run(
             Role::Ignored => {}
         }
     }
+    if let Some(s) = stop {
+        drive_stop(&mut d, s);
+    }
     d.run_timers(d.now(cap.end));
     d.out.unjudged = std::mem::take(&mut d.unjudged);
     Ok(d.out)
+}
+
+/// The captured gate was stopped at `s.at` (see `stop.rs`): so is the core.
+fn drive_stop(d: &mut Driver, s: Stop) {
+    let at = d.now(s.at);
+    d.run_timers(at);
+    d.out.notes.push(format!(
+        "the captured gate stopped: its sessions closed by the gate from {}, its link at {}, \
+         no keepalive timeout due; a shutdown was driven at {}",
+        offset(s.at),
+        offset(s.link_closed),
+        offset(s.at)
+    ));
+    d.handle(at, Event::Shutdown);
 }
 
 /// Takes over what the capture shows was up before it began (see

@@ -27,6 +27,7 @@ mod compare;
 mod dialect;
 mod drive;
 mod report;
+mod stop;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -253,12 +254,16 @@ pub fn replay(cap: &Capture, opts: &ReplayOptions) -> Result<ReplayReport, Repla
         let mut config = zone.config.clone();
         config.dialect = dialect;
         let plan = adopt::plan(cap, &roles, dialect);
+        let stop = stop::find(cap, &roles, &config);
         let out = drive::run(
             cap,
             &roles,
             config,
-            zone.block_list.as_ref(),
-            &plan,
+            drive::Situation {
+                block_list: zone.block_list.as_ref(),
+                plan: &plan,
+                stop,
+            },
             opts.seed,
             opts.transcript,
         )?;
