@@ -51,7 +51,7 @@ pub use error::CaptureError;
 pub use linktype::LinkType;
 pub use packet::{decode_tcp, TcpFlags, TcpSegment, Undecoded};
 pub use reader::{read_packets, CaptureFormat, RawCapture, RawPacket};
-pub use synth::{build_frame, TcpPacket, MAX_PAYLOAD};
+pub use synth::{build_frame, build_frame_v6, Tcp6Packet, TcpPacket, MAX_PAYLOAD};
 pub use tcp_reassembly::{
     Direction, HalfStream, Reassembler, RoleSource, StreamItem, TcpConnection,
 };

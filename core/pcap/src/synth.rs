@@ -1,14 +1,14 @@
 //! Building frames: one TCP segment over IPv4, with correct checksums, in Ethernet or
-//! raw-IP framing.
+//! raw-IP framing, or over IPv6 in Ethernet framing ([`build_frame_v6`]).
 //!
 //! Used by the conversation writer, and by tests that need hand-crafted segments
 //! (reordered, duplicated, missing) in a real capture file, and by the gate's
 //! traffic recorder. The headers, lengths and checksums are written by etherparse's
 //! `PacketBuilder`; this file only chooses the header fields.
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddrV4, SocketAddrV6};
 
-use etherparse::{IpHeaders, Ipv4Header, PacketBuilder, TcpHeader, TcpOptionElement};
+use etherparse::{IpHeaders, Ipv4Header, Ipv6Header, PacketBuilder, TcpHeader, TcpOptionElement};
 
 use super::packet::TcpFlags;
 use super::writer::OutputLink;
@@ -40,11 +40,48 @@ pub struct TcpPacket<'a> {
 /// header with one option word.
 pub const MAX_PAYLOAD: usize = 65535 - 20 - 24;
 
+/// One TCP segment between IPv6 addresses: the fields of [`TcpPacket`] but the
+/// IPv4 identification, which IPv6 does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tcp6Packet<'a> {
+    /// Sender.
+    pub src: SocketAddrV6,
+    /// Receiver.
+    pub dst: SocketAddrV6,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number (written as is; set the ACK flag to make it valid).
+    pub ack: u32,
+    /// Flags.
+    pub flags: TcpFlags,
+    /// Advertised window.
+    pub window: u16,
+    /// An MSS option to include (SYN segments carry one).
+    pub mss: Option<u16>,
+    /// Payload; at most [`MAX_PAYLOAD`] bytes (longer is cut).
+    pub payload: &'a [u8],
+}
+
 /// The TCP header of `p`: every flag bit of [`TcpFlags`], and the MSS option if any.
 fn tcp_header(p: &TcpPacket<'_>) -> TcpHeader {
-    let mut t = TcpHeader::new(p.src.port(), p.dst.port(), p.seq, p.window);
-    t.acknowledgment_number = p.ack;
-    let f = p.flags;
+    tcp_header_of(
+        (p.src.port(), p.dst.port()),
+        (p.seq, p.ack),
+        p.flags,
+        p.window,
+        p.mss,
+    )
+}
+
+fn tcp_header_of(
+    (src, dst): (u16, u16),
+    (seq, ack): (u32, u32),
+    f: TcpFlags,
+    window: u16,
+    mss: Option<u16>,
+) -> TcpHeader {
+    let mut t = TcpHeader::new(src, dst, seq, window);
+    t.acknowledgment_number = ack;
     t.fin = f.contains(TcpFlags::FIN);
     t.syn = f.contains(TcpFlags::SYN);
     t.rst = f.contains(TcpFlags::RST);
@@ -53,7 +90,7 @@ fn tcp_header(p: &TcpPacket<'_>) -> TcpHeader {
     t.urg = f.contains(TcpFlags::URG);
     t.ece = f.contains(TcpFlags::ECE);
     t.cwr = f.contains(TcpFlags::CWR);
-    if let Some(mss) = p.mss {
+    if let Some(mss) = mss {
         // One option word always fits the 40 bytes of options.
         t.set_options(&[TcpOptionElement::MaximumSegmentSize(mss)])
             .unwrap_or_default();
@@ -91,6 +128,38 @@ pub fn build_frame(link: OutputLink, p: &TcpPacket<'_>) -> Vec<u8> {
     let mut frame = Vec::with_capacity(builder.size(payload.len()));
     // Writing to a Vec does not fail, and the payload was cut so that the IPv4 and
     // TCP lengths fit; an error would leave an empty frame.
+    match builder.write_to_vec(&mut frame, payload) {
+        Ok(()) => frame,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Builds the Ethernet frame for `p`: IPv6 with hop limit 64 and no extension
+/// headers, MAC addresses made from the last four bytes of the IPs (as
+/// [`build_frame`] makes them from IPv4 addresses).
+pub fn build_frame_v6(p: &Tcp6Packet<'_>) -> Vec<u8> {
+    let payload = p.payload.get(..MAX_PAYLOAD).unwrap_or(p.payload);
+    let ip = Ipv6Header {
+        hop_limit: 64,
+        source: p.src.ip().octets(),
+        destination: p.dst.ip().octets(),
+        // Length and next header are filled in by the builder.
+        ..Ipv6Header::default()
+    };
+    let mac = |addr: &SocketAddrV6| {
+        let o = addr.ip().octets();
+        [0x02, 0x00, o[12], o[13], o[14], o[15]]
+    };
+    let builder = PacketBuilder::ethernet2(mac(&p.src), mac(&p.dst))
+        .ip(IpHeaders::Ipv6(ip, Default::default()))
+        .tcp_header(tcp_header_of(
+            (p.src.port(), p.dst.port()),
+            (p.seq, p.ack),
+            p.flags,
+            p.window,
+            p.mss,
+        ));
+    let mut frame = Vec::with_capacity(builder.size(payload.len()));
     match builder.write_to_vec(&mut frame, payload) {
         Ok(()) => frame,
         Err(_) => Vec::new(),
@@ -175,6 +244,36 @@ mod tests {
              9c401bbc01020304050607086012020051980000020405b4\
              6869"
         );
+    }
+
+    #[test]
+    fn ipv6_frames_decode_and_their_checksums_verify() {
+        let p = Tcp6Packet {
+            src: "[::1]:40000".parse().expect("test address"),
+            dst: "[fd00::7]:7100".parse().expect("test address"),
+            seq: 9,
+            ack: 10,
+            flags: TcpFlags::ACK | TcpFlags::PSH,
+            window: 1024,
+            mss: Some(1440),
+            payload: b"#1<<!",
+        };
+        let f = build_frame_v6(&p);
+        let s = decode_tcp(LinkType::ETHERNET, &f).expect("decodes");
+        assert_eq!(
+            (s.src, s.dst, s.seq, s.ack, s.flags, s.payload),
+            (
+                std::net::SocketAddr::V6(p.src),
+                std::net::SocketAddr::V6(p.dst),
+                9,
+                10,
+                p.flags,
+                &b"#1<<!"[..]
+            )
+        );
+        let (ip, rest) = Ipv6Header::from_slice(&f[14..]).expect("IPv6 header");
+        let (tcp, data) = TcpHeader::from_slice(rest).expect("TCP header");
+        assert_eq!(Ok(tcp.checksum), tcp.calc_checksum_ipv6(&ip, data));
     }
 
     #[test]

@@ -118,6 +118,13 @@ impl<W: Write> PcapngWriter<W> {
             .map_err(io_error)
     }
 
+    /// Flushes the underlying writer: every block written so far is handed
+    /// on (to the OS, for a file), so that a reader of the file, or a crash
+    /// of the writing process, sees them.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.inner.get_mut().flush()
+    }
+
     /// Flushes and returns the underlying writer.
     pub fn into_inner(self) -> io::Result<W> {
         let mut out = self.inner.into_inner();
