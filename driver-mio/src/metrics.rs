@@ -15,6 +15,7 @@ use prometheus_exporter::prometheus::{
 };
 use selgate_core::{CloseReason, DropReason, Stats};
 
+use crate::recorder::RecorderStats;
 use crate::server::DriverStats;
 use crate::status::ZoneSnapshot;
 
@@ -33,6 +34,7 @@ struct Families {
     link_events: IntCounterVec,
     admission: IntCounterVec,
     driver: IntCounterVec,
+    recorder: IntCounterVec,
 }
 
 fn families() -> Result<&'static Families, String> {
@@ -108,6 +110,13 @@ fn families() -> Result<&'static Families, String> {
                 &["event"]
             )
             .map_err(e)?,
+            recorder: register_int_counter_vec!(
+                "selgate_recorder_total",
+                "Traffic recording: files started, bytes written, sessions recorded \
+                 (sessions_ipv6 of them over IPv6), write errors",
+                &["counter"]
+            )
+            .map_err(e)?,
         })
     })
     .as_ref()
@@ -120,6 +129,7 @@ pub struct Metrics {
     next: Instant,
     last: Vec<Stats>,
     last_driver: DriverStats,
+    last_recorder: RecorderStats,
 }
 
 impl Metrics {
@@ -133,6 +143,7 @@ impl Metrics {
             next: Instant::now(),
             last: Vec::new(),
             last_driver: DriverStats::default(),
+            last_recorder: RecorderStats::default(),
         })
     }
 
@@ -267,5 +278,25 @@ impl Metrics {
         self.last = zones.iter().map(|z| z.stats.clone()).collect();
         self.last_driver = driver.clone();
         self.next = now + UPDATE_EVERY;
+    }
+
+    /// Copies the recorder's counters into the registry (with recording on).
+    pub fn update_recorder(&mut self, r: &RecorderStats) {
+        let Ok(f) = families() else {
+            return;
+        };
+        let p = &self.last_recorder;
+        for (label, now_v, prev_v) in [
+            ("files", r.files, p.files),
+            ("bytes", r.bytes, p.bytes),
+            ("sessions", r.sessions, p.sessions),
+            ("sessions_ipv6", r.sessions_ipv6, p.sessions_ipv6),
+            ("errors", r.errors, p.errors),
+        ] {
+            f.recorder
+                .with_label_values(&[label])
+                .inc_by(now_v.saturating_sub(prev_v));
+        }
+        self.last_recorder = r.clone();
     }
 }

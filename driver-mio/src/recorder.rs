@@ -14,17 +14,23 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter};
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use selgate_core::split::Splitter;
 use selgate_core::upstream::classify;
 use selgate_core::{BlockList, Config};
-use selgate_pcap::{build_frame, OutputLink, PcapngWriter, TcpFlags, TcpPacket};
+use selgate_pcap::{
+    build_frame, build_frame_v6, OutputLink, PcapngWriter, Tcp6Packet, TcpFlags, TcpPacket,
+};
 
 /// Largest payload per synthesized segment (an Ethernet MSS).
 const MSS: usize = 1460;
+
+/// Longest a written segment waits in the file's buffer: a crash of the
+/// gate loses at most this much of a recording.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// What a gate-to-DBServer frame holds besides one client frame: the letter,
 /// an id of at most 10 digits and the `/` of a data frame, or the two
@@ -100,9 +106,9 @@ pub enum Way {
 #[derive(Debug, Clone)]
 struct Tcp {
     /// The side that connected (client, or the gate toward the DBServer).
-    active: SocketAddrV4,
+    active: SocketAddr,
     /// The side that accepted.
-    passive: SocketAddrV4,
+    passive: SocketAddr,
     /// Next sequence number of `active`, then of `passive`.
     seq: [u32; 2],
     /// The handshake was written in the current file.
@@ -118,9 +124,8 @@ pub struct RecorderStats {
     pub bytes: u64,
     /// Files started.
     pub files: u64,
-    /// Sessions that matched but could not be recorded (IPv6: the writer
-    /// speaks IPv4 only).
-    pub skipped_ipv6: u64,
+    /// Of `sessions`, those of IPv6 clients (recorded as IPv6 segments).
+    pub sessions_ipv6: u64,
     /// Write errors (the recording stops until the next file).
     pub errors: u64,
 }
@@ -167,6 +172,8 @@ pub struct Recorder {
     /// Recorded session ids per zone (for picking link frames).
     ids: BTreeMap<usize, BTreeSet<u32>>,
     ip_id: u16,
+    /// When the oldest segment not yet flushed was written.
+    unflushed_since: Option<Instant>,
     stats: RecorderStats,
 }
 
@@ -190,6 +197,7 @@ impl Recorder {
             link_frames: BTreeMap::new(),
             ids: BTreeMap::new(),
             ip_id: 0,
+            unflushed_since: None,
             stats: RecorderStats::default(),
         })
     }
@@ -238,11 +246,10 @@ impl Recorder {
         peer: SocketAddr,
         local: SocketAddr,
     ) {
-        let (SocketAddr::V4(peer), SocketAddr::V4(local)) = (peer, local) else {
-            self.stats.skipped_ipv6 += 1;
-            return;
-        };
         self.stats.sessions += 1;
+        if peer.is_ipv6() {
+            self.stats.sessions_ipv6 += 1;
+        }
         // The link's handshake goes first, so a replay sees the DBServer up
         // before the client arrives, as the gate did.
         if let Some(mut link) = self.links.remove(&zone) {
@@ -299,22 +306,20 @@ impl Recorder {
     pub fn link_up(&mut self, zone: usize, local: SocketAddr, remote: SocketAddr) {
         // A new link's stream starts between frames.
         self.link_frames.insert(zone, LinkFrames::new());
-        if let (SocketAddr::V4(local), SocketAddr::V4(remote)) = (local, remote) {
-            if let Some(mut old) = self.links.remove(&zone) {
-                if old.opened {
-                    self.fin(&mut old);
-                }
+        if let Some(mut old) = self.links.remove(&zone) {
+            if old.opened {
+                self.fin(&mut old);
             }
-            self.links.insert(
-                zone,
-                Tcp {
-                    active: local,
-                    passive: remote,
-                    seq: [isn(local, remote), isn(remote, local)],
-                    opened: false,
-                },
-            );
         }
+        self.links.insert(
+            zone,
+            Tcp {
+                active: local,
+                passive: remote,
+                seq: [isn(local, remote), isn(remote, local)],
+                opened: false,
+            },
+        );
     }
 
     /// Bytes on a zone's DBServer link, `core` being the zone's gate
@@ -370,11 +375,36 @@ impl Recorder {
         self.links.insert(zone, tcp);
     }
 
-    /// Flushes the current file (at shutdown).
+    /// Closes the current file (at shutdown), flushed.
     pub fn flush(&mut self) {
+        self.unflushed_since = None;
         if let Some(out) = self.out.take() {
             if out.into_inner().is_err() {
                 self.stats.errors += 1;
+            }
+        }
+    }
+
+    /// When the file's buffer must next be flushed ([`FLUSH_EVERY`] after
+    /// the oldest segment it holds), if it holds any: the driver wakes for
+    /// it.
+    pub fn next_flush(&self) -> Option<Instant> {
+        self.unflushed_since.map(|t| t + FLUSH_EVERY)
+    }
+
+    /// Flushes the file's buffer if its oldest segment has waited
+    /// [`FLUSH_EVERY`]: a reader of the file, and a crash, see all but the
+    /// last second.
+    pub fn flush_due(&mut self, now: Instant) {
+        if self.next_flush().is_none_or(|t| t > now) {
+            return;
+        }
+        self.unflushed_since = None;
+        if let Some(out) = self.out.as_mut() {
+            if let Err(e) = out.flush() {
+                self.stats.errors += 1;
+                tracing::error!("recording flush failed, closing the file: {e}");
+                self.out = None;
             }
         }
     }
@@ -450,8 +480,8 @@ impl Recorder {
 
     fn segment(
         &mut self,
-        src: SocketAddrV4,
-        dst: SocketAddrV4,
+        src: SocketAddr,
+        dst: SocketAddr,
         seq: u32,
         ack: u32,
         flags: TcpFlags,
@@ -461,20 +491,36 @@ impl Recorder {
             return;
         };
         self.ip_id = self.ip_id.wrapping_add(1);
-        let frame = build_frame(
-            OutputLink::Ethernet,
-            &TcpPacket {
-                src,
-                dst,
+        let mss = flags.contains(TcpFlags::SYN).then_some(MSS as u16);
+        let frame = match (src, dst) {
+            (SocketAddr::V4(src), SocketAddr::V4(dst)) => build_frame(
+                OutputLink::Ethernet,
+                &TcpPacket {
+                    src,
+                    dst,
+                    seq,
+                    ack,
+                    flags,
+                    window: 65535,
+                    mss,
+                    ip_id: self.ip_id,
+                    payload,
+                },
+            ),
+            // An IPv6 side (and an IPv4 one beside it, as a dual-stack
+            // socket shows it) in one IPv6 segment.
+            (src, dst) => build_frame_v6(&Tcp6Packet {
+                src: as_v6(src),
+                dst: as_v6(dst),
                 seq,
                 ack,
                 flags,
                 window: 65535,
-                mss: flags.contains(TcpFlags::SYN).then_some(MSS as u16),
-                ip_id: self.ip_id,
+                mss,
                 payload,
-            },
-        );
+            }),
+        };
+        self.unflushed_since.get_or_insert_with(Instant::now);
         let ts = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
@@ -544,17 +590,27 @@ fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// `addr` as an IPv6 socket address (an IPv4 one mapped).
+fn as_v6(addr: SocketAddr) -> SocketAddrV6 {
+    match addr {
+        SocketAddr::V6(a) => a,
+        SocketAddr::V4(a) => SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0),
+    }
+}
+
+/// The bytes of an address, for hashing.
+fn addr_bytes(a: SocketAddr) -> Vec<u8> {
+    let ip = match a.ip() {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    ip.into_iter().chain(a.port().to_be_bytes()).collect()
+}
+
 /// A stable initial sequence number per direction, so files are repeatable.
-fn isn(a: SocketAddrV4, b: SocketAddrV4) -> u32 {
+fn isn(a: SocketAddr, b: SocketAddr) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
-    for byte in a
-        .ip()
-        .octets()
-        .into_iter()
-        .chain(a.port().to_be_bytes())
-        .chain(b.ip().octets())
-        .chain(b.port().to_be_bytes())
-    {
+    for byte in addr_bytes(a).into_iter().chain(addr_bytes(b)) {
         h = (h ^ u32::from(byte)).wrapping_mul(0x0100_0193);
     }
     h

@@ -449,6 +449,9 @@ impl Server {
             self.reap();
             self.status_and_metrics(now);
             self.check_block_lists(now);
+            if let Some(r) = self.recorder.as_mut() {
+                r.flush_due(now);
+            }
             self.publish();
             if self.zones.iter().all(|z| z.stopped) && self.clients.is_empty() {
                 self.status.final_line(&self.snapshots());
@@ -489,6 +492,7 @@ impl Server {
         if self.recorder.is_some() || self.zones.iter().any(|z| z.spec.block_list.is_some()) {
             consider(Some(self.next_block_list_check));
         }
+        consider(self.recorder.as_ref().and_then(Recorder::next_flush));
         if self.lingering > 0 {
             consider(self.clients.iter().filter_map(|(_, c)| c.closing).min());
         }
@@ -1275,6 +1279,9 @@ impl Server {
         }
         if let Some(m) = self.metrics.as_mut() {
             m.update(now, &snaps, &self.stats);
+            if let Some(r) = &self.recorder {
+                m.update_recorder(r.stats());
+            }
         }
     }
 
