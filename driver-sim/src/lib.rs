@@ -8,6 +8,7 @@
 //! * [`replay`]: feeding a capture's client and DBServer streams into a
 //!   fresh core at the captured times and comparing its output with what the
 //!   captured gate sent.
+//! * [`generate`]: a large capture from a seed, to measure replay at scale.
 //! * [`gate_settings`]: the captured gate's settings, read as `selgate run`
 //!   reads them, made into the replay's zones.
 //! * [`transcript`], [`text`]: the stable rendering shared by the above.
@@ -21,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod gate_settings;
+pub mod generate;
 pub mod replay;
 pub mod scenarios;
 pub mod sim;

@@ -35,6 +35,33 @@ enum Command {
     Scenario(ScenarioArgs),
     /// List the scenarios.
     Scenarios,
+    /// Write a large capture, deterministic from a seed, for measuring
+    /// replay at scale: players logging in again and again through the
+    /// simulated gate.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GenerateArgs {
+    /// Where to write the pcapng.
+    #[arg(long, value_name = "OUT")]
+    out: PathBuf,
+    /// Distinct players.
+    #[arg(long, default_value_t = 1000)]
+    players: usize,
+    /// Virtual time the capture covers (`1h`, `90s`).
+    #[arg(long, default_value = "1h", value_parser = duration_arg)]
+    duration: std::time::Duration,
+    /// The seed.
+    #[arg(long, default_value = "1", value_parser = seed_arg)]
+    seed: u64,
+    /// The link's dialect.
+    #[arg(long, value_name = "wemade|delphi|ndc|kal", default_value_t = selgate_core::Dialect::Wemade)]
+    dialect: selgate_core::Dialect,
+}
+
+fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    selgate_settings::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -99,6 +126,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Replay(a) => run_replay(&a),
         Command::Scenario(a) => run_scenario(&a),
+        Command::Generate(a) => run_generate(&a),
         Command::Scenarios => {
             for s in scenarios::ALL {
                 println!("{:<18} {}", s.name, s.about);
@@ -166,6 +194,37 @@ fn run_replay(a: &ReplayArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn run_generate(a: &GenerateArgs) -> ExitCode {
+    let load = selgate_sim::generate::Load {
+        players: a.players,
+        duration: a.duration,
+        seed: a.seed,
+        dialect: a.dialect,
+    };
+    let g = match selgate_sim::generate::generate(&load) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("selgate-sim: {e}");
+            return ExitCode::from(EXIT_DIFFERS);
+        }
+    };
+    let packets = selgate_pcap::read_packets(&g.pcapng).map_or(0, |r| r.packets.len());
+    if let Err(e) = std::fs::write(&a.out, &g.pcapng) {
+        eprintln!("selgate-sim: cannot write {}: {e}", a.out.display());
+        return ExitCode::from(EXIT_USAGE);
+    }
+    println!(
+        "wrote {}: {packets} packets, {} sessions of {} players over {} ({} bytes, {} steps)",
+        a.out.display(),
+        g.sessions,
+        a.players,
+        selgate_sim::replay::show_time(a.duration),
+        g.pcapng.len(),
+        g.steps
+    );
+    ExitCode::SUCCESS
 }
 
 fn run_scenario(a: &ScenarioArgs) -> ExitCode {
