@@ -8,10 +8,11 @@
 # Needs tcpdump (Debian: apt-get install -y tcpdump) and free ports 7100 and
 # 5100 on 127.0.0.1. Each capture holds 6 sessions and stays well under
 # 50 KB. The capture is stopped before the DBServer and the gate stop, so it
-# ends with the link still up (a replay cannot know the gate was told to
-# stop). Check the result with:
+# ends with the link still up (a capture that goes on through the gate's
+# stop replays too: see driver-sim/src/replay/stop.rs). Check the result
+# with no flags (the dialect is read from the capture):
 #
-#   cargo run -p selgate-sim -- replay tests/captures/selgate-wemade.pcap --dialect wemade
+#   cargo run -p selgate-sim -- replay tests/captures/selgate-wemade.pcap
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
