@@ -10,7 +10,7 @@
 //! silent for the keepalive timeout before (then the gate declared the
 //! link dead, which the core does on its own clock and which is no stop),
 //! and every session live at some instant shortly before was closed by the
-//! gate from that instant on. That instant is when the stop was asked for;
+//! gate from that instant on, with no one taken in after it. That instant is when the stop was asked for;
 //! the replay drives a shutdown into the core there, and what the core
 //! closes is compared with what the captured gate closed.
 
@@ -100,11 +100,20 @@ pub(crate) fn find(cap: &Capture, roles: &[Role], cfg: &Config) -> Option<Stop> 
             .min();
         c.opened <= t && gone.is_none_or(|g| g >= t)
     };
+    // A stopping gate also takes no one in: a client that came later got
+    // nothing from it but its close (`refused_shutting_down`).
     let at = candidates
         .into_iter()
         .find(|&t| {
-            clients.iter().filter(|c| live_at(c, t)).all(|c| {
-                closed_by_gate(c, Direction::ToClient).is_some_and(|g| g >= t && g <= link_closed)
+            clients.iter().all(|c| {
+                let closed = closed_by_gate(c, Direction::ToClient);
+                if c.opened > t {
+                    c.to_client.items.is_empty() && closed.is_some()
+                } else if live_at(c, t) {
+                    closed.is_some_and(|g| g >= t && g <= link_closed)
+                } else {
+                    true
+                }
             })
         })
         .unwrap_or(link_closed);
