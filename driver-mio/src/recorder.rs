@@ -113,6 +113,9 @@ struct Tcp {
     seq: [u32; 2],
     /// The handshake was written in the current file.
     opened: bool,
+    /// The gate closed it (its FIN goes first, as on the wire), not the
+    /// client.
+    gate_closed: bool,
 }
 
 /// Counters of the recorder.
@@ -261,6 +264,7 @@ impl Recorder {
             passive: local,
             seq: [isn(peer, local), isn(local, peer)],
             opened: false,
+            gate_closed: false,
         };
         self.ensure_open(&mut tcp);
         self.clients.insert(key, (zone, id, tcp));
@@ -285,6 +289,15 @@ impl Recorder {
         self.ensure_open(&mut tcp);
         self.data(&mut tcp, way == Way::Out, bytes);
         self.clients.insert(key, (zone, id, tcp));
+    }
+
+    /// The gate closes the client with driver key `key` (before its
+    /// connection ends): the recording shows the gate's close first, so a
+    /// replay tells a gate's close from a client's.
+    pub fn closed_by_gate(&mut self, key: usize) {
+        if let Some((_, _, tcp)) = self.clients.get_mut(&key) {
+            tcp.gate_closed = true;
+        }
     }
 
     /// A recorded client's connection ended.
@@ -318,6 +331,7 @@ impl Recorder {
                 passive: remote,
                 seq: [isn(local, remote), isn(remote, local)],
                 opened: false,
+                gate_closed: false,
             },
         );
     }
@@ -373,6 +387,17 @@ impl Recorder {
         // On the link the gate is the active side: its bytes come from it.
         self.data(&mut tcp, way == Way::In, &kept);
         self.links.insert(zone, tcp);
+    }
+
+    /// The gate closes its links (at shutdown, after its sessions): each
+    /// recorded link gets the gate's close, so a replay sees the stop.
+    pub fn end_links(&mut self) {
+        let links = std::mem::take(&mut self.links);
+        for (_, mut tcp) in links {
+            if tcp.opened {
+                self.fin(&mut tcp);
+            }
+        }
     }
 
     /// Closes the current file (at shutdown), flushed.
@@ -455,27 +480,31 @@ impl Recorder {
         self.segment(dst, src, tcp.seq[r], tcp.seq[s], TcpFlags::ACK, &[]);
     }
 
+    /// Both FINs and the last ACK; the side that closed first goes first
+    /// (the gate, when it closed the connection, else the active side).
     fn fin(&mut self, tcp: &mut Tcp) {
-        let (a, p) = (tcp.active, tcp.passive);
+        let (first, second) = if tcp.gate_closed { (1, 0) } else { (0, 1) };
+        let addr = |side: usize| if side == 0 { tcp.active } else { tcp.passive };
+        let (f, s) = (addr(first), addr(second));
         self.segment(
-            a,
-            p,
-            tcp.seq[0],
-            tcp.seq[1],
+            f,
+            s,
+            tcp.seq[first],
+            tcp.seq[second],
             TcpFlags::FIN | TcpFlags::ACK,
             &[],
         );
-        tcp.seq[0] = tcp.seq[0].wrapping_add(1);
+        tcp.seq[first] = tcp.seq[first].wrapping_add(1);
         self.segment(
-            p,
-            a,
-            tcp.seq[1],
-            tcp.seq[0],
+            s,
+            f,
+            tcp.seq[second],
+            tcp.seq[first],
             TcpFlags::FIN | TcpFlags::ACK,
             &[],
         );
-        tcp.seq[1] = tcp.seq[1].wrapping_add(1);
-        self.segment(a, p, tcp.seq[0], tcp.seq[1], TcpFlags::ACK, &[]);
+        tcp.seq[second] = tcp.seq[second].wrapping_add(1);
+        self.segment(f, s, tcp.seq[first], tcp.seq[second], TcpFlags::ACK, &[]);
     }
 
     fn segment(

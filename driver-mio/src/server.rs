@@ -1019,6 +1019,9 @@ impl Server {
                     flush,
                 } => {
                     let key = conn.0 as usize;
+                    if let Some(r) = self.recorder.as_mut() {
+                        r.closed_by_gate(key);
+                    }
                     if let Some(c) = self.clients.get_mut(key) {
                         tracing::debug!(zone = %self.zones[z].spec.name, conn = key, %reason, "close client");
                         if flush && !c.out.is_empty() {
@@ -1291,6 +1294,7 @@ impl Server {
             for key in keys {
                 r.end_client(key);
             }
+            r.end_links();
             r.flush();
         }
     }

@@ -259,3 +259,47 @@ fn ipv6_players_are_recorded_and_their_recording_replays_clean() {
     assert_eq!(report.differences(), 1, "{}", report.render());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Who closed a session is recorded: a session the gate closes (a frame
+/// carrying `$`) shows the gate's close first, and a gate stopped with a
+/// live recorded session shows its stop (the session closed, then the
+/// link), so the recording replays clean either way.
+#[test]
+fn the_gates_closes_and_its_stop_are_recorded_as_the_gates() {
+    let g = start("recording-closes", loopback0(), "127.4.0.0/16\n");
+    let (gate_port, db_port) = (g.gate.port(), g.db.addr().port());
+    let mut bad = RawClient::connect(g.gate, Some(Ipv4Addr::new(127, 4, 1, 1))).expect("c");
+    bad.establish("closes1", Duration::from_secs(10))
+        .expect("a session");
+    bad.send(b"#2<<$<<!").expect("send");
+    bad.expect_closed(Duration::from_secs(10))
+        .expect("the gate closes it");
+    let mut live = RawClient::connect(g.gate, Some(Ipv4Addr::new(127, 4, 1, 2))).expect("c");
+    live.establish("closes2", Duration::from_secs(10))
+        .expect("a session");
+    let dir = g.stop();
+    live.expect_closed(Duration::from_secs(10))
+        .expect("closed by the stop");
+    let cap = recording(&dir, vec![gate_port, db_port]).expect("a recording");
+    let opts = ReplayOptions {
+        client_port: gate_port,
+        db_port,
+        ..ReplayOptions::default()
+    };
+    let report = replay(&cap, &opts).expect("replays");
+    let text = report.render();
+    assert!(report.conforms(), "{text}");
+    assert!(text.contains("the captured gate stopped"), "{text}");
+    let closes: Vec<&str> = report
+        .units
+        .iter()
+        .filter(|u| !u.upstream)
+        .filter_map(|u| u.expected.last().map(|i| i.text.as_str()))
+        .collect();
+    assert_eq!(
+        closes,
+        ["<closed by the gate>", "<closed by the gate>"],
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
