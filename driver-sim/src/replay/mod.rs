@@ -683,9 +683,15 @@ impl SessionBook {
                 .collect()
         };
         let (ek, ak) = (key(&e), key(&a));
+        // Keys are unique per side; an index keeps the pairing linear in
+        // the sessions (a capture of hours holds hundreds of thousands).
+        let mut a_index: BTreeMap<(Option<IpAddr>, usize), usize> = BTreeMap::new();
+        for (j, k) in ak.iter().enumerate() {
+            a_index.entry(*k).or_insert(j);
+        }
         let mut a_used = vec![false; a.sessions.len()];
         for (i, es) in e.sessions.iter().enumerate() {
-            let partner = ak.iter().position(|k| Some(k) == ek.get(i));
+            let partner = ek.get(i).and_then(|k| a_index.get(k)).copied();
             if let Some(j) = partner {
                 a_used[j] = true;
             }
