@@ -1,5 +1,7 @@
 //! selgate-peers: the reference peers of the gate, a DBServer ([`RefDb`])
-//! and a game client ([`Bot`]), both sans-IO like the gate itself.
+//! and a game client ([`Bot`]), both sans-IO like the gate itself. The
+//! RefDb can check certifications in a shared table of [`Certifications`]
+//! (docs/PROTOCOL.md §11).
 //!
 //! They exist so that the simulator, the end-to-end tests, the load tools and
 //! the in-memory runs all speak the protocol the same way, from one
@@ -19,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod bot;
+pub mod certification;
 pub mod refdb;
 pub mod store;
 
@@ -29,6 +32,8 @@ pub use refdb::{
     DbAction, DbEvent, DbStats, LinkId, RefDb, RefDbConfig, SessionInfo, Violation, ViolationKind,
 };
 pub use store::{CharRecord, CharStore, DelCharError, NewCharError};
+
+pub use certification::{CertHolder, CertRefusal, CertStats, Certifications};
 
 #[cfg(test)]
 mod test_util {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::certification::{CertHolder, Certifications};
 use super::store::CharStore;
 use selgate_core::codec::{self, ids, HeaderLayout, Message, MsgHeader};
 use selgate_core::dialect::{Dialect, GateFrame, KEEPALIVE_ANSWER};
@@ -110,6 +111,14 @@ pub struct RefDbConfig {
     /// attackers such accounts: a real attacker holds no certification.
     /// Default: none (every account is known).
     pub refused_account_prefix: Option<String>,
+    /// Check CM_QUERYCHR's certification in this table, shared with a
+    /// [`crate::LoginSrv`]: only a live certification issued for that
+    /// account passes, and only on the first session that presents it
+    /// (docs/PROTOCOL.md §11.7 and §11.8). A refused one gets
+    /// SM_QUERYCHR_FAIL and is counted in
+    /// [`DbStats::refused_certifications`]. Default: none (any
+    /// certification passes).
+    pub certifications: Option<Certifications>,
 }
 
 impl Default for RefDbConfig {
@@ -128,6 +137,7 @@ impl Default for RefDbConfig {
             unknown_id_frames: false,
             filler_frame_len: 4096,
             refused_account_prefix: None,
+            certifications: None,
         }
     }
 }
@@ -160,8 +170,9 @@ pub struct DbStats {
     /// Requests refused for coming faster than the rate limits.
     pub rate_limited: u64,
     /// CM_QUERYCHR refused because the account starts with
-    /// [`RefDbConfig::refused_account_prefix`] (not an error: the DBServer
-    /// did what it was told).
+    /// [`RefDbConfig::refused_account_prefix`], or because its
+    /// certification did not pass [`RefDbConfig::certifications`] (not an
+    /// error: the DBServer did what it was told).
     pub refused_certifications: u64,
     /// Control frames sent: kicks and blocks.
     pub controls_sent: u64,
@@ -355,6 +366,9 @@ pub struct RefDb {
     rng: SplitMix64,
     reading: bool,
     noise_turn: usize,
+    /// The `now` of the last event, for work that knobs without a `now`
+    /// trigger (a link closed by [`RefDb::close_link`]).
+    last_now: Option<Instant>,
 }
 
 impl RefDb {
@@ -372,12 +386,14 @@ impl RefDb {
             rng: SplitMix64::new(seed),
             reading: true,
             noise_turn: 0,
+            last_now: None,
         }
     }
 
     /// Reports an event. Replies whose answer delay passed by `now` are sent
     /// first, whatever the event.
     pub fn handle(&mut self, now: Instant, event: DbEvent<'_>) {
+        self.last_now = Some(now);
         self.release_due(now);
         match event {
             DbEvent::LinkOpened(link) => {
@@ -595,10 +611,22 @@ impl RefDb {
         self.stats.sessions_dropped += ids.len() as u64;
         for k in ids {
             self.sessions.remove(&k);
+            // A DBServer that loses a session loses its certification too
+            // (the lost session's client must log in again).
+            if let (Some(c), Some(now)) = (&self.cfg.certifications, self.last_now) {
+                c.release(holder(k.0, k.1), now);
+            }
         }
         // Nothing more can be written to it.
         self.actions
             .retain(|p| !matches!(p, Pending::Send(l, _) if *l == link));
+    }
+
+    /// The session's certification, if it claimed one, is spent.
+    fn release_certification(&self, now: Instant, link: LinkId, id: u32) {
+        if let Some(c) = &self.cfg.certifications {
+            c.release(holder(link, id), now);
+        }
     }
 
     fn release_due(&mut self, now: Instant) {
@@ -694,6 +722,7 @@ impl RefDb {
 
     fn on_close(&mut self, now: Instant, link: LinkId, id: u32) {
         if self.sessions.remove(&(link, id)).is_some() {
+            self.release_certification(now, link, id);
             self.stats.sessions_closed += 1;
             if let Some(l) = self.links.get_mut(&link) {
                 l.remember_closed(id);
@@ -766,7 +795,16 @@ impl RefDb {
             return;
         };
         sess.requests += 1;
-        let reply = answer(&self.cfg, &mut self.store, &mut self.stats, sess, now, &msg);
+        let holder = holder(link, id);
+        let reply = answer(
+            &self.cfg,
+            &mut self.store,
+            &mut self.stats,
+            sess,
+            holder,
+            now,
+            &msg,
+        );
         if let Some(reply) = reply {
             self.reply(now, link, id, &reply);
         }
@@ -875,6 +913,14 @@ impl RefDb {
     }
 }
 
+/// The certification holder that DBServer session `id` on `link` is.
+fn holder(link: LinkId, id: u32) -> CertHolder {
+    CertHolder {
+        link: link.0,
+        session: id,
+    }
+}
+
 /// How many kinds of noise frame [`RefDb::send_unknown_id_frames`] sends.
 const NOISE_KINDS: usize = 7;
 
@@ -899,6 +945,7 @@ fn answer(
     store: &mut CharStore,
     stats: &mut DbStats,
     sess: &mut SessionInfo,
+    holder: CertHolder,
     now: Instant,
     msg: &Message,
 ) -> Option<Message> {
@@ -922,7 +969,14 @@ fn answer(
             .refused_account_prefix
             .as_deref()
             .is_some_and(|p| account.starts_with(p.as_bytes()));
-        if refused {
+        let certified = cfg.certifications.as_ref().is_none_or(|certs| {
+            // What does not parse matches nothing, as in the originals.
+            let cert = std::str::from_utf8(field(1))
+                .ok()
+                .and_then(|t| t.parse::<i32>().ok());
+            cert.is_some_and(|c| certs.present(account, c, holder, now).is_ok())
+        });
+        if refused || !certified {
             stats.refused_certifications += 1;
             return reply_msg(ids::SM_QUERYCHR_FAIL, 0, b"");
         }
@@ -994,6 +1048,7 @@ fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::certification::CertRefusal;
     use crate::test_util::t0;
     use quickcheck::quickcheck;
     use selgate_core::upstream::classify;
@@ -1458,6 +1513,103 @@ mod tests {
         assert_eq!(db.poll_action(), Some(DbAction::Close { link: LinkId(2) }));
         assert_eq!(db.stats().links_closed, 2);
         assert_eq!(db.links().count(), 0);
+    }
+
+    #[test]
+    fn with_a_certification_table_only_live_certifications_pass() {
+        let d = Dialect::Delphi;
+        let t = t0();
+        let certs = Certifications::with_limits(Duration::from_secs(10), 100, 3);
+        let mut db = db(d);
+        db.config_mut().certifications = Some(certs.clone());
+        let good = certs.issue(b"alice", t);
+        let stale = certs.issue(b"alice", t);
+        let bobs = certs.issue(b"bob", t);
+        for id in 1..=6 {
+            feed(&mut db, t, &open(d, id));
+        }
+        let query = |db: &mut RefDb, id: u32, body: &str, at: Instant| {
+            feed(db, at, &req(d, id, ids::CM_QUERYCHR, body));
+            let (got, m) = one_reply(db);
+            assert_eq!(got, id);
+            m.header.ident
+        };
+        // The right account with its live certification.
+        assert_eq!(
+            query(&mut db, 1, &format!("alice/{good}"), t),
+            ids::SM_QUERYCHR
+        );
+        // The same session may query again (after creating a character).
+        assert_eq!(
+            query(&mut db, 1, &format!("alice/{good}"), t + ms(300)),
+            ids::SM_QUERYCHR
+        );
+        // Another session replaying it, another account's, a forged one,
+        // one that does not parse, and a stale one: all refused.
+        assert_eq!(
+            query(&mut db, 2, &format!("alice/{good}"), t),
+            ids::SM_QUERYCHR_FAIL
+        );
+        assert_eq!(
+            query(&mut db, 3, &format!("alice/{bobs}"), t),
+            ids::SM_QUERYCHR_FAIL
+        );
+        let forged = if good == i32::MAX { 2 } else { good + 1 };
+        let forged = if forged == stale || forged == bobs {
+            forged ^ 4
+        } else {
+            forged
+        };
+        assert_eq!(
+            query(&mut db, 4, &format!("alice/{forged}"), t),
+            ids::SM_QUERYCHR_FAIL
+        );
+        assert_eq!(query(&mut db, 5, "alice/x12", t), ids::SM_QUERYCHR_FAIL);
+        assert_eq!(
+            query(
+                &mut db,
+                6,
+                &format!("alice/{stale}"),
+                t + Duration::from_secs(10)
+            ),
+            ids::SM_QUERYCHR_FAIL
+        );
+        // A refused session got no account: nothing else is allowed.
+        feed(
+            &mut db,
+            t + ms(10),
+            &req(d, 2, ids::CM_SELCHR, "alice/hero"),
+        );
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_OUTOFCONNECTION);
+        let st = db.stats();
+        assert_eq!(st.refused_certifications, 5);
+        assert_eq!(st.errors(), 0, "{st:?}");
+        let cs = certs.stats();
+        assert_eq!(cs.refused_of(CertRefusal::Replayed), 1);
+        assert_eq!(cs.refused_of(CertRefusal::WrongAccount), 1);
+        assert_eq!(cs.refused_of(CertRefusal::Unknown), 1);
+        assert_eq!(cs.refused_of(CertRefusal::Expired), 1);
+        // When the session that holds it ends, the certification is spent:
+        // a new session cannot use it any more.
+        feed(&mut db, t + ms(400), &close(d, 1));
+        feed(&mut db, t + ms(400), &open(d, 7));
+        assert_eq!(
+            query(&mut db, 7, &format!("alice/{good}"), t + ms(400)),
+            ids::SM_QUERYCHR_FAIL
+        );
+        // Bob's own still works, and a lost link spends it as well.
+        assert_eq!(
+            query(&mut db, 3, &format!("bob/{bobs}"), t + ms(500)),
+            ids::SM_QUERYCHR
+        );
+        db.handle(t + ms(600), DbEvent::LinkClosed(L));
+        db.handle(t + ms(600), DbEvent::LinkOpened(L));
+        feed(&mut db, t + ms(600), &open(d, 8));
+        assert_eq!(
+            query(&mut db, 8, &format!("bob/{bobs}"), t + ms(600)),
+            ids::SM_QUERYCHR_FAIL
+        );
+        assert_eq!(certs.stats().refused_of(CertRefusal::Replayed), 3);
     }
 
     #[test]
