@@ -1,7 +1,8 @@
-//! selgate-peers: the reference peers of the gate, a DBServer ([`RefDb`])
-//! and a game client ([`Bot`]), both sans-IO like the gate itself. The
-//! RefDb can check certifications in a shared table of [`Certifications`]
-//! (docs/PROTOCOL.md §11).
+//! selgate-peers: the reference peers of the gate, a DBServer ([`RefDb`]),
+//! a LoginSrv ([`LoginSrv`]) and a game client ([`Bot`]), all sans-IO like
+//! the gate itself. The LoginSrv and the RefDb can share one table of
+//! [`Certifications`], so a client must log in before it may query its
+//! characters (docs/PROTOCOL.md §11).
 //!
 //! They exist so that the simulator, the end-to-end tests, the load tools and
 //! the in-memory runs all speak the protocol the same way, from one
@@ -20,8 +21,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod accounts;
 pub mod bot;
 pub mod certification;
+pub mod login_msg;
+pub mod loginsrv;
 pub mod refdb;
 pub mod store;
 
@@ -33,7 +37,12 @@ pub use refdb::{
 };
 pub use store::{CharRecord, CharStore, DelCharError, NewCharError};
 
+pub use accounts::{AccountStore, ChangePasswordError, LoginError, NewIdError};
 pub use certification::{CertHolder, CertRefusal, CertStats, Certifications};
+pub use login_msg::NewAccount;
+pub use loginsrv::{
+    ClientVersion, LoginSession, LoginSrv, LoginSrvConfig, LoginStats, ServerEntry,
+};
 
 #[cfg(test)]
 mod test_util {
