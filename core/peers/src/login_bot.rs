@@ -439,7 +439,7 @@ pub struct Player {
     actions: VecDeque<PlayerAction>,
     ticket: Option<Ticket>,
     outcome: Option<Outcome>,
-    selgate: Option<Bot>,
+    selgate: Option<Box<Bot>>,
 }
 
 impl Player {
@@ -529,7 +529,7 @@ impl Player {
         self.outcome = Some(o);
         let half = std::mem::replace(&mut self.half, Half::Done);
         if let Half::Select(b) = half {
-            self.selgate = Some(*b);
+            self.selgate = Some(b);
         }
     }
 
@@ -574,7 +574,7 @@ impl Player {
     pub fn selgate_bot(&self) -> Option<&Bot> {
         match &self.half {
             Half::Select(b) => Some(b),
-            _ => self.selgate.as_ref(),
+            _ => self.selgate.as_deref(),
         }
     }
 }
