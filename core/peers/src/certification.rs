@@ -144,7 +144,7 @@ pub struct Certifications {
 /// a minute leaves room for a slow network without letting a stolen number
 /// wait for long.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
-/// Default bound of the table (unclaimed, claimed and spent entries).
+/// Default bound of the table's unclaimed and spent entries.
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
 
 impl Certifications {
@@ -155,7 +155,8 @@ impl Certifications {
     }
 
     /// An empty table whose certifications live `lifetime` unless claimed,
-    /// holding at most `capacity` entries (at least 1).
+    /// holding at most `capacity` (at least 1) entries besides the claimed
+    /// ones, which the DBServer's live sessions bound.
     pub fn with_limits(lifetime: Duration, capacity: usize, seed: u64) -> Self {
         Certifications {
             inner: Arc::new(Mutex::new(Table {
@@ -182,7 +183,7 @@ impl Certifications {
     pub fn issue(&self, account: &[u8], now: Instant) -> i32 {
         let mut t = self.table();
         t.purge(now);
-        if t.entries.len() >= t.capacity {
+        if t.by_expiry.len() >= t.capacity {
             if let Some((_, old)) = t.by_expiry.pop_first() {
                 t.entries.remove(&old);
                 t.stats.evicted += 1;
@@ -407,15 +408,23 @@ mod tests {
         let t = t0();
         let first = c.issue(b"a", t);
         let second = c.issue(b"b", t + secs(1));
+        // A claimed entry does not count and is never dropped.
         c.present(b"b", second, A, t + secs(1)).expect("live");
         let third = c.issue(b"c", t + secs(2));
-        assert_eq!(c.len(), 2);
-        assert_eq!(c.stats().evicted, 1);
+        assert_eq!((c.len(), c.stats().evicted), (3, 0));
+        let fourth = c.issue(b"d", t + secs(3));
+        assert_eq!((c.len(), c.stats().evicted), (3, 1));
         assert_eq!(
-            c.present(b"a", first, B, t + secs(2)),
+            c.present(b"a", first, B, t + secs(3)),
             Err(CertRefusal::Unknown)
         );
-        assert_eq!(c.present(b"c", third, B, t + secs(2)), Ok(()));
+        assert_eq!(c.present(b"b", second, A, t + secs(3)), Ok(()));
+        assert_eq!(c.present(b"c", third, B, t + secs(3)), Ok(()));
+        let d = CertHolder {
+            link: 2,
+            session: 1,
+        };
+        assert_eq!(c.present(b"d", fourth, d, t + secs(3)), Ok(()));
     }
 
     #[test]
