@@ -14,8 +14,8 @@ use selgate_core::{Action, CloseReason, Config, ConnId, Dialect};
 use selgate_harness::Wire;
 use selgate_peers::{
     Bot, BotAction, BotConfig, BotEvent, CertRefusal, Certifications, CharSpec, DbAction, DbEvent,
-    LinkId, LoginSrv, LoginSrvConfig, Outcome, Player, PlayerAction, RefDb, RefDbConfig, Step,
-    Target,
+    Failure, LinkId, LoginSrv, LoginSrvConfig, Outcome, Player, PlayerAction, RefDb, RefDbConfig,
+    Step, Target,
 };
 
 /// The one link of each gate.
@@ -128,11 +128,19 @@ impl FrontDoor {
     }
 
     fn run(&mut self) {
+        self.run_with(|_| {});
+    }
+
+    /// Runs until every client is done; `hook` runs at every quiet point
+    /// (for tests that make a peer act mid-run).
+    fn run_with(&mut self, mut hook: impl FnMut(&mut FrontDoor)) {
         loop {
             self.steps += 1;
             assert!(self.steps < STEP_CAP, "step cap reached: livelock?");
             self.pump();
             self.arrive();
+            self.pump();
+            hook(self);
             self.pump();
             if self.clients.iter().all(|c| c.outcome.is_some()) {
                 return;
@@ -514,4 +522,66 @@ fn forged_stale_replayed_and_foreign_certifications_are_refused() {
     // After the holder left, its certification is spent for good.
     let g = fd.select.gate().stats();
     assert_eq!(g.closed(CloseReason::ClientGone), 16, "{g:?}");
+}
+
+#[test]
+fn a_login_srv_restart_costs_only_the_logins_in_flight() {
+    const N: usize = 60;
+    let seed = 0x5e55;
+    let start = t0();
+    let certs = Certifications::new(seed);
+    // One player every 50 ms for 3 s; the LoginSrv drops its link at 1 s.
+    let clients = (0..N)
+        .map(|i| {
+            let at = start + Duration::from_millis(1 + 50 * i as u64);
+            (
+                Who::Player(Box::new(Player::normal(seed, i as u64, at))),
+                at,
+            )
+        })
+        .collect();
+    let mut fd = FrontDoor::new(Dialect::Ndc, &certs, seed, clients);
+    for i in (0..N as u64).filter(|&i| i != 10) {
+        // The accounts exist, so nobody waits 5 s to create one; but player
+        // 10 (at 0.5 s) must, and is still at the LoginGate at the restart.
+        let login = selgate_peers::LoginConfig::numbered(seed, i);
+        fd.srv
+            .accounts_mut()
+            .create(login.account.as_bytes(), login.password.as_bytes())
+            .expect("valid account");
+    }
+    let mut restarted = false;
+    fd.run_with(|fd| {
+        if !restarted && fd.now() >= start + Duration::from_secs(1) {
+            fd.srv.close_link(LINK);
+            restarted = true;
+        }
+    });
+    assert!(restarted);
+    let mut ok = 0;
+    for (i, c) in fd.clients.iter().enumerate() {
+        let Who::Player(p) = &c.who else { continue };
+        match &c.outcome {
+            Some(Outcome::Success) => ok += 1,
+            // Only logins cut by the restart or refused while the gate
+            // reconnected may fail, and only at the LoginGate.
+            Some(Outcome::Failed(Failure::ClosedEarly { .. })) => {
+                assert!(!p.at_selgate(), "player {i} failed at the SelGate");
+            }
+            other => panic!("player {i}: {other:?}"),
+        }
+    }
+    let g = fd.login.gate().stats();
+    assert_eq!(g.closed(CloseReason::UpstreamLost), 1, "{g:?}");
+    assert!(g.refused() > 0, "no refusal while reconnecting? {g:?}");
+    let lost = g.closed(CloseReason::UpstreamLost) + g.refused();
+    assert_eq!(ok + lost as usize, N, "{g:?}");
+    // The gate came back: the later half of the players all got in.
+    assert!(ok >= N / 2, "{ok} of {N}");
+    let db = fd.db.stats();
+    assert_eq!(db.replies_of(ids::SM_STARTPLAY), ok as u64);
+    assert_eq!(db.refused_certifications, 0);
+    assert_eq!(fd.srv.stats().links_opened, 2);
+    let cs = certs.stats();
+    assert_eq!((cs.issued, cs.claimed), (ok as u64, ok as u64));
 }
