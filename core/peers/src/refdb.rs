@@ -978,6 +978,9 @@ fn answer(
         });
         if refused || !certified {
             stats.refused_certifications += 1;
+            // The Delphi DBServer forgets the user here (UsrSoc.pas QueryChr
+            // -> CloseUser): an earlier good query does not carry over.
+            sess.account = None;
             return reply_msg(ids::SM_QUERYCHR_FAIL, 0, b"");
         }
         sess.account = Some(account.to_vec());
@@ -1602,13 +1605,25 @@ mod tests {
             query(&mut db, 3, &format!("bob/{bobs}"), t + ms(500)),
             ids::SM_QUERYCHR
         );
+        // A refused query after a good one leaves the session without an
+        // account: the good one does not carry over.
+        assert_eq!(
+            query(&mut db, 3, "bob/1", t + ms(700)),
+            ids::SM_QUERYCHR_FAIL
+        );
+        feed(&mut db, t + ms(700), &req(d, 3, ids::CM_SELCHR, "bob/hero"));
+        assert_eq!(one_reply(&mut db).1.header.ident, ids::SM_OUTOFCONNECTION);
+        assert_eq!(
+            query(&mut db, 3, &format!("bob/{bobs}"), t + ms(900)),
+            ids::SM_QUERYCHR
+        );
         // A restarted gate may give the same id again on the new link: the
         // certification is still spent.
-        db.handle(t + ms(600), DbEvent::LinkClosed(L));
-        db.handle(t + ms(600), DbEvent::LinkOpened(L));
-        feed(&mut db, t + ms(600), &open(d, 3));
+        db.handle(t + ms(1000), DbEvent::LinkClosed(L));
+        db.handle(t + ms(1000), DbEvent::LinkOpened(L));
+        feed(&mut db, t + ms(1000), &open(d, 3));
         assert_eq!(
-            query(&mut db, 3, &format!("bob/{bobs}"), t + ms(600)),
+            query(&mut db, 3, &format!("bob/{bobs}"), t + ms(1000)),
             ids::SM_QUERYCHR_FAIL
         );
         assert_eq!(certs.stats().refused_of(CertRefusal::Replayed), 3);
