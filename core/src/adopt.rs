@@ -130,6 +130,9 @@ impl Gate {
             hold_until: None,
             proven: true,
             vouched: false,
+            // The frames before the capture are not known.
+            frames_in: 0,
+            frames_out: 0,
         };
         st.timers.push_session(session.timer_at, s.id);
         st.sessions.insert(session);

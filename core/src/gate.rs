@@ -27,6 +27,8 @@ use crate::upstream::{classify, DbFrame};
 #[cfg(feature = "adopt")]
 #[path = "adopt.rs"]
 pub(crate) mod adopt;
+mod operator;
+pub use operator::{ReconfigureError, SessionView};
 
 /// How often expired per-IP state is swept (a bounded slice each time).
 const IP_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -464,6 +466,8 @@ impl Engine<'_> {
             hold_until: None,
             proven: false,
             vouched: false,
+            frames_in: 0,
+            frames_out: 0,
         };
         let admitted = session.stage == Stage::Admitted;
         self.s.timers.push_session(session.timer_at, id);
@@ -640,6 +644,7 @@ impl Engine<'_> {
                 }
             }
             s.last_frame = Some(now);
+            s.frames_in += 1;
             if s.announced {
                 cfg.dialect.write_data(out, id, frame);
                 stats.frames_up += 1;
@@ -871,6 +876,7 @@ impl Engine<'_> {
             self.drop_frame(reason);
             return;
         };
+        s.frames_out += 1;
         if bytes.is_empty() {
             // `%<id>/$`: a frame for the session that carries nothing. It
             // is counted like any reply; there is nothing to write.

@@ -42,7 +42,8 @@ pub use dialect::Dialect;
 pub use event::{Action, ConnId, Event};
 #[cfg(feature = "adopt")]
 pub use gate::adopt::{AdoptError, AdoptedSession};
-pub use gate::Gate;
+pub use gate::{Gate, ReconfigureError, SessionView};
+pub use limits::IpView;
 pub use link::LinkState;
 pub use proxy::{ClientOrigin, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
 pub use rng::SplitMix64;

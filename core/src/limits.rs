@@ -21,6 +21,9 @@ use crate::block_list::{mask128, mask32, BlockList};
 use crate::config::Config;
 use crate::stats::CloseReason;
 
+mod inspect;
+pub use inspect::IpView;
+
 const WINDOW_SHORT: Duration = Duration::from_secs(1);
 const WINDOW_LONG: Duration = Duration::from_secs(10);
 /// How many entries one sweep looks at, so a sweep never stalls the loop.

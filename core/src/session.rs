@@ -61,6 +61,10 @@ pub(crate) struct Session {
     pub(crate) proven: bool,
     /// The DBServer answered it with a vouching message.
     pub(crate) vouched: bool,
+    /// Client frames forwarded or held, and DBServer frames delivered: the
+    /// operator's session table shows them.
+    pub(crate) frames_in: u64,
+    pub(crate) frames_out: u64,
 }
 
 impl Session {
@@ -280,6 +284,8 @@ mod tests {
             hold_until: None,
             proven: false,
             vouched: false,
+            frames_in: 0,
+            frames_out: 0,
         }
     }
 

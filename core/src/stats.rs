@@ -71,6 +71,8 @@ reason_enum! {
         /// The DBServer kicked it and blocked its IP for good (`%+T`), or
         /// its IP was added to the block list (`%+M`).
         KickedPermBlock => "kicked_perm_block",
+        /// The operator kicked it (the admin API, `selgate ctl kick`).
+        KickedByOperator => "kicked_operator",
         /// The DBServer link went down; the DBServer lost the session.
         UpstreamLost => "upstream_lost",
         /// The link stayed down longer than the hold policy allows.

@@ -8,6 +8,8 @@ use crate::event::{Action, Event};
 use crate::gate::Gate;
 use crate::limits::IpLimits;
 
+mod operator;
+
 /// A zone's handle in its [`Zones`], given by [`Zones::add`]. Handing one
 /// to another `Zones` is a driver bug (it may panic, like a bad index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
