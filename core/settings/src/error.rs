@@ -157,6 +157,18 @@ pub enum SettingsError {
         /// Where the list came from.
         origin: Source,
     },
+    /// The admin endpoint without a token: every request needs one, and a
+    /// console reachable from elsewhere would let anyone kick and block.
+    #[error(
+        "admin endpoint {addr} ({origin}) needs a token: set admin_token_file, or the \
+             variable SELGATE_ADMIN_TOKEN (at least 16 characters)"
+    )]
+    AdminWithoutToken {
+        /// The address.
+        addr: SocketAddr,
+        /// Where the admin address came from.
+        origin: Source,
+    },
     /// The metrics endpoint would take a client listener's port.
     #[error("metrics address {addr} ({origin}) is also a listen address")]
     MetricsOnListen {

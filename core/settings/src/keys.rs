@@ -11,7 +11,7 @@ use selgate_core::{BlockList, Dialect, LinkDownPolicy, ProxyProtocol};
 
 use crate::duration::{format_duration, format_size, parse_duration, parse_size};
 use crate::layers::{env_name, flag_name, toml_to_raw};
-use crate::settings::{LogFormat, Settings};
+use crate::settings::{LogFormat, Secret, Settings};
 
 /// Where a key may be set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,6 +265,11 @@ kind!(
     Dir: PathBuf, parse_dir, |p| text(p.display().to_string())
 );
 kind!(
+    /// A secret, never written out: `check-config` shows `redacted`.
+    SecretOrNone: Option<Secret>, parse_secret,
+    |s| text(if s.is_some() { "redacted" } else { "none" }.to_string())
+);
+kind!(
     /// A log format by name.
     Log: LogFormat, parse_log_format, |f| text(f.name().to_string())
 );
@@ -335,6 +340,13 @@ keys! {
         ini = Ini::AddrPort { ip: "ServerAddr", port: "ServerPort" };
     metrics = metrics: AddrOrOff, Process, "Network", "ADDR:PORT",
         "Metrics endpoint, or `off`";
+    admin = admin: AddrOrOff, Process, "Console", "ADDR:PORT",
+        "Admin endpoint (JSON API and the console page), or `off`; needs a token";
+    admin_token_file = admin_token_file: FileOrNone, Process, "Console", "FILE",
+        "File holding the admin API's bearer token (its first line), or `none`";
+    admin_token = admin_token: SecretOrNone, Process, "Console", "TOKEN",
+        "The admin API's bearer token; prefer SELGATE_ADMIN_TOKEN or admin_token_file \
+         (a flag shows in the process list)";
     dialect = core.dialect: DialectName, Zone, "Network", "wemade|delphi|ndc|kal",
         "DBServer dialect";
     gate_ip = core.gate_ip: IpOrAuto, Zone, "Network", "IP|auto",
@@ -667,6 +679,14 @@ fn parse_block_list(s: &str) -> Result<Option<PathBuf>, String> {
         return Ok(None);
     }
     Ok(Some(PathBuf::from(t)))
+}
+
+fn parse_secret(s: &str) -> Result<Option<Secret>, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    Secret::new(t).map(Some)
 }
 
 fn parse_dir(s: &str) -> Result<PathBuf, String> {

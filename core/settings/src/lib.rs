@@ -60,7 +60,7 @@ mod settings;
 pub use error::{SettingsError, Source};
 pub use keys::{Ini, Key, Scope, KEYS};
 pub use layers::{env_name, flag_name, EnvLayer, PartialSettings, ZonePartial};
-pub use settings::{LogFormat, Settings, ZoneSettings};
+pub use settings::{LogFormat, Secret, Settings, ZoneSettings, MIN_TOKEN_LEN};
 
 /// Prefix of every environment variable the gate reads.
 pub const ENV_PREFIX: &str = "SELGATE_";

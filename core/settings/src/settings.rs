@@ -33,6 +33,44 @@ impl LogFormat {
     }
 }
 
+/// A secret setting (the admin token). Its `Debug` and `check-config`
+/// never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+/// The shortest token accepted: a guessable token is no protection.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl Secret {
+    /// A token, refused when shorter than [`MIN_TOKEN_LEN`] or holding
+    /// whitespace or control characters (it travels in an HTTP header).
+    pub fn new(token: &str) -> Result<Secret, String> {
+        if token.chars().count() < MIN_TOKEN_LEN {
+            return Err(format!(
+                "a token needs at least {MIN_TOKEN_LEN} characters (e.g. 32 random hex digits)"
+            ));
+        }
+        if token
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+        {
+            return Err("a token is printable ASCII without spaces".to_string());
+        }
+        Ok(Secret(token.to_string()))
+    }
+
+    /// The token itself, for the one comparison that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
 /// The effective settings of one zone.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZoneSettings {
@@ -57,6 +95,12 @@ pub struct Settings {
     pub upstream: SocketAddr,
     /// Where to serve metrics; `None` disables them (the default).
     pub metrics: Option<SocketAddr>,
+    /// Where to serve the admin API and console; `None` (the default) disables them.
+    pub admin: Option<SocketAddr>,
+    /// The file holding the admin token (the driver reads it). Default: none.
+    pub admin_token_file: Option<PathBuf>,
+    /// The admin token itself. Default: none.
+    pub admin_token: Option<Secret>,
     /// Log line format. Default: pretty.
     pub log_format: LogFormat,
     /// Text file of blocked IPs and CIDRs (the driver reads it). Default: none.
@@ -96,6 +140,9 @@ impl Default for Settings {
             listen: vec![DEFAULT_LISTEN],
             upstream: DEFAULT_UPSTREAM,
             metrics: None,
+            admin: None,
+            admin_token_file: None,
+            admin_token: None,
             log_format: LogFormat::Pretty,
             block_list: None,
             status_interval: DEFAULT_STATUS_INTERVAL,
@@ -217,6 +264,14 @@ impl Settings {
                 return Err(SettingsError::MetricsOnListen {
                     addr: m,
                     origin: self.origin("metrics"),
+                });
+            }
+        }
+        if let Some(addr) = self.admin {
+            if self.admin_token.is_none() && self.admin_token_file.is_none() {
+                return Err(SettingsError::AdminWithoutToken {
+                    addr,
+                    origin: self.origin("admin"),
                 });
             }
         }

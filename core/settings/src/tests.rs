@@ -397,6 +397,9 @@ fn every_key_reads_back_its_default_and_names_its_field() {
         process,
         [
             "metrics",
+            "admin",
+            "admin_token_file",
+            "admin_token",
             "log_format",
             "status_interval",
             "seed",
@@ -474,4 +477,34 @@ fn a_gate_settings_file_becomes_the_config_the_gate_runs_with() {
             .ends_with("idle_timeout = \"0s\" (file bad.toml key idle_timeout)"),
         "{err}"
     );
+}
+
+#[test]
+fn the_admin_endpoint_needs_a_token_and_the_token_is_never_shown() {
+    let path = Path::new("selgate.toml");
+    let e = from_toml_text("admin = \"127.0.0.1:9101\"\n", path).expect_err("no token");
+    assert!(
+        e.to_string().contains("needs a token"),
+        "the reason is given: {e}"
+    );
+    let e = from_toml_text("admin = \"0.0.0.0:9101\"\nadmin_token = \"short\"\n", path)
+        .expect_err("a short token");
+    assert!(e.to_string().contains("at least 16"), "{e}");
+    let token = "s3cret-token-0123456789";
+    let s = from_toml_text(
+        &format!("admin = \"0.0.0.0:9101\"\nadmin_token = \"{token}\"\n"),
+        path,
+    )
+    .expect("a token");
+    assert_eq!(s.admin_token.as_ref().map(Secret::expose), Some(token));
+    let shown = s.to_toml();
+    assert!(!shown.contains(token), "check-config hides the token");
+    assert!(shown.contains("admin_token = \"redacted\""), "{shown}");
+    assert!(!format!("{s:?}").contains(token), "Debug hides the token");
+    let file = from_toml_text(
+        "admin = \"127.0.0.1:9101\"\nadmin_token_file = \"/etc/selgate/admin.token\"\n",
+        path,
+    )
+    .expect("a token file is enough");
+    assert!(file.admin.is_some());
 }
