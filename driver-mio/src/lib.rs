@@ -5,10 +5,12 @@
 #![forbid(unsafe_code)]
 
 mod accepted;
+pub mod admin;
 pub mod classic_ini;
 pub mod cli;
 pub mod codec_cmd;
 pub mod demo;
+pub mod list_file;
 pub mod logging;
 pub mod metrics;
 pub mod peer_bots;

@@ -10,7 +10,7 @@ use selgate::cli::{Cli, CodecCommand, Command};
 use selgate::recorder::RecordSpec;
 use selgate::server::{Exit, Server, ServerOptions, SharedIpLimits, ZoneSpec};
 use selgate::settings::{self, LogFormat, Settings};
-use selgate::{codec_cmd, demo, logging, tools};
+use selgate::{admin, codec_cmd, demo, logging, tools};
 
 fn main() -> ExitCode {
     match Cli::parse().into_command() {
@@ -125,6 +125,21 @@ fn run(settings: Settings) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    if let Some(addr) = settings.admin {
+        let token = admin::load_token(
+            settings.admin_token.as_ref(),
+            settings.admin_token_file.as_deref(),
+        );
+        let opts = match token {
+            Ok(Some(token)) => admin::AdminOptions { addr, token },
+            // The settings refuse an admin address without a token source.
+            Ok(None) => return fail(&"the admin endpoint needs a token"),
+            Err(e) => return fail(&e),
+        };
+        if let Err(e) = server.serve_admin(opts) {
+            return fail(&e);
+        }
+    }
     for z in &settings.zones {
         tracing::info!(zone = %z.name, listen = ?z.listen, upstream = %z.upstream, dialect = %z.core.dialect, "selgate zone");
     }

@@ -25,6 +25,9 @@ use crate::recorder::{RecordSpec, Recorder, Way};
 use crate::status::{StatusLine, ZoneSnapshot};
 use crate::write_queue::{Flush, WriteQueue};
 
+mod admin_ops;
+mod reload;
+
 const WAKER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 const UPSTREAM_BASE: usize = 16;
@@ -220,6 +223,9 @@ struct Client {
     /// admitted it (`None` once admitted, or for direct listeners): the
     /// recorder decides only then, by the real client's address.
     before_origin: Option<usize>,
+    /// Bytes read from and written to the socket (the console's table).
+    bytes_in: u64,
+    bytes_out: u64,
 }
 
 /// The running gate: zones, sockets and the poll.
@@ -256,6 +262,8 @@ pub struct Server {
     hard_deadline: Option<Instant>,
     next_block_list_check: Instant,
     recorder: Option<Recorder>,
+    /// The operator's console (idle until `serve_admin`).
+    ops: admin_ops::Operator,
 }
 
 impl std::fmt::Debug for Server {
@@ -377,6 +385,7 @@ impl Server {
             hard_deadline: None,
             next_block_list_check: now + BLOCK_LIST_CHECK,
             recorder,
+            ops: admin_ops::Operator::new(opts.record.as_ref().map(|r| r.list.clone())),
         })
     }
 
@@ -452,6 +461,7 @@ impl Server {
             if let Some(r) = self.recorder.as_mut() {
                 r.flush_due(now);
             }
+            self.operator_turn(now);
             self.publish();
             if self.zones.iter().all(|z| z.stopped) && self.clients.is_empty() {
                 self.status.final_line(&self.snapshots());
@@ -489,6 +499,7 @@ impl Server {
         consider(self.accept_paused_until);
         consider(self.status.next_due());
         consider(self.hard_deadline);
+        consider(self.ops.deadline());
         if self.recorder.is_some() || self.zones.iter().any(|z| z.spec.block_list.is_some()) {
             consider(Some(self.next_block_list_check));
         }
@@ -528,6 +539,7 @@ impl Server {
                     if self.reload.swap(false, Ordering::SeqCst) {
                         self.reload_block_lists(now);
                     }
+                    self.serve_admin_requests(now);
                 }
                 1 => {
                     let signals = self
@@ -645,6 +657,7 @@ impl Server {
             }
         };
         tracing::info!(zone = %zone.spec.name, entries = list.len(), "block list reloaded");
+        let list = self.ops.merged(&list, now);
         if !self.cores.is_shared() {
             self.cores
                 .handle(zone.id, now, Event::BlockListChanged(&list));
@@ -769,6 +782,8 @@ impl Server {
             dead: false,
             in_ready: false,
             hup: false,
+            bytes_in: 0,
+            bytes_out: 0,
             before_origin: (self.zones[zone].spec.core.proxy_protocol != ProxyProtocol::Off)
                 .then_some(0),
         });
@@ -865,6 +880,7 @@ impl Server {
                 match c.stream.read(&mut self.read_buf) {
                     Ok(n) if n > 0 => {
                         total += n;
+                        c.bytes_in += n as u64;
                         if let Some(r) = self.recorder.as_mut() {
                             if r.is_recorded(key) {
                                 r.client_bytes(key, Way::In, &self.read_buf[..n]);
@@ -928,6 +944,8 @@ impl Server {
                     r.link_up(z, local, zone.spec.upstream);
                 }
                 tracing::info!(zone = %zone.spec.name, upstream = %zone.spec.upstream, "DBServer link up");
+                let up = format!("DBServer {} up", zone.spec.upstream);
+                self.ops.events.push("link_up", Some(&zone.spec.name), up);
                 self.cores.handle(zone.id, now, Event::UpstreamConnected);
             } else if writable || up.stream.peer_addr().is_err() {
                 let _ = self.poll.registry().deregister(&mut up.stream);
@@ -979,6 +997,10 @@ impl Server {
                 let zone = &mut self.zones[z];
                 zone.upstream = None;
                 tracing::warn!(zone = %zone.spec.name, "DBServer link lost: {failure}");
+                let lost = format!("DBServer link lost: {failure}");
+                self.ops
+                    .events
+                    .push("link_down", Some(&zone.spec.name), lost);
                 self.cores.handle(zone.id, now, Event::UpstreamClosed);
             }
         }
@@ -1185,6 +1207,7 @@ impl Server {
                 // The core counts what it sent as queued until it hears
                 // what the socket took: no count is kept here.
                 let bytes = had - c.out.queued();
+                c.bytes_out += bytes as u64;
                 self.cores.handle(
                     self.zones[z].id,
                     now,

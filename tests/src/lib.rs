@@ -23,6 +23,8 @@ use selgate_core::codec::{self, HeaderLayout, Message, MsgHeader};
 use selgate_core::{CloseReason, Config, Stats};
 use selgate_peers::{Bot, BotConfig, CharSpec, DbStats, RefDbConfig, Step, Violation};
 
+pub mod admin;
+
 /// `127.0.0.1:0`: the only kind of address these tests bind.
 pub fn loopback0() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
@@ -132,8 +134,19 @@ impl ServerThread {
     /// Binds a gate with `opts`, runs its loop on a thread named `name`,
     /// and waits (up to 10 s each) until every zone's DBServer link is up.
     pub fn start(name: &str, opts: ServerOptions) -> ServerThread {
+        Self::start_with(name, opts, |_| {})
+    }
+
+    /// Like [`ServerThread::start`], with `setup` run on the bound server
+    /// before its loop starts (the admin endpoint, for one).
+    pub fn start_with(
+        name: &str,
+        opts: ServerOptions,
+        setup: impl FnOnce(&mut Server),
+    ) -> ServerThread {
         let zones = opts.zones.len();
         let mut server = Server::bind(opts).expect("bind the gate");
+        setup(&mut server);
         let addrs = server.local_addrs();
         let handle = server.handle();
         let (tx, done) = channel();
@@ -200,20 +213,32 @@ impl TestGate {
     /// Starts a DBServer with `db`, then a gate with `core` pointing at it,
     /// and waits (up to 10 s) until the gate's link is up.
     pub fn start(core: Config, db: RefDbConfig, seed: u64) -> TestGate {
+        Self::start_with(core, db, seed, |_| {}, |_| {})
+    }
+
+    /// Like [`TestGate::start`], with the gate's options changed by
+    /// `options` before it binds (a block list, recording) and `setup` run
+    /// on the bound server before its loop starts (the admin endpoint).
+    pub fn start_with(
+        core: Config,
+        db: RefDbConfig,
+        seed: u64,
+        options: impl FnOnce(&mut ServerOptions),
+        setup: impl FnOnce(&mut Server),
+    ) -> TestGate {
         let db = DbServer::start(loopback0(), db, seed).expect("start the reference DBServer");
-        let server = ServerThread::start(
-            "selgate-e2e",
-            server_options(
-                vec![ZoneSpec {
-                    name: "e2e".into(),
-                    listen: vec![loopback0()],
-                    upstream: db.addr(),
-                    core,
-                    block_list: None,
-                }],
-                seed,
-            ),
+        let mut opts = server_options(
+            vec![ZoneSpec {
+                name: "e2e".into(),
+                listen: vec![loopback0()],
+                upstream: db.addr(),
+                core,
+                block_list: None,
+            }],
+            seed,
         );
+        options(&mut opts);
+        let server = ServerThread::start_with("selgate-e2e", opts, setup);
         TestGate {
             gate: server.addrs[0],
             server: Some(server),
