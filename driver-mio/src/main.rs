@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use selgate::cli::{Cli, CodecCommand, Command};
+use selgate::cli::{Cli, CodecCommand, Command, SettingsArgs};
 use selgate::recorder::RecordSpec;
 use selgate::server::{Exit, Server, ServerOptions, SharedIpLimits, ZoneSpec};
 use selgate::settings::{self, LogFormat, Settings};
@@ -15,7 +15,7 @@ use selgate::{admin, codec_cmd, demo, logging, tools};
 fn main() -> ExitCode {
     match Cli::parse().into_command() {
         Command::Run(args) => match settings::load(&args, std::env::vars_os()) {
-            Ok(settings) => run(settings),
+            Ok(settings) => run(settings, args),
             Err(e) => fail(&e),
         },
         Command::Demo(args) => {
@@ -89,8 +89,8 @@ fn main() -> ExitCode {
 }
 
 /// `selgate run`: serve until a signal drains the gate.
-fn run(settings: Settings) -> ExitCode {
-    logging::init(settings.log_format, "info");
+fn run(settings: Settings, args: SettingsArgs) -> ExitCode {
+    logging::init(settings.log_format, &settings.log_level);
     for w in &settings.warnings {
         tracing::warn!("{w}");
     }
@@ -140,6 +140,23 @@ fn run(settings: Settings) -> ExitCode {
             return fail(&e);
         }
     }
+    // A reload reads the same flags, environment and files again.
+    let files: Vec<_> = [
+        args.config
+            .clone()
+            .or_else(|| std::env::var_os(settings::ENV_CONFIG).map(Into::into)),
+        args.classic_ini
+            .clone()
+            .or_else(|| std::env::var_os(settings::ENV_CLASSIC_INI).map(Into::into)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    server.reload_settings_with(
+        settings.clone(),
+        files,
+        Box::new(move || settings::load(&args, std::env::vars_os())),
+    );
     for z in &settings.zones {
         tracing::info!(zone = %z.name, listen = ?z.listen, upstream = %z.upstream, dialect = %z.core.dialect, "selgate zone");
     }

@@ -158,7 +158,7 @@ impl ServerHandle {
         let _ = self.waker.wake();
     }
 
-    /// Reloads the block lists (like SIGHUP).
+    /// Reloads the settings and the lists (like SIGHUP).
     pub fn reload(&self) {
         self.reload.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
@@ -462,6 +462,7 @@ impl Server {
                 r.flush_due(now);
             }
             self.operator_turn(now);
+            self.check_settings_files(now);
             self.publish();
             if self.zones.iter().all(|z| z.stopped) && self.clients.is_empty() {
                 self.status.final_line(&self.snapshots());
@@ -537,7 +538,7 @@ impl Server {
                         stop_now |= self.request_stop(now);
                     }
                     if self.reload.swap(false, Ordering::SeqCst) {
-                        self.reload_block_lists(now);
+                        self.reload_requested(now);
                     }
                     self.serve_admin_requests(now);
                 }
@@ -550,7 +551,7 @@ impl Server {
                     for sig in signals {
                         match sig {
                             crate::signals::Signal::Stop => stop_now |= self.request_stop(now),
-                            crate::signals::Signal::Reload => self.reload_block_lists(now),
+                            crate::signals::Signal::Reload => self.reload_requested(now),
                         }
                     }
                 }

@@ -270,6 +270,10 @@ kind!(
     |s| text(if s.is_some() { "redacted" } else { "none" }.to_string())
 );
 kind!(
+    /// Log filter directives: `info`, `warn,selgate=debug`.
+    LevelFilter: String, parse_log_level, |l| text(l.clone())
+);
+kind!(
     /// A log format by name.
     Log: LogFormat, parse_log_format, |f| text(f.name().to_string())
 );
@@ -422,6 +426,8 @@ keys! {
         "Text file of blocked IPs and CIDRs, or `none`";
     log_format = log_format: Log, Process, "Operation", "pretty|json",
         "Log output format";
+    log_level = log_level: LevelFilter, Process, "Operation", "LEVEL",
+        "Log level, or directives such as `warn,selgate=debug`; RUST_LOG, when set, wins";
     status_interval = status_interval: Dur, Process, "Operation", "DURATION",
         "Interval of the one-line status log; 0 disables it";
     drain_timeout = core.shutdown_timeout: Dur, Zone, "Operation", "DURATION",
@@ -561,6 +567,30 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
         "json" => Ok(LogFormat::Json),
         _ => Err("expected pretty or json".into()),
     }
+}
+
+fn parse_log_level(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let t = s.trim();
+    let err = || {
+        format!(
+            "{t:?}: expected a level (trace, debug, info, warn, error, off) or directives \
+             such as warn,selgate=debug"
+        )
+    };
+    if t.is_empty() {
+        return Err(err());
+    }
+    for item in t.split(',').map(str::trim) {
+        let (target, level) = item.rsplit_once('=').unwrap_or(("", item));
+        let target_ok = target
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-'));
+        if !target_ok || !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(err());
+        }
+    }
+    Ok(t.to_ascii_lowercase())
 }
 
 fn parse_duration_text(s: &str) -> Result<Duration, String> {

@@ -49,6 +49,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub mod classic_ini;
+pub mod diff;
 pub mod duration;
 mod error;
 #[cfg(feature = "clap")]

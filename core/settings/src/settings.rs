@@ -103,6 +103,8 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     /// Log line format. Default: pretty.
     pub log_format: LogFormat,
+    /// Log filter directives (`RUST_LOG` wins when set). Default: `info`.
+    pub log_level: String,
     /// Text file of blocked IPs and CIDRs (the driver reads it). Default: none.
     pub block_list: Option<PathBuf>,
     /// Interval of the one-line status log; zero disables it. Default: 10 s.
@@ -144,6 +146,7 @@ impl Default for Settings {
             admin_token_file: None,
             admin_token: None,
             log_format: LogFormat::Pretty,
+            log_level: "info".to_string(),
             block_list: None,
             status_interval: DEFAULT_STATUS_INTERVAL,
             seed: None,

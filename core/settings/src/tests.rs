@@ -401,6 +401,7 @@ fn every_key_reads_back_its_default_and_names_its_field() {
             "admin_token_file",
             "admin_token",
             "log_format",
+            "log_level",
             "status_interval",
             "seed",
             "shared_ip_limits",

@@ -76,6 +76,8 @@ pub(crate) struct Operator {
     next_sample: Option<Instant>,
     /// The record list file, when recording is configured.
     record_list: Option<PathBuf>,
+    /// How the settings reload, once the binary said.
+    pub(crate) reloader: Option<super::reload::Reloader>,
 }
 
 impl Operator {
@@ -100,10 +102,11 @@ impl Operator {
     /// the end of a block.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let ends = self.blocks.iter().map(|b| b.until).min();
-        match (self.next_sample, ends) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let settings = self.reloader.as_ref().map(|r| r.next_check);
+        [self.next_sample, ends, settings]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
