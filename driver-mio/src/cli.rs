@@ -55,6 +55,11 @@ pub enum Command {
     /// Run bot clients through a gate (the full select flow) and report;
     /// exits 0 only when every bot succeeded.
     Bots(BotsArgs),
+    /// Talk to a running gate's admin endpoint: status, sessions, ips,
+    /// events, kick, block, unblock, record, reload. Exit codes: 0 done,
+    /// 1 usage, 2 unreachable, 3 token refused, 4 refused by the gate,
+    /// 5 gate busy or failed.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 /// `selgate refdb`

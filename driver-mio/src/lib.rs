@@ -9,6 +9,7 @@ pub mod admin;
 pub mod classic_ini;
 pub mod cli;
 pub mod codec_cmd;
+pub mod ctl;
 pub mod demo;
 pub mod list_file;
 pub mod logging;

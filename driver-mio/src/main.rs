@@ -58,6 +58,16 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Ctl(args) => match selgate::ctl::run(&args) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("selgate ctl: {e}");
+                ExitCode::from(e.code())
+            }
+        },
         Command::CheckConfig(args) => match settings::load(&args, std::env::vars_os()) {
             Ok(settings) => {
                 for w in &settings.warnings {
