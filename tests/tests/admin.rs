@@ -360,3 +360,20 @@ fn the_settings_refuse_an_admin_endpoint_without_a_token_and_hide_the_token() {
     assert!(!shown.contains(TOKEN), "check-config never shows the token");
     assert!(shown.contains("admin_token = \"redacted\""));
 }
+
+#[test]
+fn an_idle_connection_is_closed_by_the_endpoint() {
+    use std::io::Read;
+    let (gate, admin) = gate_with_admin(1507);
+    let mut idle = std::net::TcpStream::connect(admin.addr).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let start = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "closed by the endpoint, not by us"
+    );
+    gate.finish().assert_clean();
+}

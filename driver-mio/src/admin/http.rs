@@ -54,7 +54,7 @@ pub(super) fn spawn(
     tx: SyncSender<Request>,
     waker: Arc<Waker>,
 ) -> io::Result<SocketAddr> {
-    let server = Server::http(opts.addr)
+    let server = Server::from_listener(listener(opts.addr)?, None)
         .map_err(|e| io::Error::other(format!("admin endpoint on {}: {e}", opts.addr)))?;
     let addr = server.server_addr();
     // Counted from the start, so /metrics shows the series at 0.
@@ -74,11 +74,38 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name("selgate-admin".into())
         .spawn(move || {
-            for request in server.incoming_requests() {
-                endpoint.serve(request);
+            loop {
+                match server.recv() {
+                    Ok(request) => endpoint.serve(request),
+                    // An accept that timed out or failed: that connection
+                    // is gone, the endpoint goes on.
+                    Err(_) => continue,
+                }
             }
         })?;
     Ok(addr)
+}
+
+/// How long a connection may sit without sending (or taking) a byte.
+/// tiny_http serves each connection on a thread of a small pool, and a
+/// keep-alive connection left idle holds its thread: a browser's spare
+/// connections, or a local process opening a few sockets, would stall the
+/// endpoint. Accepted sockets inherit the listener's timeouts on Linux;
+/// tiny_http then closes an idle connection (408) and frees its thread.
+pub const IDLE_CONNECTION: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The listening socket, with [`IDLE_CONNECTION`] as its timeouts.
+fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(not(windows))]
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("admin endpoint on {addr}: {e}")))?;
+    sock.listen(64)?;
+    sock.set_read_timeout(Some(IDLE_CONNECTION))?;
+    sock.set_write_timeout(Some(IDLE_CONNECTION))?;
+    Ok(sock.into())
 }
 
 /// The origins a browser may call from: the console page's own.
