@@ -60,6 +60,10 @@ pub enum Command {
     /// 1 usage, 2 unreachable, 3 token refused, 4 refused by the gate,
     /// 5 gate busy or failed.
     Ctl(crate::ctl::CtlArgs),
+    /// Install, remove or run selgate as a native Windows service.
+    #[cfg(windows)]
+    #[command(subcommand)]
+    Service(crate::service_windows::ServiceCommand),
 }
 
 /// `selgate refdb`

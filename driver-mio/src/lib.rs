@@ -11,6 +11,7 @@ pub mod cli;
 pub mod codec_cmd;
 pub mod ctl;
 pub mod demo;
+pub mod launch;
 pub mod list_file;
 pub mod logging;
 pub mod metrics;
@@ -18,6 +19,8 @@ pub mod peer_bots;
 pub mod peer_db;
 pub mod recorder;
 pub mod server;
+#[cfg(windows)]
+pub mod service_windows;
 pub mod settings;
 pub mod signals;
 pub mod status;
