@@ -37,6 +37,9 @@ x86_64-w64-mingw32-gcc -O2 -shared -o "$work/bcryptprimitives.dll" \
   tests/windows/prng_shim.c tests/windows/prng_shim.def
 export WINEPREFIX="$work/prefix" WINEDEBUG=-all
 "$wine_bin" wineboot --init >/dev/null 2>&1 || true
+# wineboot returns while the new prefix is still being set up; a service
+# started before that is done does not start.
+wineserver -w 2>/dev/null || true
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 db_port=$(free_port)
@@ -77,10 +80,13 @@ fi
 echo "== Linux bots through the service's gate"
 ok=""
 for _ in $(seq 1 50); do
-  if timeout 120 "$linux" bots --gate "127.0.0.1:$gate_port" --bots 50 --concurrency 10 --seed 5 >"$work/bots.log" 2>&1; then ok=1; break; fi
+  if timeout 120 "$linux" bots --gate "127.0.0.1:$gate_port" --bots 50 --concurrency 10 --per-bot-source-ip --seed 5 >"$work/bots.log" 2>&1; then ok=1; break; fi
   sleep 0.2
 done
-[ -n "$ok" ] || { cat "$work/bots.log"; echo "bots through the service failed"; exit 1; }
+[ -n "$ok" ] || {
+  tail -3 "$work/bots.log"; echo "--- refdb log"; tail -5 "$work/refdb.log"
+  echo "bots through the service failed"; exit 1
+}
 tail -3 "$work/bots.log"
 
 echo "== sc stop selgate (graceful drain)"
