@@ -77,24 +77,17 @@ pub(super) fn spawn(
             loop {
                 match server.recv() {
                     Ok(request) => endpoint.serve(request),
-                    // An accept that timed out or failed: that connection
-                    // is gone, the endpoint goes on.
-                    Err(_) => continue,
+                    // A connection that failed before its request: that one
+                    // is gone, the endpoint goes on (without spinning).
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
                 }
             }
         })?;
     Ok(addr)
 }
 
-/// How long a connection may sit without sending (or taking) a byte.
-/// tiny_http serves each connection on a thread of a small pool, and a
-/// keep-alive connection left idle holds its thread: a browser's spare
-/// connections, or a local process opening a few sockets, would stall the
-/// endpoint. Accepted sockets inherit the listener's timeouts on Linux;
-/// tiny_http then closes an idle connection (408) and frees its thread.
-pub const IDLE_CONNECTION: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The listening socket, with [`IDLE_CONNECTION`] as its timeouts.
+/// The listening socket. No receive timeout on it: accept() would honour
+/// it, and tiny_http's accept thread ends at the first failed accept.
 fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -103,8 +96,10 @@ fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     sock.bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("admin endpoint on {addr}: {e}")))?;
     sock.listen(64)?;
-    sock.set_read_timeout(Some(IDLE_CONNECTION))?;
-    sock.set_write_timeout(Some(IDLE_CONNECTION))?;
+    // tiny_http writes the head and the body separately: without this,
+    // Nagle's algorithm holds the body for the client's delayed ACK (40 ms
+    // on Linux). Accepted sockets inherit it.
+    sock.set_nodelay(true)?;
     Ok(sock.into())
 }
 
