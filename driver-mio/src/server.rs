@@ -340,7 +340,7 @@ impl Server {
         }
         let signals = if opts.handle_signals {
             let mut s = crate::signals::SignalSource::new()?;
-            s.register(poll.registry(), SIGNALS)?;
+            s.register(poll.registry(), SIGNALS, Some(&waker))?;
             Some(s)
         } else {
             None
@@ -541,20 +541,11 @@ impl Server {
                         self.reload_requested(now);
                     }
                     self.serve_admin_requests(now);
+                    // On Windows the console signals wake the loop through
+                    // this waker (mio allows one per poll).
+                    stop_now |= self.take_signals(now);
                 }
-                1 => {
-                    let signals = self
-                        .signals
-                        .as_mut()
-                        .map(|s| s.pending())
-                        .unwrap_or_default();
-                    for sig in signals {
-                        match sig {
-                            crate::signals::Signal::Stop => stop_now |= self.request_stop(now),
-                            crate::signals::Signal::Reload => self.reload_requested(now),
-                        }
-                    }
-                }
+                1 => stop_now |= self.take_signals(now),
                 t if (UPSTREAM_BASE..LISTENER_BASE).contains(&t) => {
                     let z = t - UPSTREAM_BASE;
                     self.upstream_event(z, now, readable, writable);
@@ -589,6 +580,24 @@ impl Server {
     }
 
     /// First request: drain. Second: exit at once (returns true).
+    /// Acts on the operator's signals that arrived; true when one asks
+    /// for an exit at once.
+    fn take_signals(&mut self, now: Instant) -> bool {
+        let signals = self
+            .signals
+            .as_mut()
+            .map(|s| s.pending())
+            .unwrap_or_default();
+        let mut stop_now = false;
+        for sig in signals {
+            match sig {
+                crate::signals::Signal::Stop => stop_now |= self.request_stop(now),
+                crate::signals::Signal::Reload => self.reload_requested(now),
+            }
+        }
+        stop_now
+    }
+
     fn request_stop(&mut self, now: Instant) -> bool {
         self.stop_requests += 1;
         if self.stop_requests > 1 {

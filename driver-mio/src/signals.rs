@@ -3,6 +3,7 @@
 //! Ctrl-C, Ctrl-Break and console close start the drain.
 
 use std::io;
+use std::sync::Arc;
 
 use mio::{Registry, Token};
 
@@ -29,7 +30,14 @@ mod imp {
             Ok(SignalSource(Signals::new([SIGINT, SIGTERM, SIGHUP])?))
         }
 
-        pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        /// Registers the signal pipe under `token` (the loop's `waker` is
+        /// for Windows, where signals have no pipe).
+        pub fn register(
+            &mut self,
+            registry: &Registry,
+            token: Token,
+            _waker: Option<&Arc<mio::Waker>>,
+        ) -> io::Result<()> {
             registry.register(&mut self.0, token, mio::Interest::READABLE)
         }
 
@@ -52,7 +60,6 @@ mod imp {
 mod imp {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Arc;
 
     /// Console control events, forwarded to the poll through a waker.
     pub struct SignalSource {
@@ -70,8 +77,21 @@ mod imp {
             })
         }
 
-        pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-            let waker = Arc::new(mio::Waker::new(registry, token)?);
+        /// Wakes the loop on a console event: through the loop's own
+        /// `waker` when it has one (mio allows a single `Waker` per `Poll`, a
+        /// second one panics in debug builds; the loop then reads the
+        /// signals when that waker fires), else through a waker of its own
+        /// under `token`.
+        pub fn register(
+            &mut self,
+            registry: &Registry,
+            token: Token,
+            waker: Option<&Arc<mio::Waker>>,
+        ) -> io::Result<()> {
+            let waker = match waker {
+                Some(w) => Arc::clone(w),
+                None => Arc::new(mio::Waker::new(registry, token)?),
+            };
             self.waker = Some(waker.clone());
             let count = self.count.clone();
             // ctrlc's "termination" feature covers Ctrl-C, Ctrl-Break and

@@ -124,7 +124,7 @@ pub fn run(args: &ReflectorArgs) -> io::Result<ReflectorStats> {
         listeners.push((l, face));
     }
     let mut signals = SignalSource::new()?;
-    signals.register(poll.registry(), SIGNALS)?;
+    signals.register(poll.registry(), SIGNALS, None)?;
 
     let dialect = args.dialect;
     let end = Instant::now() + Duration::from_secs(args.max_secs);
