@@ -210,12 +210,25 @@ fn run_in(seed: u64, transcript: bool, out: &mut Option<Sim>) -> Result<(u64, us
 }
 
 /// What the runs exercised, summed: proof that the faults happened.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Totals {
     routed: u64,
     reconnects: u64,
     pauses: u64,
     closes: [u64; CloseReason::COUNT],
+}
+
+// By hand: `Default` is derived for arrays of at most 32 elements, and
+// there are more close reasons than that.
+impl Default for Totals {
+    fn default() -> Self {
+        Totals {
+            routed: 0,
+            reconnects: 0,
+            pauses: 0,
+            closes: [0; CloseReason::COUNT],
+        }
+    }
 }
 
 impl Totals {
