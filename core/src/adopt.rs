@@ -133,6 +133,7 @@ impl Gate {
             // The frames before the capture are not known.
             frames_in: 0,
             frames_out: 0,
+            close_at: None,
         };
         st.timers.push_session(session.timer_at, s.id);
         st.sessions.insert(session);

@@ -9,6 +9,7 @@ use crate::block_list::BlockList;
 use crate::codec::{ids, HeaderLayout};
 use crate::dialect::Dialect;
 use crate::proxy::ProxyProtocol;
+use crate::role::Role;
 
 /// What happens to live sessions when the DBServer link goes down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -29,6 +30,9 @@ pub enum LinkDownPolicy {
 /// Every setting of one gate (one zone).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// Which gate this zone is; [`Role::config`] gives each role's
+    /// defaults. Default: the SelGate.
+    pub role: Role,
     /// The DBServer dialect. Default: `wemade`.
     pub dialect: Dialect,
     /// The gate IP written in open frames. Default: `None`, meaning the local
@@ -125,11 +129,29 @@ pub struct Config {
     pub max_upstream_frame_len: usize,
     /// Longest the shutdown may take before `Stopped`. Default: 5 s.
     pub shutdown_timeout: Duration,
+
+    /// Login role: close a session this long after LoginSrv sent it
+    /// SM_SELECTSERVER_OK (GXX's LoginGate): the client has what it came
+    /// for and goes on to the SelGate; a session kept open after that only
+    /// holds a slot. Default: 8 s; `None` leaves it to the idle timeout.
+    pub close_after_select: Option<Duration>,
+    /// Login role: rewrite LoginSrv's "no such account" answers
+    /// (SM_PASSWD_FAIL with `recog` 0, SM_ID_NOTFOUND) into the
+    /// wrong-password answer (SM_PASSWD_FAIL −1), so a client cannot tell
+    /// which accounts exist (docs/PROTOCOL.md §11.5). Default: on.
+    pub hide_unknown_accounts: bool,
+    /// Login role: most CM_ADDNEWUSER one IP prefix may send per
+    /// `new_account_window`; the one past it closes its session without
+    /// being forwarded. Default: 3; 0 turns the limit off.
+    pub max_new_accounts_per_ip: u32,
+    /// Login role: the window of `max_new_accounts_per_ip`. Default: 10 min.
+    pub new_account_window: Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
+            role: Role::SelGate,
             dialect: Dialect::Wemade,
             gate_ip: None,
             header_layout: HeaderLayout::Classic,
@@ -165,6 +187,10 @@ impl Default for Config {
             upstream_low_watermark: 256 * 1024,
             max_upstream_frame_len: 64 * 1024,
             shutdown_timeout: Duration::from_secs(5),
+            close_after_select: Some(Duration::from_secs(8)),
+            hide_unknown_accounts: true,
+            max_new_accounts_per_ip: 3,
+            new_account_window: Duration::from_secs(600),
         }
     }
 }
@@ -299,6 +325,7 @@ impl Config {
             ("rate_block_duration", self.rate_block_duration),
             ("temp_block_duration", self.temp_block_duration),
             ("shutdown_timeout", self.shutdown_timeout),
+            ("new_account_window", self.new_account_window),
         ];
         for (name, d) in durations {
             if d.is_zero() {
@@ -365,6 +392,9 @@ impl Config {
                 max: 128,
                 len: self.ipv6_prefix_len,
             });
+        }
+        if self.close_after_select.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::ZeroDuration("close_after_select"));
         }
         if self.unvouched_grace.is_some_and(|g| g.is_zero()) {
             return Err(ConfigError::ZeroDuration("unvouched_grace"));

@@ -10,13 +10,14 @@ use bytes::{Bytes, BytesMut};
 
 use crate::block_list::canonical_ip;
 use crate::client::Deframed;
-use crate::codec::peek_ident;
+use crate::codec::{login_ids, peek_ident};
 use crate::config::{Config, ConfigError, LinkDownPolicy};
 use crate::event::{Action, ConnId, Event};
 use crate::limits::{ip_key, IpLimits};
 use crate::link::{Link, LinkState};
 use crate::proxy::{read_header, ClientOrigin, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
 use crate::rng::SplitMix64;
+use crate::role::{hide_unknown_account, NewAccountLimiter, Role};
 use crate::session::{Session, SessionTable, Stage, MAX_ID};
 use crate::stats::{CloseReason, DropReason, Stats};
 use crate::timers::{GateTimer, Timers};
@@ -92,6 +93,8 @@ pub(crate) struct State {
     /// DBServer frames not yet handed out as one `SendUpstream`.
     upstream_out: BytesMut,
     stats: Stats,
+    /// Login role: CM_ADDNEWUSER counts per IP prefix.
+    new_accounts: NewAccountLimiter,
     shutting_down: bool,
     stopped: bool,
 }
@@ -301,6 +304,7 @@ impl State {
             actions: VecDeque::new(),
             upstream_out: BytesMut::with_capacity(16 * 1024),
             stats: Stats::default(),
+            new_accounts: NewAccountLimiter::default(),
             shutting_down: false,
             stopped: false,
         })
@@ -464,6 +468,7 @@ impl Engine<'_> {
             announced: false,
             held: Vec::new(),
             hold_until: None,
+            close_at: None,
             proven: false,
             vouched: false,
             frames_in: 0,
@@ -624,6 +629,7 @@ impl Engine<'_> {
         let cfg = &self.s.cfg;
         let out = &mut self.s.upstream_out;
         let stats = &mut self.s.stats;
+        let new_accounts = &mut self.s.new_accounts;
         let mut violation = None;
         let result = s.deframer.push(bytes, cfg.max_frame_len, |frame| {
             if now.saturating_duration_since(s.rate_window_start) >= RATE_WINDOW {
@@ -642,6 +648,19 @@ impl Engine<'_> {
                     violation = Some(CloseReason::MessageFiltered);
                     return false;
                 }
+            }
+            if cfg.role == Role::LoginGate
+                && cfg.max_new_accounts_per_ip > 0
+                && peek_ident(&frame[2..frame.len() - 1]) == Some(login_ids::CM_ADDNEWUSER)
+                && !new_accounts.admit(
+                    ip_key(s.peer_ip, cfg),
+                    now,
+                    (cfg.max_new_accounts_per_ip, cfg.new_account_window),
+                    cfg.max_tracked_ips,
+                )
+            {
+                violation = Some(CloseReason::NewAccountLimit);
+                return false;
             }
             s.last_frame = Some(now);
             s.frames_in += 1;
@@ -859,12 +878,12 @@ impl Engine<'_> {
     }
 
     fn deliver(&mut self, id: u32, bytes: &[u8]) {
-        let Some(s) = self
+        let admitted = self
             .s
             .sessions
-            .get_mut(id)
-            .filter(|s| s.stage == Stage::Admitted)
-        else {
+            .get(id)
+            .is_some_and(|s| s.stage == Stage::Admitted);
+        if !admitted {
             // A connection still awaiting its PROXY header was never
             // announced: the DBServer cannot know its id.
             let awaiting = self.s.sessions.get(id).is_some();
@@ -875,14 +894,25 @@ impl Engine<'_> {
             };
             self.drop_frame(reason);
             return;
-        };
-        s.frames_out += 1;
+        }
         if bytes.is_empty() {
             // `%<id>/$`: a frame for the session that carries nothing. It
             // is counted like any reply; there is nothing to write.
+            if let Some(s) = self.s.sessions.get_mut(id) {
+                s.frames_out += 1;
+            }
             self.s.stats.frames_down += 1;
             return;
         }
+        let rewritten = match self.s.cfg.role {
+            Role::LoginGate => self.login_answer(id, bytes),
+            Role::SelGate => None,
+        };
+        let bytes = rewritten.as_deref().unwrap_or(bytes);
+        let Some(s) = self.s.sessions.get_mut(id) else {
+            return;
+        };
+        s.frames_out += 1;
         s.client_backlog += bytes.len();
         let conn = s.conn;
         let slow = s.client_backlog > self.s.cfg.client_queue_cap;
@@ -901,6 +931,36 @@ impl Engine<'_> {
         if slow {
             self.close_session(id, CloseReason::SlowClient, true);
         }
+    }
+
+    /// The login role's look at a LoginSrv answer to session `id` (live):
+    /// arms `close_after_select` on SM_SELECTSERVER_OK, and returns the
+    /// answer rewritten when `hide_unknown_accounts` hides it.
+    fn login_answer(&mut self, id: u32, frame: &[u8]) -> Option<Vec<u8>> {
+        let ident = vouching_ident(frame)?;
+        if ident == login_ids::SM_SELECTSERVER_OK {
+            if let (Some(after), Some(s)) =
+                (self.s.cfg.close_after_select, self.s.sessions.get_mut(id))
+            {
+                if s.close_at.is_none() {
+                    let at = self.s.now + after;
+                    s.close_at = Some(at);
+                    if at < s.timer_at {
+                        s.timer_at = at;
+                        self.s.timers.push_session(at, id);
+                    }
+                }
+            }
+            return None;
+        }
+        if !self.s.cfg.hide_unknown_accounts
+            || !matches!(ident, login_ids::SM_PASSWD_FAIL | login_ids::SM_ID_NOTFOUND)
+        {
+            return None;
+        }
+        let out = hide_unknown_account(frame, self.s.cfg.header_layout)?;
+        self.s.stats.unknown_account_answers_hidden += 1;
+        Some(out)
     }
 
     fn kick(&mut self, id: u32, reason: CloseReason) {
@@ -1014,6 +1074,8 @@ impl Engine<'_> {
             }
             let reason = if s.hold_until.is_some_and(|h| h <= now) {
                 CloseReason::HoldExpired
+            } else if s.close_at.is_some_and(|c| c <= now) {
+                CloseReason::ServerSelected
             } else if s.stage != Stage::Admitted {
                 CloseReason::ProxyMissing
             } else if s.last_frame.is_none() {

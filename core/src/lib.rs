@@ -29,6 +29,7 @@ mod limits;
 mod link;
 mod proxy;
 mod rng;
+mod role;
 mod session;
 pub mod split;
 mod stats;
@@ -47,11 +48,14 @@ pub use limits::IpView;
 pub use link::LinkState;
 pub use proxy::{ClientOrigin, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
 pub use rng::SplitMix64;
+pub use role::Role;
 pub use stats::{CloseReason, DropReason, Stats};
 pub use zones::{ZoneId, Zones};
 
 #[cfg(test)]
 mod gate_tests;
+#[cfg(test)]
+mod login_role_tests;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]

@@ -65,6 +65,8 @@ pub(crate) struct Session {
     /// operator's session table shows them.
     pub(crate) frames_in: u64,
     pub(crate) frames_out: u64,
+    /// Login role: when `close_after_select` ends it.
+    pub(crate) close_at: Option<Instant>,
 }
 
 impl Session {
@@ -74,10 +76,10 @@ impl Session {
             None => self.accepted_at + first_frame,
             Some(t) => t + idle,
         };
-        match self.hold_until {
-            Some(h) => activity.min(h),
-            None => activity,
-        }
+        [self.hold_until, self.close_at]
+            .into_iter()
+            .flatten()
+            .fold(activity, Instant::min)
     }
 
     /// Bytes the session holds that are not forwarded yet.
@@ -282,6 +284,7 @@ mod tests {
             announced: true,
             held: Vec::new(),
             hold_until: None,
+            close_at: None,
             proven: false,
             vouched: false,
             frames_in: 0,

@@ -117,6 +117,12 @@ reason_enum! {
         /// Refused at accept: a PROXY listener's connection from a source
         /// outside `proxy_trusted`, which may not speak for anyone else.
         RefusedProxyUntrusted => "proxy_untrusted",
+        /// Login role: `close_after_select` passed after LoginSrv sent the
+        /// session SM_SELECTSERVER_OK (docs/PROTOCOL.md §12).
+        ServerSelected => "server_selected",
+        /// Login role: the session's IP prefix sent more CM_ADDNEWUSER than
+        /// `max_new_accounts_per_ip` within `new_account_window`.
+        NewAccountLimit => "new_account_limit",
     }
 }
 
@@ -190,7 +196,7 @@ reason_enum! {
 ///
 /// Counters only grow; gauges (`sessions`, queue depths) are read from
 /// [`crate::Gate`] methods.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stats {
     /// Clients accepted into a session.
     pub accepted: u64,
@@ -239,6 +245,40 @@ pub struct Stats {
     /// Sessions the DBServer vouched for (answered with one of
     /// `vouch_messages`).
     pub sessions_vouched: u64,
+    /// Login role: "no such account" answers rewritten into wrong-password
+    /// answers (`hide_unknown_accounts`).
+    pub unknown_account_answers_hidden: u64,
+}
+
+// By hand: `Default` is derived for arrays of at most 32 elements.
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            accepted: 0,
+            closes: [0; CloseReason::COUNT],
+            drops: [0; DropReason::COUNT],
+            frames_up: 0,
+            bytes_up: 0,
+            frames_down: 0,
+            bytes_down: 0,
+            client_acks: 0,
+            upstream_nul_bytes: 0,
+            keepalives_sent: 0,
+            keepalive_answers: 0,
+            kicks: 0,
+            upstream_connects: 0,
+            upstream_reconnects: 0,
+            upstream_connect_failures: 0,
+            upstream_timeouts: 0,
+            upstream_losses: 0,
+            read_pauses: 0,
+            stale_events: 0,
+            ip_entries_recycled: 0,
+            proxy_headers: 0,
+            sessions_vouched: 0,
+            unknown_account_answers_hidden: 0,
+        }
+    }
 }
 
 impl Stats {
