@@ -1,47 +1,12 @@
 //! The messages of the login phase (docs/PROTOCOL.md §11.4 and §11.5): their
 //! ids, and the two account records CM_ADDNEWUSER carries.
-//!
-//! The ids live here, not in the core's `codec::ids`, because the gate in
-//! its SelGate role never needs them; the login role will move them.
 
 use selgate_core::codec::{self, HeaderLayout, MsgHeader};
 
-/// Message ids of the login phase, the same in every family.
+/// Message ids of the login phase, the same in every family: the core's,
+/// which the gate's login role filters and rewrites by.
 pub mod ids {
-    /// Client build date check; `recog` = the date.
-    pub const CM_PROTOCOL: u16 = 2000;
-    /// Log in: `account<sep>password`.
-    pub const CM_IDPASSWORD: u16 = 2001;
-    /// Create an account: two encoded records.
-    pub const CM_ADDNEWUSER: u16 = 2002;
-    /// Change a password: `account\told\tnew`.
-    pub const CM_CHANGEPASSWORD: u16 = 2003;
-    /// Update the account's records.
-    pub const CM_UPDATEUSER: u16 = 2004;
-    /// Pick a server: its name (Delphi) or `param` = its index (C++).
-    pub const CM_SELECTSERVER: u16 = 104;
-    /// CM_PROTOCOL accepted.
-    pub const SM_CERTIFICATION_SUCCESS: u16 = 500;
-    /// CM_PROTOCOL refused: the client is too old.
-    pub const SM_CERTIFICATION_FAIL: u16 = 501;
-    /// Unknown account (C++ only).
-    pub const SM_ID_NOTFOUND: u16 = 502;
-    /// Login refused; `recog` is the cause.
-    pub const SM_PASSWD_FAIL: u16 = 503;
-    /// Account created.
-    pub const SM_NEWID_SUCCESS: u16 = 504;
-    /// Account not created; `recog` 0 exists, -1 invalid.
-    pub const SM_NEWID_FAIL: u16 = 505;
-    /// Password changed.
-    pub const SM_CHGPASSWD_SUCCESS: u16 = 506;
-    /// Password not changed; `recog` is the cause.
-    pub const SM_CHGPASSWD_FAIL: u16 = 507;
-    /// The server chosen is full.
-    pub const SM_STARTFAIL: u16 = 526;
-    /// Login accepted; the body is the server list.
-    pub const SM_PASSOK_SELECTSERVER: u16 = 529;
-    /// Server chosen: `recog` = certification, body `ip/port/certification`.
-    pub const SM_SELECTSERVER_OK: u16 = 530;
+    pub use selgate_core::codec::login_ids::*;
 }
 
 /// Capacities of the `TUserEntry` fields: account, password, user name,
