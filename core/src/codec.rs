@@ -339,9 +339,17 @@ pub mod login_ids {
     pub const SM_SELECTSERVER_OK: u16 = 530;
 }
 
-/// The name of a selection-phase message id, if it is one we know.
+/// The name of a selection-phase or login-phase message id, if it is one
+/// we know.
 pub fn msg_name(ident: u16) -> Option<&'static str> {
     use ids::*;
+    // SM_STARTFAIL is in both tables, with the same id.
+    use login_ids::{
+        CM_ADDNEWUSER, CM_CHANGEPASSWORD, CM_GETBACKPASSWORD, CM_IDPASSWORD, CM_PROTOCOL,
+        CM_SELECTSERVER, CM_UPDATEUSER, SM_CERTIFICATION_FAIL, SM_CERTIFICATION_SUCCESS,
+        SM_CHGPASSWD_FAIL, SM_CHGPASSWD_SUCCESS, SM_ID_NOTFOUND, SM_NEWID_FAIL, SM_NEWID_SUCCESS,
+        SM_PASSOK_SELECTSERVER, SM_PASSWD_FAIL, SM_SELECTSERVER_OK,
+    };
     Some(match ident {
         CM_QUERYCHR => "CM_QUERYCHR",
         CM_NEWCHR => "CM_NEWCHR",
@@ -358,6 +366,23 @@ pub fn msg_name(ident: u16) -> Option<&'static str> {
         SM_STARTFAIL => "SM_STARTFAIL",
         SM_QUERYCHR_FAIL => "SM_QUERYCHR_FAIL",
         SM_OUTOFCONNECTION => "SM_OUTOFCONNECTION",
+        CM_PROTOCOL => "CM_PROTOCOL",
+        CM_IDPASSWORD => "CM_IDPASSWORD",
+        CM_ADDNEWUSER => "CM_ADDNEWUSER",
+        CM_CHANGEPASSWORD => "CM_CHANGEPASSWORD",
+        CM_UPDATEUSER => "CM_UPDATEUSER",
+        CM_GETBACKPASSWORD => "CM_GETBACKPASSWORD",
+        CM_SELECTSERVER => "CM_SELECTSERVER",
+        SM_CERTIFICATION_SUCCESS => "SM_CERTIFICATION_SUCCESS",
+        SM_CERTIFICATION_FAIL => "SM_CERTIFICATION_FAIL",
+        SM_ID_NOTFOUND => "SM_ID_NOTFOUND",
+        SM_PASSWD_FAIL => "SM_PASSWD_FAIL",
+        SM_NEWID_SUCCESS => "SM_NEWID_SUCCESS",
+        SM_NEWID_FAIL => "SM_NEWID_FAIL",
+        SM_CHGPASSWD_SUCCESS => "SM_CHGPASSWD_SUCCESS",
+        SM_CHGPASSWD_FAIL => "SM_CHGPASSWD_FAIL",
+        SM_PASSOK_SELECTSERVER => "SM_PASSOK_SELECTSERVER",
+        SM_SELECTSERVER_OK => "SM_SELECTSERVER_OK",
         _ => return None,
     })
 }
