@@ -37,6 +37,7 @@ pub fn restart_reason(key: &str) -> Option<&'static str> {
         "listen" => "the listeners are bound at start",
         "upstream" => "the DBServer link and its sessions belong to that DBServer",
         "dialect" => "every live session is framed in the running dialect",
+        "role" => "a zone's role sets its ports and its message list at start",
         "proxy_protocol" => "accepted connections are read by the running PROXY mode",
         "ipv4_prefix_len" | "ipv6_prefix_len" => {
             "live sessions are counted under the running prefixes"
@@ -266,6 +267,10 @@ mod tests {
                 "vouch_messages",
                 "proxy_trusted",
                 "block_list",
+                "close_after_select",
+                "hide_unknown_accounts",
+                "max_new_accounts_per_ip",
+                "new_account_window",
                 "log_level",
                 "status_interval",
                 "drain_timeout",

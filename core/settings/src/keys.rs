@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use selgate_core::codec::{msg_name, HeaderLayout};
-use selgate_core::{BlockList, Dialect, LinkDownPolicy, ProxyProtocol};
+use selgate_core::{BlockList, Dialect, LinkDownPolicy, ProxyProtocol, Role};
 
 use crate::duration::{format_duration, format_size, parse_duration, parse_size};
 use crate::layers::{env_name, flag_name, toml_to_raw};
@@ -180,6 +180,10 @@ kind!(
     |a| text(a.map_or_else(|| "off".to_string(), |a| a.to_string()))
 );
 kind!(
+    /// A gate role by name.
+    RoleName: Role, |s| s.parse::<Role>(), |r| text(r.as_str().to_string())
+);
+kind!(
     /// A DBServer dialect by name.
     DialectName: Dialect, parse_dialect, |d| text(d.name().to_string())
 );
@@ -336,6 +340,9 @@ macro_rules! keys {
 }
 
 keys! {
+    role = core.role: RoleName, Zone, "Network", "selgate|logingate",
+        "The zone's gate: `selgate` (clients on 7100, DBServer on 5100) or `logingate` \
+         (7000, LoginSrv on 5500); the zone keys not given take the role's defaults";
     listen = listen: Listen, Zone, "Network", "ADDR:PORT",
         "Client listen address; repeat for several listeners",
         ini = Ini::AddrPort { ip: "GateAddr", port: "GatePort" };
@@ -424,6 +431,16 @@ keys! {
         "Addresses and CIDRs of the proxies allowed to send a PROXY header, comma-separated";
     block_list = block_list: FileOrNone, Zone, "Admission", "FILE",
         "Text file of blocked IPs and CIDRs, or `none`";
+    close_after_select = core.close_after_select: DurOrOff, Zone, "Login role",
+        "DURATION|off", "Login role: close a session this long after LoginSrv sent it \
+         SM_SELECTSERVER_OK, or `off`";
+    hide_unknown_accounts = core.hide_unknown_accounts: Bool, Zone, "Login role",
+        "true|false", "Login role: answer an unknown account as a wrong password, so \
+         clients cannot tell which accounts exist";
+    max_new_accounts_per_ip = core.max_new_accounts_per_ip: U32, Zone, "Login role", "N",
+        "Login role: most CM_ADDNEWUSER per IP within new_account_window; 0 is no limit";
+    new_account_window = core.new_account_window: Dur, Zone, "Login role", "DURATION",
+        "Login role: the window of max_new_accounts_per_ip";
     log_format = log_format: Log, Process, "Operation", "pretty|json",
         "Log output format";
     log_level = log_level: LevelFilter, Process, "Operation", "LEVEL",

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use selgate_core::Config;
+use selgate_core::{Config, Role};
 
 use crate::error::{SettingsError, Source};
 use crate::keys::{Key, Scope, KEYS};
@@ -217,16 +217,39 @@ impl Settings {
     }
 
     /// The values of `p` (defaults where it gives none), validated; no zones.
+    /// Zone keys not given take the defaults of the zone's role.
     fn from_flat(p: PartialSettings, warnings: Vec<String>) -> Result<Settings, SettingsError> {
+        let mut values = p.values;
+        let role_defaults = Settings::for_role(values.core.role);
+        for key in KEYS
+            .iter()
+            .filter(|k| k.scope == Scope::Zone && !p.origins.contains_key(k.name))
+        {
+            (key.copy)(&role_defaults, &mut values);
+        }
         let settings = Settings {
             origins: p.origins,
             warnings,
             zones: Vec::new(),
             zones_configured: false,
-            ..p.values
+            ..values
         };
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The defaults of a zone of `role`: its ports (docs/PROTOCOL.md
+    /// §11.1) on the default addresses, and the core's role defaults.
+    pub fn for_role(role: Role) -> Settings {
+        Settings {
+            listen: vec![SocketAddr::new(
+                DEFAULT_LISTEN.ip(),
+                role.default_listen_port(),
+            )],
+            upstream: SocketAddr::new(DEFAULT_UPSTREAM.ip(), role.default_upstream_port()),
+            core: role.config(),
+            ..Settings::default()
+        }
     }
 
     /// The zone named `name` (`main` without `[[zone]]` tables).

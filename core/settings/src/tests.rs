@@ -509,3 +509,45 @@ fn the_admin_endpoint_needs_a_token_and_the_token_is_never_shown() {
     .expect("a token file is enough");
     assert!(file.admin.is_some());
 }
+
+#[test]
+fn a_zone_takes_its_roles_defaults_for_the_keys_it_does_not_give() {
+    use selgate_core::Role;
+    let s = zones_from(
+        "[[zone]]\nname = \"login\"\nrole = \"logingate\"\n\
+         [[zone]]\nname = \"select\"\n\
+         [[zone]]\nname = \"login2\"\nrole = \"logingate\"\nlisten = \"127.0.0.1:7001\"\n\
+         max_sessions_per_ip = 30\nallowed_messages = \"all\"\nclose_after_select = \"off\"\n\
+         max_new_accounts_per_ip = 0\n",
+    )
+    .expect("valid zones");
+    let (login, select, login2) = (&s.zones[0], &s.zones[1], &s.zones[2]);
+    assert_eq!(login.core, Role::LoginGate.config());
+    assert_eq!(login.listen, ["0.0.0.0:7000".parse().expect("addr")]);
+    assert_eq!(login.upstream, "127.0.0.1:5500".parse().expect("addr"));
+    assert_eq!(select.core, Config::default());
+    assert_eq!(select.listen, [DEFAULT_LISTEN]);
+    assert_eq!(select.upstream, DEFAULT_UPSTREAM);
+    // What a zone gives wins over its role's defaults.
+    assert_eq!(login2.listen, ["127.0.0.1:7001".parse().expect("addr")]);
+    assert_eq!(login2.upstream, "127.0.0.1:5500".parse().expect("addr"));
+    assert_eq!(login2.core.max_sessions_per_ip, 30);
+    assert_eq!(login2.core.allowed_messages, None);
+    assert_eq!(login2.core.close_after_select, None);
+    assert_eq!(login2.core.max_new_accounts_per_ip, 0);
+    assert_eq!(login2.core.max_pending_bytes, 5000, "the role's, not given");
+    // check-config shows the role and the login options, and reads back.
+    let text = s.to_toml();
+    assert!(
+        text.contains("name = \"login\"\nrole = \"logingate\""),
+        "{text}"
+    );
+    assert!(text.contains("close_after_select = \"off\""), "{text}");
+    assert!(text.contains("hide_unknown_accounts = true"), "{text}");
+    assert_eq!(zones_from(&text).expect("round trip").zones, s.zones);
+    // A top-level role is every zone's.
+    let s = zones_from("role = \"logingate\"\n[[zone]]\nname = \"a\"\n").expect("valid");
+    assert_eq!(s.zones[0].core.role, Role::LoginGate);
+    assert_eq!(s.zones[0].upstream.port(), 5500);
+    assert!(zones_from("role = \"dbserver\"\n").is_err());
+}
