@@ -22,6 +22,7 @@ use crate::status::ZoneSnapshot;
 const UPDATE_EVERY: Duration = Duration::from_secs(1);
 
 struct Families {
+    role: IntGaugeVec,
     sessions: IntGaugeVec,
     link_state: IntGaugeVec,
     queue_bytes: IntGaugeVec,
@@ -42,6 +43,12 @@ fn families() -> Result<&'static Families, String> {
     F.get_or_init(|| {
         let e = |e: prometheus_exporter::prometheus::Error| e.to_string();
         Ok(Families {
+            role: register_int_gauge_vec!(
+                "selgate_zone_role",
+                "1 for each zone's gate role (selgate or logingate): join on zone to label by role",
+                &["zone", "role"]
+            )
+            .map_err(e)?,
             sessions: register_int_gauge_vec!("selgate_sessions", "Live sessions", &["zone"])
                 .map_err(e)?,
             link_state: register_int_gauge_vec!(
@@ -100,7 +107,8 @@ fn families() -> Result<&'static Families, String> {
             .map_err(e)?,
             admission: register_int_counter_vec!(
                 "selgate_admission_events_total",
-                "Admission under attack: ip_entries_recycled, proxy_headers, sessions_vouched",
+                "Admission under attack: ip_entries_recycled, proxy_headers, sessions_vouched, \
+                 unknown_account_answers_hidden",
                 &["zone", "event"]
             )
             .map_err(e)?,
@@ -161,6 +169,7 @@ impl Metrics {
             let prev = self.last.get(i).cloned().unwrap_or_default();
             let s = &z.stats;
             let zone = z.name.as_str();
+            f.role.with_label_values(&[zone, z.role.as_str()]).set(1);
             f.sessions.with_label_values(&[zone]).set(z.sessions as i64);
             f.link_state
                 .with_label_values(&[zone])
@@ -246,6 +255,12 @@ impl Metrics {
                     "sessions_vouched",
                     s.sessions_vouched,
                     prev.sessions_vouched,
+                ),
+                (
+                    &f.admission,
+                    "unknown_account_answers_hidden",
+                    s.unknown_account_answers_hidden,
+                    prev.unknown_account_answers_hidden,
                 ),
                 (
                     &f.link_events,

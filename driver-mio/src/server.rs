@@ -1292,6 +1292,7 @@ impl Server {
             .iter()
             .map(|z| ZoneSnapshot {
                 name: z.spec.name.clone(),
+                role: self.cores.gate(z.id).config().role,
                 sessions: self.cores.gate(z.id).sessions(),
                 link: self.cores.gate(z.id).link_state(),
                 stats: self.cores.gate(z.id).stats().clone(),

@@ -12,6 +12,8 @@ use selgate_core::{CloseReason, DropReason, LinkState, Stats};
 pub struct ZoneSnapshot {
     /// Zone name.
     pub name: String,
+    /// The zone's gate role.
+    pub role: selgate_core::Role,
     /// Live sessions.
     pub sessions: usize,
     /// DBServer link state.
@@ -141,6 +143,7 @@ mod tests {
         stats.drops[DropReason::UnknownSession.index()] = 1;
         let z = ZoneSnapshot {
             name: "main".into(),
+            role: selgate_core::Role::SelGate,
             sessions: 12,
             link: LinkState::Up,
             stats,

@@ -512,6 +512,11 @@ fn metrics_are_served_over_http() {
         sample(body, "selgate_closes_total", &["reason=\"client_gone\""]).is_some(),
         "{body}"
     );
+    assert_eq!(
+        sample(body, "selgate_zone_role", &["role=\"selgate\""]),
+        Some(1.0),
+        "the zone's role: {body}"
+    );
 
     // A close shows up in the close counters.
     drop(client);
