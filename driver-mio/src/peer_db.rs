@@ -1,6 +1,7 @@
 //! The reference DBServer ([`RefDb`]) served over real sockets by a small
 //! mio loop on its own thread. Used by `selgate demo`, the end-to-end tests
-//! and the benchmarks; never by the production gate.
+//! and the benchmarks; never by the production gate. The loop serves any
+//! [`ServedPeer`]: the reference LoginSrv too (`crate::peer_login`).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -20,22 +21,72 @@ const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
 const LINK_BASE: usize = 2;
 
-/// A command run inside the DBServer's loop, with its RefDb and the time.
-pub type DbCommand = Box<dyn FnOnce(&mut RefDb, Instant) + Send>;
+/// A sans-IO server peer the loop can serve: gate links in, bytes out.
+pub trait ServedPeer: Send + 'static {
+    /// The counters copied out after every loop turn.
+    type Stats: Clone + Default + Send + 'static;
+    /// Reports one event at `now`.
+    fn handle(&mut self, now: Instant, event: DbEvent<'_>);
+    /// The next action, or `None` when drained.
+    fn poll_action(&mut self) -> Option<DbAction>;
+    /// When the peer needs a tick.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Whether links are read (a peer may stall to make backpressure).
+    fn reading(&self) -> bool {
+        true
+    }
+    /// The counters.
+    fn stats(&self) -> Self::Stats;
+}
 
-/// A running reference DBServer.
+impl ServedPeer for RefDb {
+    type Stats = DbStats;
+    fn handle(&mut self, now: Instant, event: DbEvent<'_>) {
+        RefDb::handle(self, now, event)
+    }
+    fn poll_action(&mut self) -> Option<DbAction> {
+        RefDb::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        RefDb::poll_timeout(self)
+    }
+    fn reading(&self) -> bool {
+        RefDb::reading(self)
+    }
+    fn stats(&self) -> DbStats {
+        RefDb::stats(self).clone()
+    }
+}
+
+/// A command run inside a peer's loop, with the peer and the time.
+pub type PeerCommand<P> = Box<dyn FnOnce(&mut P, Instant) + Send>;
+/// A command run inside the DBServer's loop, with its RefDb and the time.
+pub type DbCommand = PeerCommand<RefDb>;
+
+/// A running reference peer on its own thread.
 #[derive(Debug)]
-pub struct DbServer {
+pub struct PeerServer<P: ServedPeer> {
     addr: SocketAddr,
     waker: Arc<Waker>,
-    commands: Sender<Option<DbCommand>>,
-    stats: Arc<Mutex<DbStats>>,
+    commands: Sender<Option<PeerCommand<P>>>,
+    stats: Arc<Mutex<P::Stats>>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
-impl DbServer {
-    /// Binds `addr` (port 0 picks one) and serves on a new thread.
+/// A running reference DBServer.
+pub type DbServer = PeerServer<RefDb>;
+
+impl PeerServer<RefDb> {
+    /// Binds `addr` (port 0 picks one) and serves a RefDb on a new thread.
     pub fn start(addr: SocketAddr, config: RefDbConfig, seed: u64) -> io::Result<DbServer> {
+        PeerServer::serve(addr, RefDb::new(config, seed), "refdb")
+    }
+}
+
+impl<P: ServedPeer> PeerServer<P> {
+    /// Binds `addr` (port 0 picks one) and serves `peer` on a new thread
+    /// called `name`.
+    pub fn serve(addr: SocketAddr, peer: P, name: &str) -> io::Result<PeerServer<P>> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut listener = TcpListener::bind(addr)?;
@@ -43,13 +94,12 @@ impl DbServer {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let (tx, rx) = channel();
-        let stats = Arc::new(Mutex::new(DbStats::default()));
-        let db = RefDb::new(config, seed);
+        let stats = Arc::new(Mutex::new(P::Stats::default()));
         let shared = stats.clone();
         let thread = std::thread::Builder::new()
-            .name("refdb".into())
-            .spawn(move || DbLoop::new(poll, listener, db, rx, shared).run())?;
-        Ok(DbServer {
+            .name(name.into())
+            .spawn(move || DbLoop::new(poll, listener, peer, rx, shared).run())?;
+        Ok(PeerServer {
             addr,
             waker,
             commands: tx,
@@ -65,7 +115,7 @@ impl DbServer {
 
     /// Runs `f` inside the loop (a test knob: kick, stop reading, send
     /// filler...).
-    pub fn command(&self, f: impl FnOnce(&mut RefDb, Instant) + Send + 'static) {
+    pub fn command(&self, f: impl FnOnce(&mut P, Instant) + Send + 'static) {
         let _ = self.commands.send(Some(Box::new(f)));
         let _ = self.waker.wake();
     }
@@ -73,7 +123,7 @@ impl DbServer {
     /// Runs `f` inside the loop and waits for its result.
     pub fn query<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut RefDb, Instant) -> T + Send + 'static,
+        f: impl FnOnce(&mut P, Instant) -> T + Send + 'static,
     ) -> Option<T> {
         let (tx, rx) = channel();
         self.command(move |db, now| {
@@ -82,12 +132,12 @@ impl DbServer {
         rx.recv_timeout(Duration::from_secs(10)).ok()
     }
 
-    /// The RefDb's counters, as of the last loop turn.
-    pub fn stats(&self) -> DbStats {
+    /// The peer's counters, as of the last loop turn.
+    pub fn stats(&self) -> P::Stats {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Stops the loop and closes every link (a killed DBServer).
+    /// Stops the loop and closes every link (a killed server).
     pub fn stop(mut self) -> io::Result<()> {
         self.shutdown()
     }
@@ -98,13 +148,13 @@ impl DbServer {
         match self.thread.take() {
             Some(t) => t
                 .join()
-                .map_err(|_| io::Error::other("refdb thread panicked"))?,
+                .map_err(|_| io::Error::other("peer thread panicked"))?,
             None => Ok(()),
         }
     }
 }
 
-impl Drop for DbServer {
+impl<P: ServedPeer> Drop for PeerServer<P> {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
@@ -117,24 +167,24 @@ struct Link {
     writable: bool,
 }
 
-struct DbLoop {
+struct DbLoop<P: ServedPeer> {
     poll: Poll,
     listener: TcpListener,
-    db: RefDb,
-    commands: Receiver<Option<DbCommand>>,
-    shared: Arc<Mutex<DbStats>>,
+    db: P,
+    commands: Receiver<Option<PeerCommand<P>>>,
+    shared: Arc<Mutex<P::Stats>>,
     links: BTreeMap<u64, Link>,
     next_link: u64,
     buf: Vec<u8>,
 }
 
-impl DbLoop {
+impl<P: ServedPeer> DbLoop<P> {
     fn new(
         poll: Poll,
         listener: TcpListener,
-        db: RefDb,
-        commands: Receiver<Option<DbCommand>>,
-        shared: Arc<Mutex<DbStats>>,
+        db: P,
+        commands: Receiver<Option<PeerCommand<P>>>,
+        shared: Arc<Mutex<P::Stats>>,
     ) -> Self {
         DbLoop {
             poll,
@@ -192,7 +242,7 @@ impl DbLoop {
             self.db.handle(now, DbEvent::Tick);
             self.apply(now);
             if let Ok(mut s) = self.shared.lock() {
-                *s = self.db.stats().clone();
+                *s = self.db.stats();
             }
         }
     }
