@@ -17,6 +17,8 @@ pub mod logging;
 pub mod metrics;
 pub mod peer_bots;
 pub mod peer_db;
+pub mod peer_login;
+pub mod peer_players;
 pub mod recorder;
 pub mod server;
 #[cfg(windows)]
