@@ -166,6 +166,10 @@ pub struct DemoArgs {
     /// Seed for the bots' choices; derived from the clock when absent.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Run the SelGate alone (no LoginGate and LoginSrv; the reference
+    /// DBServer accepts any certification), as before the front door.
+    #[arg(long)]
+    pub selgate_only: bool,
 }
 
 #[cfg(test)]

@@ -24,10 +24,19 @@ fn main() -> ExitCode {
                 dialect: args.dialect,
                 seed: args.seed.unwrap_or_else(launch::clock_seed),
                 progress: std::io::stderr().is_terminal(),
+                selgate_only: args.selgate_only,
             };
             println!(
-                "selgate demo: {} bots ({} at once), dialect {}, seed {}",
-                opts.bots, opts.concurrency, opts.dialect, opts.seed
+                "selgate demo: {} {} ({} at once), dialect {}, seed {}",
+                opts.bots,
+                if opts.selgate_only {
+                    "bots at the SelGate alone"
+                } else {
+                    "players through the LoginGate and the SelGate zones"
+                },
+                opts.concurrency,
+                opts.dialect,
+                opts.seed
             );
             match demo::run(&opts) {
                 Ok(summary) => {
