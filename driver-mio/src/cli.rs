@@ -52,6 +52,9 @@ pub enum Command {
     /// Serve the reference DBServer (a test double with an in-memory
     /// character store), to try a gate end to end before going live.
     Refdb(RefdbArgs),
+    /// Serve the reference LoginSrv (in-memory accounts, one server in its
+    /// list), to try a logingate zone end to end before going live.
+    Loginsrv(LoginsrvArgs),
     /// Run bot clients through a gate (the full select flow) and report;
     /// exits 0 only when every bot succeeded.
     Bots(BotsArgs),
@@ -86,6 +89,30 @@ pub struct RefdbArgs {
     /// attackers of the siege benchmark use such accounts).
     #[arg(long, value_name = "PREFIX")]
     pub refuse_accounts_with_prefix: Option<String>,
+}
+
+/// `selgate loginsrv`
+#[derive(Debug, Args)]
+pub struct LoginsrvArgs {
+    /// Address to listen on for gates.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5500")]
+    pub listen: std::net::SocketAddr,
+    /// The dialect the gates speak.
+    #[arg(long, value_name = "wemade|delphi|ndc|kal", default_value_t = Dialect::Wemade)]
+    pub dialect: Dialect,
+    /// The name of the one server in the list.
+    #[arg(long, value_name = "NAME", default_value = "selgate")]
+    pub server_name: String,
+    /// The SelGate its players are sent to in SM_SELECTSERVER_OK.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7100")]
+    pub selgate: std::net::SocketAddr,
+    /// The byte between account and password in CM_IDPASSWORD: `/` (C++,
+    /// E) or `^` (DelphiMir).
+    #[arg(long, value_name = "CHAR", default_value_t = '/')]
+    pub password_separator: char,
+    /// Seed of the certifications.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// `selgate bots`
@@ -254,6 +281,33 @@ mod tests {
         };
         assert_eq!((d.bots, d.dialect, d.seed), (5, Dialect::Kal, Some(9)));
         assert!(parse(&["demo", "--dialect", "openmir"]).is_err());
+    }
+
+    #[test]
+    fn demo_and_loginsrv_take_their_front_door_arguments() {
+        let Ok(Command::Demo(d)) = parse(&["demo", "--selgate-only"]) else {
+            panic!("expected demo");
+        };
+        assert!(d.selgate_only);
+        let Ok(Command::Loginsrv(l)) = parse(&["loginsrv"]) else {
+            panic!("expected loginsrv");
+        };
+        assert_eq!(l.listen.port(), 5500);
+        assert_eq!(l.selgate.port(), 7100);
+        assert_eq!(l.password_separator, '/');
+        let Ok(Command::Loginsrv(l)) = parse(&[
+            "loginsrv",
+            "--selgate",
+            "127.0.0.1:7101",
+            "--password-separator",
+            "^",
+            "--dialect",
+            "delphi",
+        ]) else {
+            panic!("expected loginsrv");
+        };
+        assert_eq!(l.selgate.port(), 7101);
+        assert_eq!((l.password_separator, l.dialect), ('^', Dialect::Delphi));
     }
 
     #[test]

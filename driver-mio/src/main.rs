@@ -50,6 +50,13 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Loginsrv(args) => {
+            logging::init(LogFormat::Pretty, "info");
+            match tools::loginsrv(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Refdb(args) => {
             logging::init(LogFormat::Pretty, "info");
             match tools::refdb(&args) {

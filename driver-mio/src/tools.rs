@@ -1,4 +1,4 @@
-//! `selgate refdb` and `selgate bots`: the reference roles as stand-alone
+//! `selgate refdb`, `selgate loginsrv` and `selgate bots`: the reference roles as stand-alone
 //! tools, to try a deployment end to end (and to drive a gate running
 //! elsewhere, such as `selgate.exe` under Wine in CI).
 
@@ -6,11 +6,12 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use selgate_peers::{Bot, RefDbConfig};
+use selgate_peers::{Bot, Certifications, LoginSrvConfig, RefDbConfig, ServerEntry};
 
-use crate::cli::{BotsArgs, RefdbArgs};
+use crate::cli::{BotsArgs, LoginsrvArgs, RefdbArgs};
 use crate::peer_bots::{run_bots, BotReport, BotRun, SourceIps};
 use crate::peer_db::DbServer;
+use crate::peer_login::LoginServer;
 
 /// Serves the reference DBServer until the process is stopped, printing
 /// its counters every few seconds.
@@ -39,6 +40,61 @@ pub fn refdb(args: &RefdbArgs) -> io::Result<()> {
             s.sessions_closed,
             s.total_replies(),
             s.refused_certifications,
+            s.errors()
+        );
+    }
+}
+
+/// The LoginSrv configuration `selgate loginsrv` serves.
+pub fn loginsrv_config(args: &LoginsrvArgs) -> io::Result<LoginSrvConfig> {
+    let separator = u8::try_from(args.password_separator)
+        .ok()
+        .filter(|b| b.is_ascii_graphic())
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "--password-separator {:?} is not one printable ASCII character",
+                args.password_separator
+            ))
+        })?;
+    Ok(LoginSrvConfig {
+        dialect: args.dialect,
+        servers: vec![ServerEntry {
+            name: args.server_name.clone(),
+            selgate_ip: args.selgate.ip().to_string(),
+            selgate_port: args.selgate.port(),
+            status: 1,
+        }],
+        password_separator: separator,
+        ..LoginSrvConfig::default()
+    })
+}
+
+/// Serves the reference LoginSrv until the process is stopped, printing
+/// its counters every few seconds. Its certifications live in this
+/// process only: a `selgate refdb` in another process cannot check them
+/// and accepts any (the demo and the tests run both in one process).
+pub fn loginsrv(args: &LoginsrvArgs) -> io::Result<()> {
+    let srv = LoginServer::start_login(
+        args.listen,
+        loginsrv_config(args)?,
+        Certifications::new(args.seed),
+    )?;
+    println!(
+        "selgate loginsrv: listening on {} ({}), sending players to {} ({})",
+        srv.addr(),
+        args.dialect,
+        args.selgate,
+        args.server_name
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(5));
+        let s = srv.stats();
+        println!(
+            "loginsrv: sessions opened={} closed={} certifications={} logins refused={} errors={}",
+            s.sessions_opened,
+            s.sessions_closed,
+            s.certifications_issued,
+            s.login_failures.values().sum::<u64>(),
             s.errors()
         );
     }
@@ -81,4 +137,34 @@ pub fn render(r: &BotReport, wanted: usize) -> String {
         s.push_str(&format!("  bot {i} failed: {why}\n"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selgate_core::Dialect;
+
+    fn args(separator: char) -> LoginsrvArgs {
+        LoginsrvArgs {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            dialect: Dialect::Delphi,
+            server_name: "Mir".into(),
+            selgate: "127.0.0.1:7101".parse().expect("addr"),
+            password_separator: separator,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn the_loginsrv_tool_sends_players_to_the_selgate_it_was_given() {
+        let cfg = loginsrv_config(&args('^')).expect("valid");
+        assert_eq!(cfg.password_separator, b'^');
+        assert_eq!(cfg.dialect, Dialect::Delphi);
+        assert_eq!(cfg.servers.len(), 1);
+        assert_eq!(cfg.servers[0].name, "Mir");
+        assert_eq!(cfg.servers[0].selgate_port, 7101);
+        for bad in ['é', ' '] {
+            assert!(loginsrv_config(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
 }
