@@ -131,6 +131,7 @@ impl Engine<'_> {
         let old = &self.s.cfg;
         let fixed = [
             ("dialect", old.dialect != config.dialect),
+            ("role", old.role != config.role),
             (
                 "proxy_protocol",
                 old.proxy_protocol != config.proxy_protocol,
@@ -231,6 +232,10 @@ mod tests {
         assert_eq!(
             g.reconfigure(now, other_dialect),
             Err(ReconfigureError::NeedsRestart("dialect"))
+        );
+        assert_eq!(
+            g.reconfigure(now, crate::Role::LoginGate.config()),
+            Err(ReconfigureError::NeedsRestart("role"))
         );
         assert_eq!(g.config(), &Config::default());
     }
