@@ -8,9 +8,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use plotters::prelude::*;
-
-use super::{color, fmt_opt, parse_kv, parse_runs, parse_strace, pathdiff, plot_err, ratio, Run};
+use super::{chart, fmt_opt, parse_kv, parse_runs, parse_strace, pathdiff, ratio, Run};
 
 const BEGIN: &str = "<!-- churn:begin -->";
 const END: &str = "<!-- churn:end -->";
@@ -350,58 +348,16 @@ fn plot(
                 .filter_map(|&n| Some((n as f64, c.num(path, n, flow, key)?)))
                 .collect();
             if !pts.is_empty() {
-                series.push((path, flow.as_str(), pts));
+                series.push(chart::Line {
+                    path,
+                    label: format!("{path} ({flow} flow)"),
+                    bold: flow == "query",
+                    points: pts,
+                });
             }
         }
     }
-    let ymax = series
-        .iter()
-        .flat_map(|(_, _, p)| p.iter().map(|&(_, y)| y))
-        .fold(0.0f64, f64::max)
-        * 1.15;
-    let xmin = c.players.first().copied().unwrap_or(1) as f64 * 0.8;
-    let xmax = c.players.last().copied().unwrap_or(10) as f64 * 1.25;
-    let root = SVGBackend::new(&file, (760, 460)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(64)
-        .build_cartesian_2d((xmin..xmax).log_scale(), 0.0..ymax.max(1e-9))
-        .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("players at once")
-        .x_labels(8)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(plot_err)?;
-    for (path, flow, pts) in series {
-        let col = color(path);
-        let style = if flow == "query" {
-            col.stroke_width(3)
-        } else {
-            col.mix(0.55).stroke_width(2)
-        };
-        chart
-            .draw_series(LineSeries::new(pts.clone(), style))
-            .map_err(plot_err)?
-            .label(format!("{path} ({flow} flow)"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-        chart
-            .draw_series(pts.iter().map(|&p| Circle::new(p, 4, col.filled())))
-            .map_err(plot_err)?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
-    Ok(file.clone())
+    chart::log_x_chart(&file, title, "players at once", &c.players, series)
 }
 
 #[cfg(test)]

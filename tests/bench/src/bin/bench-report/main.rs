@@ -82,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
+mod chart;
 mod churn;
 
 fn main() -> ExitCode {
@@ -620,58 +621,16 @@ fn per_session_plot(
                 .filter_map(|&n| Some((n as f64, d.get(path, n, mode)?.num(key)?)))
                 .collect();
             if !pts.is_empty() {
-                series.push((path, mode, pts));
+                series.push(chart::Line {
+                    path,
+                    label: format!("{path} ({mode} loop)"),
+                    bold: mode == "closed",
+                    points: pts,
+                });
             }
         }
     }
-    let ymax = series
-        .iter()
-        .flat_map(|(_, _, p)| p.iter().map(|&(_, y)| y))
-        .fold(0.0f64, f64::max)
-        * 1.15;
-    let xmin = d.sessions.first().copied().unwrap_or(1) as f64 * 0.8;
-    let xmax = d.sessions.last().copied().unwrap_or(10) as f64 * 1.25;
-    let root = SVGBackend::new(&file, (760, 460)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(64)
-        .build_cartesian_2d((xmin..xmax).log_scale(), 0.0..ymax.max(1e-9))
-        .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("concurrent sessions")
-        .x_labels(8)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(plot_err)?;
-    for (path, mode, pts) in series {
-        let c = color(path);
-        let style = if mode == "closed" {
-            c.stroke_width(3)
-        } else {
-            c.mix(0.55).stroke_width(2)
-        };
-        chart
-            .draw_series(LineSeries::new(pts.clone(), style))
-            .map_err(plot_err)?
-            .label(format!("{path} ({mode} loop)"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-        chart
-            .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
-            .map_err(plot_err)?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
-    Ok(file.clone())
+    chart::log_x_chart(&file, title, "concurrent sessions", &d.sessions, series)
 }
 
 /// The open-loop latency CDF at `n` sessions, log x axis.
