@@ -16,19 +16,9 @@ cd "$(dirname "$0")/../.."
 N=${1:-100000}
 SESSIONS=${2:-1000}
 BIN=${CARGO_TARGET_DIR:-target}/release/gate-frames
-[[ -x $BIN ]] || cargo build --release -q -p selgate-bench
-instructions() {
-    local out
-    out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-        '--toggle-collect=selgate_core::gate::Gate::handle' \
-        '--toggle-collect=selgate_core::gate::Gate::poll_action' \
-        "$BIN" "$1" "$SESSIONS" 2>&1 >/dev/null)
-    # "==123== Collected : 123456789"
-    grep -m1 'Collected' <<<"$out" | awk '{print $NF}'
-}
-one=$(instructions "$N")
-two=$(instructions $((2 * N)))
-per=$(((two - one) / N))
+. tests/bench/callgrind-core.sh
+core_instructions "$BIN" "$N" "$SESSIONS"
+one=$ONE two=$TWO per=$PER
 echo "frames $N"
 echo "sessions $SESSIONS"
 echo "instructions_n $one"
