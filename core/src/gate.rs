@@ -878,12 +878,14 @@ impl Engine<'_> {
     }
 
     fn deliver(&mut self, id: u32, bytes: &[u8]) {
-        let admitted = self
+        // One lookup of the session on this per-reply path; the login role
+        // looks again after its own look at the answer.
+        let Some(s) = self
             .s
             .sessions
-            .get(id)
-            .is_some_and(|s| s.stage == Stage::Admitted);
-        if !admitted {
+            .get_mut(id)
+            .filter(|s| s.stage == Stage::Admitted)
+        else {
             // A connection still awaiting its PROXY header was never
             // announced: the DBServer cannot know its id.
             let awaiting = self.s.sessions.get(id).is_some();
@@ -894,25 +896,25 @@ impl Engine<'_> {
             };
             self.drop_frame(reason);
             return;
-        }
+        };
+        s.frames_out += 1;
         if bytes.is_empty() {
             // `%<id>/$`: a frame for the session that carries nothing. It
             // is counted like any reply; there is nothing to write.
-            if let Some(s) = self.s.sessions.get_mut(id) {
-                s.frames_out += 1;
-            }
             self.s.stats.frames_down += 1;
             return;
         }
-        let rewritten = match self.s.cfg.role {
-            Role::LoginGate => self.login_answer(id, bytes),
-            Role::SelGate => None,
+        let rewritten;
+        let (s, bytes) = match self.s.cfg.role {
+            Role::SelGate => (s, bytes),
+            Role::LoginGate => {
+                rewritten = self.login_answer(id, bytes);
+                let Some(s) = self.s.sessions.get_mut(id) else {
+                    return;
+                };
+                (s, rewritten.as_deref().unwrap_or(bytes))
+            }
         };
-        let bytes = rewritten.as_deref().unwrap_or(bytes);
-        let Some(s) = self.s.sessions.get_mut(id) else {
-            return;
-        };
-        s.frames_out += 1;
         s.client_backlog += bytes.len();
         let conn = s.conn;
         let slow = s.client_backlog > self.s.cfg.client_queue_cap;
