@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use selgate_core::codec::{client_frame, ids, HeaderLayout, Message, MsgHeader};
-use selgate_core::{Action, Config, ConnId};
+use selgate_core::{Config, ConnId};
 use selgate_harness::Wire;
 
 /// Frames per simulated loop turn (one read's worth of frames, or one
@@ -63,20 +63,7 @@ fn gate_with_sessions(now: Instant, sessions: usize) -> Wire {
 /// The far ends take everything the gate sent, as fast peers would:
 /// returns the number of actions carried out.
 fn settle(wire: &mut Wire) -> usize {
-    let mut n = 0;
-    while let Some(action) = wire.poll_done() {
-        n += 1;
-        match action {
-            Action::SendUpstream(bytes) => {
-                wire.db_read(black_box(bytes).len());
-            }
-            Action::SendToClient { conn, bytes } => {
-                wire.client_read(conn, black_box(bytes).len());
-            }
-            other => drop(black_box(other)),
-        }
-    }
-    n
+    black_box(wire.read_everything()).actions
 }
 
 #[allow(clippy::disallowed_methods)] // benchmarks need a clock; the gate does not

@@ -25,4 +25,4 @@ mod adopt;
 mod checks;
 mod wire;
 
-pub use wire::Wire;
+pub use wire::{Settled, Wire};

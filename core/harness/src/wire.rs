@@ -33,6 +33,15 @@ pub(crate) enum LinkEnd {
     },
 }
 
+/// What [`Wire::read_everything`] carried out.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// Actions taken from the harness.
+    pub actions: usize,
+    /// Of them, bytes handed to a client.
+    pub to_clients: usize,
+}
+
 /// The one in-memory driver of the drain contract.
 ///
 /// Every method that reports something to the gate then drains every
@@ -116,6 +125,28 @@ impl Wire {
     /// not take them back.
     pub fn poll_done(&mut self) -> Option<Action> {
         self.done.pop_front()
+    }
+
+    /// The far ends take everything the gate sent, as fast peers would:
+    /// each `SendToClient` is read whole by its client, each `SendUpstream`
+    /// by the DBServer; every other action is only counted. For drivers
+    /// that need no far-end logic (the benchmarks and load rigs).
+    pub fn read_everything(&mut self) -> Settled {
+        let mut settled = Settled::default();
+        while let Some(action) = self.poll_done() {
+            settled.actions += 1;
+            match action {
+                Action::SendUpstream(bytes) => {
+                    self.db_read(bytes.len());
+                }
+                Action::SendToClient { conn, bytes } => {
+                    self.client_read(conn, bytes.len());
+                    settled.to_clients += 1;
+                }
+                _ => {}
+            }
+        }
+        settled
     }
 
     /// True while the gate has client reads paused.
