@@ -218,8 +218,8 @@ fn run_front_door(opts: &DemoOptions) -> io::Result<DemoSummary> {
         },
         opts.seed,
     )?;
-    let mut server = Server::bind(ServerOptions {
-        zones: vec![
+    let mut server = Server::bind(ServerOptions::in_process(
+        vec![
             ZoneSpec {
                 name: "login".into(),
                 listen: vec![loopback],
@@ -244,13 +244,8 @@ fn run_front_door(opts: &DemoOptions) -> io::Result<DemoSummary> {
                 block_list: None,
             },
         ],
-        status_interval: Duration::ZERO,
-        seed: opts.seed,
-        metrics: None,
-        shared_ip_limits: None,
-        record: None,
-        handle_signals: false,
-    })?;
+        opts.seed,
+    ))?;
     let (login_gate, select_gate) = match server.local_addrs()[..] {
         [l, s, ..] => (l, s),
         _ => return Err(io::Error::other("the gate bound too few listeners")),
@@ -354,8 +349,8 @@ fn run_selgate_only(opts: &DemoOptions) -> io::Result<DemoSummary> {
         },
         opts.seed,
     )?;
-    let mut server = Server::bind(ServerOptions {
-        zones: vec![ZoneSpec {
+    let mut server = Server::bind(ServerOptions::in_process(
+        vec![ZoneSpec {
             name: "demo".into(),
             listen: vec![loopback],
             upstream: db.addr(),
@@ -365,13 +360,8 @@ fn run_selgate_only(opts: &DemoOptions) -> io::Result<DemoSummary> {
             },
             block_list: None,
         }],
-        status_interval: Duration::ZERO,
-        seed: opts.seed,
-        metrics: None,
-        shared_ip_limits: None,
-        record: None,
-        handle_signals: false,
-    })?;
+        opts.seed,
+    ))?;
     let gate = server
         .local_addrs()
         .first()

@@ -98,6 +98,23 @@ pub struct ServerOptions {
     pub handle_signals: bool,
 }
 
+impl ServerOptions {
+    /// `zones` run inside a process that drives the loop itself (the demo,
+    /// the tests): no status line, no metrics endpoint, no recording, no
+    /// signal handlers, each zone's own per-IP state.
+    pub fn in_process(zones: Vec<ZoneSpec>, seed: u64) -> ServerOptions {
+        ServerOptions {
+            zones,
+            status_interval: Duration::ZERO,
+            seed,
+            metrics: None,
+            shared_ip_limits: None,
+            record: None,
+            handle_signals: false,
+        }
+    }
+}
+
 /// Sharing of per-IP state between zones.
 #[derive(Debug, Clone, Default)]
 pub struct SharedIpLimits {

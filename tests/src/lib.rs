@@ -106,15 +106,7 @@ impl Finished {
 /// The settings every e2e gate shares: `zones`, no status line, no metrics,
 /// no recording, no signal handling (the test stops the loop itself).
 pub fn server_options(zones: Vec<ZoneSpec>, seed: u64) -> ServerOptions {
-    ServerOptions {
-        zones,
-        status_interval: Duration::ZERO,
-        seed,
-        metrics: None,
-        shared_ip_limits: None,
-        record: None,
-        handle_signals: false,
-    }
+    ServerOptions::in_process(zones, seed)
 }
 
 /// The production event loop on a thread of its own, its links up.
