@@ -215,7 +215,11 @@ impl Gate {
 
     /// Sum of the bytes queued toward all clients, as last reported.
     pub fn client_queued(&self) -> usize {
-        self.state.sessions.iter().map(|s| s.client_backlog).sum()
+        self.state
+            .sessions
+            .unordered()
+            .map(|s| s.client_backlog)
+            .sum()
     }
 
     /// Client IPs with per-IP state (rate windows, blocks, sessions).
@@ -283,7 +287,8 @@ impl Gate {
     pub fn live_sessions(&self) -> Vec<(ConnId, u32, std::net::IpAddr)> {
         self.state
             .sessions
-            .iter()
+            .in_id_order()
+            .into_iter()
             .map(|s| (s.conn, s.id, s.peer_ip))
             .collect()
     }
@@ -294,11 +299,14 @@ impl State {
         cfg.validate()?;
         let mut rng = SplitMix64::new(seed);
         let first_id = 1 + rng.below(u64::from(MAX_ID)) as u32;
+        // The lookups' hash seed comes from the seed too, drawn apart so
+        // the generator's own sequence (the jitter) stays what it was.
+        let hash_seed = SplitMix64::new(!seed).next_u64();
         Ok(State {
             cfg,
             now,
             rng,
-            sessions: SessionTable::new(first_id),
+            sessions: SessionTable::new(first_id, hash_seed),
             timers: Timers::default(),
             link: Link::new(),
             actions: VecDeque::new(),
@@ -373,7 +381,8 @@ impl Engine<'_> {
         let doomed: Vec<u32> = self
             .s
             .sessions
-            .iter()
+            .in_id_order()
+            .into_iter()
             .filter(|s| {
                 s.stage == Stage::Admitted && self.limits.is_blocked(s.peer_ip, now, &self.s.cfg)
             })
@@ -770,7 +779,10 @@ impl Engine<'_> {
         let dialect = self.s.cfg.dialect;
         let out = &mut self.s.upstream_out;
         let stats = &mut self.s.stats;
-        for s in self.s.sessions.iter_mut() {
+        for id in self.s.sessions.ids() {
+            let Some(s) = self.s.sessions.get_mut(id) else {
+                continue;
+            };
             if s.announced || s.stage != Stage::Admitted {
                 continue;
             }
@@ -810,7 +822,10 @@ impl Engine<'_> {
             LinkDownPolicy::Hold { max } => {
                 let until = now + max;
                 let timers = &mut self.s.timers;
-                for s in self.s.sessions.iter_mut() {
+                for id in self.s.sessions.ids() {
+                    let Some(s) = self.s.sessions.get_mut(id) else {
+                        continue;
+                    };
                     s.announced = false;
                     s.hold_until = Some(until);
                     if until < s.timer_at {
@@ -858,7 +873,8 @@ impl Engine<'_> {
                 let doomed: Vec<u32> = self
                     .s
                     .sessions
-                    .iter()
+                    .in_id_order()
+                    .into_iter()
                     .filter(|s| {
                         s.stage == Stage::Admitted
                             && ip_key(s.peer_ip, &self.s.cfg) == ip_key(ip, &self.s.cfg)

@@ -6,13 +6,27 @@
 //! reply reached whichever client got the same handle next (docs/PROTOCOL.md
 //! section 6). Here ids come from a counter that starts at a seeded offset
 //! and wraps only after 2^31 - 1 sessions.
+//!
+//! The two lookups are hash maps, not ordered maps: a reconnect storm
+//! inserts and removes a session for every player, and a B-tree of whole
+//! sessions shifted them around its nodes on every insert and removal
+//! (BENCHMARKS.md, "What each change bought"). Their keys are the gate's
+//! own counter and the driver's handles, never chosen by a client, so a
+//! fast seeded hash serves; what must come out in id order (re-announcing,
+//! the operator's table) is sorted when it is asked for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use foldhash::fast::FixedState;
+
 use crate::client::ClientDeframer;
 use crate::event::ConnId;
+
+/// A hash map with a seeded, deterministic hasher: the core takes no
+/// randomness from the OS, so the seed comes from the gate's.
+type Map<K, V> = HashMap<K, V, FixedState>;
 
 /// The largest id: the DBServers parse ids as a signed 32-bit `Integer`.
 pub(crate) const MAX_ID: u32 = i32::MAX as u32;
@@ -91,8 +105,8 @@ impl Session {
 /// Live sessions, by id and by connection, with the two eviction orders.
 #[derive(Debug)]
 pub(crate) struct SessionTable {
-    by_id: BTreeMap<u32, Session>,
-    by_conn: BTreeMap<ConnId, u32>,
+    by_id: Map<u32, Session>,
+    by_conn: Map<ConnId, u32>,
     /// Connections that have not sent a complete frame, oldest first.
     unproven: BTreeMap<u64, u32>,
     /// Proven sessions the DBServer has not vouched for, oldest first.
@@ -104,12 +118,13 @@ pub(crate) struct SessionTable {
 }
 
 impl SessionTable {
-    /// A table whose first id is `first_id` (from the seed), in `1..=MAX_ID`.
-    pub(crate) fn new(first_id: u32) -> Self {
+    /// A table whose first id is `first_id` (from the seed), in `1..=MAX_ID`,
+    /// and whose lookups hash with `hash_seed`.
+    pub(crate) fn new(first_id: u32, hash_seed: u64) -> Self {
         let first_id = first_id.clamp(1, MAX_ID);
         SessionTable {
-            by_id: BTreeMap::new(),
-            by_conn: BTreeMap::new(),
+            by_id: Map::with_hasher(FixedState::with_seed(hash_seed)),
+            by_conn: Map::with_hasher(FixedState::with_seed(hash_seed.rotate_left(32))),
             unproven: BTreeMap::new(),
             unvouched: BTreeMap::new(),
             next_seq: 0,
@@ -247,14 +262,21 @@ impl SessionTable {
     /// Live ids in ascending order (deterministic, for shutdown and
     /// re-announcing).
     pub(crate) fn ids(&self) -> Vec<u32> {
-        self.by_id.keys().copied().collect()
+        let mut ids: Vec<u32> = self.by_id.keys().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Session> {
-        self.by_id.values_mut()
+    /// Live sessions in ascending id order, for whatever is shown or sent.
+    pub(crate) fn in_id_order(&self) -> Vec<&Session> {
+        let mut all: Vec<&Session> = self.by_id.values().collect();
+        all.sort_unstable_by_key(|s| s.id);
+        all
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Session> {
+    /// Live sessions in no particular order: only for what does not depend
+    /// on one, such as sums.
+    pub(crate) fn unordered(&self) -> impl Iterator<Item = &Session> {
         self.by_id.values()
     }
 }
@@ -294,7 +316,7 @@ mod tests {
 
     #[test]
     fn eviction_orders_follow_proof_and_vouching() {
-        let mut t = SessionTable::new(1);
+        let mut t = SessionTable::new(1, 0);
         for id in 1..=3 {
             t.insert(session(id, u64::from(id)));
         }
@@ -317,7 +339,7 @@ mod tests {
 
     #[test]
     fn ids_count_up_from_the_offset_and_wrap_to_one() {
-        let mut t = SessionTable::new(MAX_ID - 1);
+        let mut t = SessionTable::new(MAX_ID - 1, 0);
         assert_eq!(t.allocate_id(), MAX_ID - 1);
         assert_eq!(t.allocate_id(), MAX_ID);
         assert_eq!(t.allocate_id(), 1);
@@ -329,7 +351,7 @@ mod tests {
 
     #[test]
     fn a_closed_id_is_not_handed_out_again_soon() {
-        let mut t = SessionTable::new(100);
+        let mut t = SessionTable::new(100, 0);
         let a = t.allocate_id();
         t.insert(session(a, 1));
         t.remove(a);
@@ -341,7 +363,7 @@ mod tests {
 
     #[test]
     fn live_ids_are_skipped_after_a_wrap() {
-        let mut t = SessionTable::new(MAX_ID);
+        let mut t = SessionTable::new(MAX_ID, 0);
         t.insert(session(1, 7));
         assert_eq!(t.allocate_id(), MAX_ID);
         // 1 is live, so the counter skips it.
@@ -350,7 +372,7 @@ mod tests {
 
     #[test]
     fn lookups_by_conn_and_id_agree() {
-        let mut t = SessionTable::new(5);
+        let mut t = SessionTable::new(5, 0);
         t.insert(session(5, 42));
         assert_eq!(t.id_of(ConnId(42)), Some(5));
         assert!(t.contains_conn(ConnId(42)));

@@ -59,7 +59,8 @@ impl Gate {
     pub fn session_views(&self, now: Instant) -> Vec<SessionView> {
         self.state
             .sessions
-            .iter()
+            .in_id_order()
+            .into_iter()
             .map(|s| SessionView {
                 conn: s.conn,
                 id: s.id,
