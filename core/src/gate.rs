@@ -16,7 +16,7 @@ use crate::event::{Action, ConnId, Event};
 use crate::limits::{ip_key, IpLimits};
 use crate::link::{Link, LinkState};
 use crate::proxy::{read_header, ClientOrigin, ProxyProtocol, ProxyVerdict, MAX_HEADER_LEN};
-use crate::rng::SplitMix64;
+use crate::rng::{derived_seed, Purpose, SplitMix64};
 use crate::role::{hide_unknown_account, NewAccountLimiter, Role};
 use crate::session::{Session, SessionTable, Stage, MAX_ID};
 use crate::stats::{CloseReason, DropReason, Stats};
@@ -115,7 +115,7 @@ impl Gate {
     pub fn new(config: Config, now: Instant, seed: u64) -> Result<Gate, ConfigError> {
         let mut gate = Gate {
             state: State::new(config, now, seed)?,
-            limits: IpLimits::new(),
+            limits: IpLimits::new(derived_seed(seed, Purpose::IpHash)),
         };
         gate.engine().connect(now);
         Ok(gate)
@@ -299,9 +299,7 @@ impl State {
         cfg.validate()?;
         let mut rng = SplitMix64::new(seed);
         let first_id = 1 + rng.below(u64::from(MAX_ID)) as u32;
-        // The lookups' hash seed comes from the seed too, drawn apart so
-        // the generator's own sequence (the jitter) stays what it was.
-        let hash_seed = SplitMix64::new(!seed).next_u64();
+        let hash_seed = derived_seed(seed, Purpose::SessionHash);
         Ok(State {
             cfg,
             now,

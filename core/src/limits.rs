@@ -12,10 +12,16 @@
 //! session and no active block; a newcomer is refused only when every entry
 //! is pinned by one of those, so a botnet's spray of fresh addresses cannot
 //! refuse the players that come after it.
+//!
+//! A reconnect storm brings a new prefix with almost every player, so the
+//! table is a hash map and the idle index a queue in time order (see
+//! [`IpLimits`]); only the rare blocks keep an ordered set.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+use foldhash::fast::FixedState;
 
 use crate::block_list::{mask128, mask32, BlockList};
 use crate::config::Config;
@@ -103,10 +109,18 @@ pub(crate) struct Admitted {
 /// (the recycling order, and the expiry order of the sweep) and blocked ones
 /// by the end of their block, so both recycling and sweeping take the
 /// oldest first without scanning the table.
+///
+/// The keys are the clients' addresses, which an attacker picks, so the map
+/// hashes with a seed the gate's own seed decides (foldhash keyed that way
+/// resists chosen collisions; a production gate is seeded from the clock).
+/// The idle index is filed lazily: an entry goes to the back of the queue
+/// each time it becomes idle (sightings come in time order), and a record
+/// is stale once its entry has moved on; stale records are skipped where
+/// they are met and compacted away before they outnumber the live ones.
 #[derive(Debug)]
 pub(crate) struct IpLimits {
-    entries: BTreeMap<IpAddr, IpEntry>,
-    idle: BTreeSet<(Instant, IpAddr)>,
+    entries: HashMap<IpAddr, IpEntry, FixedState>,
+    idle: VecDeque<(Instant, IpAddr)>,
     blocked: BTreeSet<(Instant, IpAddr)>,
     file_list: BlockList,
     /// Permanent blocks ordered by the DBServer (`%+T`, `%+M`), by prefix
@@ -116,10 +130,11 @@ pub(crate) struct IpLimits {
 }
 
 impl IpLimits {
-    pub(crate) fn new() -> Self {
+    /// An empty table whose map hashes with `hash_seed`.
+    pub(crate) fn new(hash_seed: u64) -> Self {
         IpLimits {
-            entries: BTreeMap::new(),
-            idle: BTreeSet::new(),
+            entries: HashMap::with_hasher(FixedState::with_seed(hash_seed)),
+            idle: VecDeque::new(),
             blocked: BTreeSet::new(),
             file_list: BlockList::new(),
             ordered: BTreeSet::new(),
@@ -180,8 +195,8 @@ impl IpLimits {
         let after = e.slot_at(now);
         e.slot = after;
         if before != after {
-            unfile(&mut self.idle, &mut self.blocked, key, before);
-            file(&mut self.idle, &mut self.blocked, key, after);
+            self.unindex(key, before);
+            self.index(key, after);
         }
         result.map(|()| Admitted { recycled })
     }
@@ -236,13 +251,13 @@ impl IpLimits {
         self.end_blocks(now);
         let mut removed = 0;
         while removed < budget {
-            let Some(&(seen, key)) = self.idle.first() else {
+            let Some((seen, key)) = self.oldest_idle() else {
                 break;
             };
             if now.saturating_duration_since(seen) < WINDOW_LONG {
                 break;
             }
-            self.idle.remove(&(seen, key));
+            self.idle.pop_front();
             self.entries.remove(&key);
             removed += 1;
         }
@@ -263,11 +278,32 @@ impl IpLimits {
     /// holds no session and no block. False when every entry is pinned.
     fn recycle_one(&mut self, now: Instant) -> bool {
         self.end_blocks(now);
-        let Some((_, key)) = self.idle.pop_first() else {
+        let Some((_, key)) = self.oldest_idle() else {
             return false;
         };
+        self.idle.pop_front();
         self.entries.remove(&key);
         true
+    }
+
+    /// The oldest idle record still current, left at the front of the
+    /// queue; the stale records before it are dropped on the way.
+    fn oldest_idle(&mut self) -> Option<(Instant, IpAddr)> {
+        while let Some(&(seen, key)) = self.idle.front() {
+            if self.is_current(seen, key) {
+                return Some((seen, key));
+            }
+            self.idle.pop_front();
+        }
+        None
+    }
+
+    /// True when the entry of `key` is idle since `seen`: the record
+    /// `(seen, key)` still stands for it.
+    fn is_current(&self, seen: Instant, key: IpAddr) -> bool {
+        self.entries
+            .get(&key)
+            .is_some_and(|e| e.slot == Slot::Idle(seen))
     }
 
     /// Moves entries whose block has ended into the idle index.
@@ -305,12 +341,45 @@ impl IpLimits {
         Some(out)
     }
 
+    /// Files `key` in the index of `slot` (an entry with sessions is in
+    /// neither).
     fn index(&mut self, key: IpAddr, slot: Slot) {
-        file(&mut self.idle, &mut self.blocked, key, slot);
+        match slot {
+            Slot::Sessions => {}
+            Slot::Blocked(t) => {
+                self.blocked.insert((t, key));
+            }
+            Slot::Idle(t) => self.file_idle(t, key),
+        }
     }
 
+    /// Takes `key` out of the index of `slot`. An idle record is left to go
+    /// stale: the entry's new slot no longer matches it.
     fn unindex(&mut self, key: IpAddr, slot: Slot) {
-        unfile(&mut self.idle, &mut self.blocked, key, slot);
+        if let Slot::Blocked(t) = slot {
+            self.blocked.remove(&(t, key));
+        }
+    }
+
+    /// Appends an idle record, in time order, and compacts the queue once
+    /// stale records outnumber the entries (so it stays within twice the
+    /// table, plus a slice).
+    fn file_idle(&mut self, seen: Instant, key: IpAddr) {
+        if self.idle.len() > 2 * self.entries.len() + SWEEP_SLICE {
+            let entries = &self.entries;
+            self.idle
+                .retain(|&(t, k)| entries.get(&k).is_some_and(|e| e.slot == Slot::Idle(t)));
+        }
+        // Every sighting is a `now`, and a gate's `now` does not go back;
+        // zones sharing a table may be a moment apart, so a record older
+        // than the last one is put in its place.
+        match self.idle.back() {
+            Some(&(last, _)) if last > seen => {
+                let at = self.idle.partition_point(|&(t, _)| t <= seen);
+                self.idle.insert(at, (seen, key));
+            }
+            _ => self.idle.push_back((seen, key)),
+        }
     }
 
     /// Checks the table's own invariants: the bound, and every entry filed
@@ -323,6 +392,15 @@ impl IpLimits {
                 self.entries.len(),
                 cfg.max_tracked_ips
             ));
+        }
+        let current: BTreeSet<(Instant, IpAddr)> = self
+            .idle
+            .iter()
+            .copied()
+            .filter(|&(t, k)| self.is_current(t, k))
+            .collect();
+        if !self.idle.iter().is_sorted_by_key(|&(t, _)| t) {
+            return Err("the idle queue is out of time order".into());
         }
         let mut idle = 0;
         let mut blocked = 0;
@@ -337,14 +415,14 @@ impl IpLimits {
                 }
                 Slot::Idle(t) => {
                     idle += 1;
-                    e.sessions == 0 && t == e.last_seen && self.idle.contains(&(t, *key))
+                    e.sessions == 0 && t == e.last_seen && current.contains(&(t, *key))
                 }
             };
             if !listed {
                 return Err(format!("entry {key} filed wrongly: {e:?}"));
             }
         }
-        if idle != self.idle.len() || blocked != self.blocked.len() {
+        if idle != current.len() || blocked != self.blocked.len() {
             return Err("an index lists an entry the table does not hold".into());
         }
         Ok(())
@@ -401,47 +479,11 @@ fn count_connect(
     Ok(())
 }
 
-/// Files `key` in the index of `slot` (the idle or the blocked one; an
-/// entry with sessions is in neither).
-fn file(
-    idle: &mut BTreeSet<(Instant, IpAddr)>,
-    blocked: &mut BTreeSet<(Instant, IpAddr)>,
-    key: IpAddr,
-    slot: Slot,
-) {
-    match slot {
-        Slot::Sessions => {}
-        Slot::Blocked(t) => {
-            blocked.insert((t, key));
-        }
-        Slot::Idle(t) => {
-            idle.insert((t, key));
-        }
-    }
-}
-
-/// Takes `key` out of the index of `slot`.
-fn unfile(
-    idle: &mut BTreeSet<(Instant, IpAddr)>,
-    blocked: &mut BTreeSet<(Instant, IpAddr)>,
-    key: IpAddr,
-    slot: Slot,
-) {
-    match slot {
-        Slot::Sessions => {}
-        Slot::Blocked(t) => {
-            blocked.remove(&(t, key));
-        }
-        Slot::Idle(t) => {
-            idle.remove(&(t, key));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_util::t0;
+    use std::collections::BTreeMap;
 
     const ADMITTED: Admitted = Admitted { recycled: false };
 
@@ -455,7 +497,7 @@ mod tests {
             max_tracked_ips: 2,
             ..Config::default()
         };
-        let mut l = IpLimits::new();
+        let mut l = IpLimits::new(0);
         let now = t0();
         let down = || Some(CloseReason::RefusedUpstreamDown);
         assert_eq!(
@@ -480,7 +522,7 @@ mod tests {
             max_connects_per_ip_1s: 3,
             ..Config::default()
         };
-        let mut l = IpLimits::new();
+        let mut l = IpLimits::new(0);
         let now = t0();
         let a = ip("127.0.0.2");
         for _ in 0..3 {
@@ -510,7 +552,7 @@ mod tests {
             max_sessions_per_ip: 100,
             ..Config::default()
         };
-        let mut l = IpLimits::new();
+        let mut l = IpLimits::new(0);
         let a = ip("127.0.0.2");
         let now = t0();
         for i in 0..5 {
@@ -529,7 +571,7 @@ mod tests {
             max_sessions_per_ip: 2,
             ..Config::default()
         };
-        let mut l = IpLimits::new();
+        let mut l = IpLimits::new(0);
         let a = ip("127.0.0.2");
         let now = t0();
         assert!(l.admit(a, now, &cfg, || None).is_ok());
@@ -546,7 +588,7 @@ mod tests {
     #[test]
     fn gate_wide_refusals_do_not_take_a_session_slot() {
         let cfg = Config::default();
-        let mut l = IpLimits::new();
+        let mut l = IpLimits::new(0);
         let a = ip("127.0.0.2");
         let r = l.admit(a, t0(), &cfg, || Some(CloseReason::RefusedUpstreamDown));
         assert_eq!(r, Err(CloseReason::RefusedUpstreamDown));
@@ -559,7 +601,7 @@ mod tests {
             max_tracked_ips: 4,
             ..Config::default()
         };
-        let mut l = IpLimits::new();
+        let mut l = IpLimits::new(0);
         let now = t0();
         for i in 0..4 {
             let a = ip(&format!("10.0.0.{i}"));
@@ -590,7 +632,7 @@ mod tests {
             max_tracked_ips: 3,
             ..Config::default()
         };
-        let mut l = IpLimits::new();
+        let mut l = IpLimits::new(0);
         let now = t0();
         // Two live sessions and one active block pin all three entries.
         assert!(l.admit(ip("10.0.0.1"), now, &cfg, || None).is_ok());
@@ -622,7 +664,7 @@ mod tests {
             max_connects_per_ip_1s: 2,
             ..Config::default()
         };
-        let mut l = IpLimits::new();
+        let mut l = IpLimits::new(0);
         let now = t0();
         let a = ip("10.0.0.1");
         assert!(l.admit(a, now, &cfg, || None).is_ok());
@@ -647,7 +689,7 @@ mod tests {
             max_connects_per_ip_10s: 100,
             ..Config::default()
         };
-        let mut l = IpLimits::new();
+        let mut l = IpLimits::new(0);
         let now = t0();
         assert!(l.admit(ip("fd00:5e1::1"), now, &cfg, || None).is_ok());
         assert!(l.admit(ip("fd00:5e1::ffff:2"), now, &cfg, || None).is_ok());
@@ -679,7 +721,7 @@ mod tests {
     #[test]
     fn dbserver_blocks_take_effect_and_survive_reloads() {
         let cfg = Config::default();
-        let mut l = IpLimits::new();
+        let mut l = IpLimits::new(0);
         let now = t0();
         let a = ip("127.0.0.5");
         assert!(l.block_temporarily(a, now, now + Duration::from_secs(30), &cfg));
@@ -727,7 +769,7 @@ mod tests {
                 max_connects_per_ip_10s: 1000,
                 ..Config::default()
             };
-            let mut l = IpLimits::new();
+            let mut l = IpLimits::new(0);
             let mut now = t0();
             let mut live: BTreeMap<u8, u32> = BTreeMap::new();
             for op in ops {

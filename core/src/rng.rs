@@ -29,6 +29,21 @@ impl SplitMix64 {
     }
 }
 
+/// What a seed is drawn for apart from the generator's own sequence.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Purpose {
+    /// The session table's lookups.
+    SessionHash = 1,
+    /// The per-IP table's map.
+    IpHash = 2,
+}
+
+/// A value for `purpose` derived from `seed` without drawing from the
+/// generator of that seed, so its sequence (the jitter) stays as it was.
+pub(crate) fn derived_seed(seed: u64, purpose: Purpose) -> u64 {
+    SplitMix64::new(seed ^ (purpose as u64).wrapping_mul(0xA076_1D64_78BD_642F)).next_u64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

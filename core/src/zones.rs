@@ -7,6 +7,7 @@ use crate::config::{Config, ConfigError};
 use crate::event::{Action, Event};
 use crate::gate::Gate;
 use crate::limits::IpLimits;
+use crate::rng::{derived_seed, Purpose};
 
 mod operator;
 
@@ -44,7 +45,7 @@ impl Zones {
     pub fn shared() -> Zones {
         Zones {
             gates: Vec::new(),
-            shared: Some(IpLimits::new()),
+            shared: Some(IpLimits::new(0)),
         }
     }
 
@@ -66,6 +67,13 @@ impl Zones {
     /// action, the connect request, is waiting in its queue.
     pub fn add(&mut self, config: Config, now: Instant, seed: u64) -> Result<ZoneId, ConfigError> {
         let gate = Gate::new(config, now, seed)?;
+        if self.gates.is_empty() {
+            if let Some(limits) = &mut self.shared {
+                // The shared table is made before any seed is known; the
+                // first zone's seed keys its hash, as each gate's keys its own.
+                *limits = IpLimits::new(derived_seed(seed, Purpose::IpHash));
+            }
+        }
         self.gates.push(gate);
         Ok(ZoneId(self.gates.len() - 1))
     }

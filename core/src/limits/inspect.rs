@@ -70,7 +70,7 @@ mod tests {
     fn the_view_shows_sessions_connects_and_blocks() {
         let cfg = Config::default();
         let now = t0();
-        let mut t = IpLimits::new();
+        let mut t = IpLimits::new(0);
         let a: IpAddr = "198.51.100.1".parse().expect("ip");
         let b: IpAddr = "198.51.100.2".parse().expect("ip");
         let c: IpAddr = "198.51.100.3".parse().expect("ip");
