@@ -127,6 +127,13 @@ pub struct Config {
     /// Longest DBServer frame accepted; longer ones are skipped.
     /// Default: 64 KiB.
     pub max_upstream_frame_len: usize,
+    /// How long the session notices `%O` and `%X` may wait to leave with
+    /// the next frame that matters now (a client's `%A`, a keepalive): in a
+    /// reconnect storm most turns of the loop open or close sessions, and
+    /// one write to the DBServer for each of them wakes it for nothing the
+    /// client waits on (docs/PROTOCOL.md §3.1). Zero sends every notice at
+    /// once. Default: 2 ms; at most [`MAX_UPSTREAM_HOLD`].
+    pub upstream_hold: Duration,
     /// Longest the shutdown may take before `Stopped`. Default: 5 s.
     pub shutdown_timeout: Duration,
 
@@ -147,6 +154,11 @@ pub struct Config {
     /// Login role: the window of `max_new_accounts_per_ip`. Default: 10 min.
     pub new_account_window: Duration,
 }
+
+/// The longest [`Config::upstream_hold`]: a notice later than this would
+/// leave the DBServer counting a closed session as online for a noticeable
+/// time.
+pub const MAX_UPSTREAM_HOLD: Duration = Duration::from_millis(100);
 
 impl Default for Config {
     fn default() -> Self {
@@ -186,6 +198,7 @@ impl Default for Config {
             upstream_high_watermark: 1024 * 1024,
             upstream_low_watermark: 256 * 1024,
             max_upstream_frame_len: 64 * 1024,
+            upstream_hold: Duration::from_millis(2),
             shutdown_timeout: Duration::from_secs(5),
             close_after_select: Some(Duration::from_secs(8)),
             hide_unknown_accounts: true,
@@ -263,6 +276,9 @@ pub enum ConfigError {
     /// The second eviction tier needs something that vouches.
     #[error("unvouched_grace is on but vouch_messages is empty: every session would be evictable")]
     NothingVouches,
+    /// A hold long enough for the DBServer to notice sessions late.
+    #[error("upstream_hold ({0:?}) must not exceed {MAX_UPSTREAM_HOLD:?}")]
+    HoldTooLong(Duration),
     /// A PROXY listener must know whom to believe.
     #[error("proxy_protocol is on but proxy_trusted is empty: name the proxies' addresses")]
     ProxyWithoutTrusted,
@@ -288,6 +304,7 @@ impl ConfigError {
             E::PrefixOutOfRange { name, .. } => std::slice::from_ref(name),
             E::NothingVouches => &["unvouched_grace", "vouch_messages"],
             E::ProxyWithoutTrusted => &["proxy_protocol", "proxy_trusted"],
+            E::HoldTooLong(_) => &["upstream_hold"],
         }
     }
 }
@@ -372,6 +389,9 @@ impl Config {
         }
         if self.reconnect_jitter_pct >= 100 {
             return Err(ConfigError::JitterTooLarge(self.reconnect_jitter_pct));
+        }
+        if self.upstream_hold > MAX_UPSTREAM_HOLD {
+            return Err(ConfigError::HoldTooLong(self.upstream_hold));
         }
         if self.upstream_low_watermark >= self.upstream_high_watermark {
             return Err(ConfigError::WatermarksInverted {
@@ -551,6 +571,10 @@ mod tests {
                 proxy_protocol: ProxyProtocol::Any,
                 ..d()
             },
+            Config {
+                upstream_hold: MAX_UPSTREAM_HOLD + Duration::from_millis(1),
+                ..d()
+            },
         ];
         let fields: Vec<Vec<&str>> = bad
             .iter()
@@ -579,6 +603,7 @@ mod tests {
                 vec!["ipv4_prefix_len"],
                 vec!["unvouched_grace", "vouch_messages"],
                 vec!["proxy_protocol", "proxy_trusted"],
+                vec!["upstream_hold"],
             ]
         );
     }

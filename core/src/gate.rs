@@ -28,6 +28,8 @@ use crate::upstream::{classify, DbFrame};
 #[cfg(feature = "adopt")]
 #[path = "adopt.rs"]
 pub(crate) mod adopt;
+mod notice_hold;
+use notice_hold::NoticeHold;
 mod operator;
 pub use operator::{ReconfigureError, SessionView};
 
@@ -92,6 +94,8 @@ pub(crate) struct State {
     actions: VecDeque<Action>,
     /// DBServer frames not yet handed out as one `SendUpstream`.
     upstream_out: BytesMut,
+    /// Whether `upstream_out` may wait for more (its notices' hold).
+    hold: NoticeHold,
     stats: Stats,
     /// Login role: CM_ADDNEWUSER counts per IP prefix.
     new_accounts: NewAccountLimiter,
@@ -148,9 +152,21 @@ impl Gate {
         if let Some(a) = self.state.actions.pop_front() {
             return Some(a);
         }
-        if self.state.upstream_out.is_empty() || self.state.link.state != LinkState::Up {
+        let st = &mut self.state;
+        if st.upstream_out.is_empty() || st.link.state != LinkState::Up {
             return None;
         }
+        // Held notices never take the link past its high watermark: the
+        // pause below must see them.
+        let len = st.upstream_out.len();
+        if !st.shutting_down
+            && st.hold.may_wait(len)
+            && st.link.queued + len <= st.cfg.upstream_high_watermark
+        {
+            return None;
+        }
+        st.hold.reset();
+        st.timers.clear(GateTimer::UpstreamHold);
         let bytes = self.state.upstream_out.split().freeze();
         self.state.stats.bytes_up += bytes.len() as u64;
         self.state.link.queued += bytes.len();
@@ -206,6 +222,13 @@ impl Gate {
     /// plus frames not yet drained).
     pub fn upstream_queued(&self) -> usize {
         self.state.link.queued + self.state.upstream_out.len()
+    }
+
+    /// Bytes of DBServer frames written but not yet handed out as a
+    /// `SendUpstream`: after a drain, the notices their hold keeps back
+    /// (docs/PROTOCOL.md §3.1). Part of [`Gate::upstream_queued`].
+    pub fn upstream_waiting(&self) -> usize {
+        self.state.upstream_out.len()
     }
 
     /// True while client reads are paused for DBServer backpressure.
@@ -309,6 +332,7 @@ impl State {
             link: Link::new(),
             actions: VecDeque::new(),
             upstream_out: BytesMut::with_capacity(16 * 1024),
+            hold: NoticeHold::default(),
             stats: Stats::default(),
             new_accounts: NewAccountLimiter::default(),
             shutting_down: false,
@@ -499,12 +523,36 @@ impl Engine<'_> {
         let Some(s) = self.s.sessions.get_mut(id) else {
             return;
         };
+        let before = self.s.upstream_out.len();
         self.s
             .cfg
             .dialect
             .write_open(&mut self.s.upstream_out, id, s.peer_ip, s.gate_ip);
         s.announced = true;
         self.s.stats.accepted += 1;
+        self.hold_notice(before);
+    }
+
+    /// Counts the notice written to `upstream_out` since it was `before`
+    /// bytes long, so that it may wait for the next frame that matters now;
+    /// the first since the buffer left sets how long it may wait.
+    fn hold_notice(&mut self, before: usize) {
+        let hold = self.s.cfg.upstream_hold;
+        if hold.is_zero() {
+            return;
+        }
+        if self.s.hold.noted(self.s.upstream_out.len() - before) {
+            self.s
+                .timers
+                .set(GateTimer::UpstreamHold, self.s.now + hold);
+        }
+    }
+
+    /// Drops what waits for the DBServer: the link it was for is gone.
+    fn drop_upstream_out(&mut self) {
+        self.s.upstream_out.clear();
+        self.s.hold.reset();
+        self.s.timers.clear(GateTimer::UpstreamHold);
     }
 
     /// Whom a newcomer may replace once `max_sessions` is reached: the
@@ -710,7 +758,9 @@ impl Engine<'_> {
             self.limits.release(s.peer_ip, self.s.now, &self.s.cfg);
         }
         if s.announced && self.s.link.state == LinkState::Up {
+            let before = self.s.upstream_out.len();
             self.s.cfg.dialect.write_close(&mut self.s.upstream_out, id);
+            self.hold_notice(before);
         }
         self.s.stats.closes[reason.index()] += 1;
         if tell_driver {
@@ -801,7 +851,7 @@ impl Engine<'_> {
     /// sessions the DBServer no longer knows.
     fn link_lost(&mut self, now: Instant) {
         self.s.link.state = LinkState::Down;
-        self.s.upstream_out.clear();
+        self.drop_upstream_out();
         self.s
             .actions
             .retain(|a| !matches!(a, Action::SendUpstream(_)));
@@ -1065,6 +1115,9 @@ impl Engine<'_> {
         {
             self.connect(now);
         }
+        if self.s.timers.take_due(GateTimer::UpstreamHold, now) {
+            self.s.hold.end();
+        }
         if self.s.timers.take_due(GateTimer::IpSweep, now) && self.limits.sweep_step(now) {
             self.s
                 .timers
@@ -1132,7 +1185,7 @@ impl Engine<'_> {
             return;
         }
         if matches!(self.s.link.state, LinkState::Up | LinkState::Connecting) {
-            self.s.upstream_out.clear();
+            self.drop_upstream_out();
             self.s.actions.push_back(Action::CloseUpstream);
         }
         self.s.link.state = LinkState::Stopped;

@@ -38,7 +38,7 @@ pub mod upstream;
 mod zones;
 
 pub use block_list::{canonical_ip, BlockList, BlockListError};
-pub use config::{Config, ConfigError, LinkDownPolicy};
+pub use config::{Config, ConfigError, LinkDownPolicy, MAX_UPSTREAM_HOLD};
 pub use dialect::Dialect;
 pub use event::{Action, ConnId, Event};
 #[cfg(feature = "adopt")]
@@ -54,6 +54,8 @@ pub use zones::{ZoneId, Zones};
 
 #[cfg(test)]
 mod gate_tests;
+#[cfg(test)]
+mod hold_tests;
 #[cfg(test)]
 mod login_role_tests;
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub(crate) struct Harness {
     pub stopped: bool,
     /// Answer keepalives as a healthy DBServer would, while advancing.
     pub answer_keepalives: bool,
+    /// `SendUpstream` actions seen: one per write to the DBServer.
+    pub upstream_writes: usize,
 }
 
 pub(crate) fn addr(s: &str) -> SocketAddr {
@@ -42,7 +44,22 @@ impl Harness {
         h
     }
 
+    /// A gate with `cfg` whose session notices leave as the event that
+    /// wrote them happens (`upstream_hold` zero): what most unit tests
+    /// check, frame by frame. The hold has tests of its own
+    /// (`hold_tests.rs`), which build their gate with [`Harness::held`].
     pub fn new(cfg: Config, seed: u64) -> Harness {
+        Harness::held(
+            Config {
+                upstream_hold: Duration::ZERO,
+                ..cfg
+            },
+            seed,
+        )
+    }
+
+    /// A gate with `cfg` as given, its `upstream_hold` included.
+    pub fn held(cfg: Config, seed: u64) -> Harness {
         let now = t0();
         let gate = Gate::new(cfg, now, seed).expect("valid config");
         let mut h = Harness {
@@ -58,6 +75,7 @@ impl Harness {
             resumes: 0,
             stopped: false,
             answer_keepalives: true,
+            upstream_writes: 0,
         };
         h.drain();
         h
@@ -75,7 +93,10 @@ impl Harness {
         while let Some(a) = self.gate.poll_action() {
             match a {
                 Action::SendToClient { conn, bytes } => self.to_client.push((conn, bytes)),
-                Action::SendUpstream(b) => self.upstream.extend_from_slice(&b),
+                Action::SendUpstream(b) => {
+                    self.upstream_writes += 1;
+                    self.upstream.extend_from_slice(&b);
+                }
                 Action::CloseClient { conn, reason, .. } => self.closed.push((conn, reason)),
                 Action::ConnectUpstream => self.connects += 1,
                 Action::CloseUpstream => self.close_upstreams += 1,

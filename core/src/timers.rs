@@ -6,8 +6,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-/// The gate-wide timers, one slot each: the link's four, the per-IP sweep
-/// and the shutdown deadline.
+/// The gate-wide timers, one slot each: the link's four, the per-IP sweep,
+/// the shutdown deadline and the end of the notices' hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum GateTimer {
     /// Send the next `%--$`.
@@ -22,10 +22,12 @@ pub(crate) enum GateTimer {
     IpSweep,
     /// Give up flushing and stop.
     Shutdown,
+    /// Send the session notices held toward the DBServer.
+    UpstreamHold,
 }
 
 impl GateTimer {
-    const COUNT: usize = 6;
+    const COUNT: usize = 7;
     const ALL: [GateTimer; GateTimer::COUNT] = [
         GateTimer::Keepalive,
         GateTimer::Silence,
@@ -33,6 +35,7 @@ impl GateTimer {
         GateTimer::Reconnect,
         GateTimer::IpSweep,
         GateTimer::Shutdown,
+        GateTimer::UpstreamHold,
     ];
 }
 

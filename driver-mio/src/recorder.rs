@@ -18,6 +18,7 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use selgate_core::dialect::GateFrame;
 use selgate_core::split::Splitter;
 use selgate_core::upstream::classify;
 use selgate_core::{BlockList, Config};
@@ -37,6 +38,11 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// addresses of an open frame (docs/PROTOCOL.md §3.1), with room to spare.
 /// It bounds the recorder's buffer for that direction.
 const GATE_FRAME_OVERHEAD: usize = 128;
+
+/// Recorded sessions per zone followed past their client's end while their
+/// close frame may still be held back: far more than the closes a hold of
+/// at most 100 ms keeps waiting on a recorded zone.
+const ENDED_KEPT: usize = 256;
 
 /// Where and how much to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +180,11 @@ pub struct Recorder {
     link_frames: BTreeMap<usize, LinkFrames>,
     /// Recorded session ids per zone (for picking link frames).
     ids: BTreeMap<usize, BTreeSet<u32>>,
+    /// Recorded sessions whose client has gone but whose close frame has
+    /// not yet passed on the link: the core may hold it back a moment
+    /// (docs/PROTOCOL.md §3.1), and the recording must show it. Oldest
+    /// first, at most [`ENDED_KEPT`] per zone.
+    ended: BTreeMap<usize, VecDeque<u32>>,
     ip_id: u16,
     /// When the oldest segment not yet flushed was written.
     unflushed_since: Option<Instant>,
@@ -199,6 +210,7 @@ impl Recorder {
             links: BTreeMap::new(),
             link_frames: BTreeMap::new(),
             ids: BTreeMap::new(),
+            ended: BTreeMap::new(),
             ip_id: 0,
             unflushed_since: None,
             stats: RecorderStats::default(),
@@ -306,8 +318,13 @@ impl Recorder {
             return;
         };
         if let Some(id) = id {
-            if let Some(ids) = self.ids.get_mut(&zone) {
-                ids.remove(&id);
+            // Followed until its close frame passes (see `ended`).
+            let ended = self.ended.entry(zone).or_default();
+            ended.push_back(id);
+            if ended.len() > ENDED_KEPT {
+                if let (Some(old), Some(ids)) = (ended.pop_front(), self.ids.get_mut(&zone)) {
+                    ids.remove(&old);
+                }
             }
         }
         if tcp.opened {
@@ -315,10 +332,30 @@ impl Recorder {
         }
     }
 
+    /// The close frame of session `id` passed on zone `zone`'s link: if
+    /// its client had gone, the session is no longer followed.
+    fn close_passed(&mut self, zone: usize, id: u32) {
+        let Some(ended) = self.ended.get_mut(&zone) else {
+            return;
+        };
+        if let Some(at) = ended.iter().position(|&e| e == id) {
+            ended.remove(at);
+            if let Some(ids) = self.ids.get_mut(&zone) {
+                ids.remove(&id);
+            }
+        }
+    }
+
     /// A zone's DBServer link came up between `local` and `remote`.
     pub fn link_up(&mut self, zone: usize, local: SocketAddr, remote: SocketAddr) {
         // A new link's stream starts between frames.
         self.link_frames.insert(zone, LinkFrames::new());
+        // Close frames held for the old link died with it.
+        if let (Some(ended), Some(ids)) = (self.ended.remove(&zone), self.ids.get_mut(&zone)) {
+            for id in ended {
+                ids.remove(&id);
+            }
+        }
         if let Some(mut old) = self.links.remove(&zone) {
             if old.opened {
                 self.fin(&mut old);
@@ -361,22 +398,28 @@ impl Recorder {
             }
         };
         let mut kept = Vec::new();
+        let mut closed = Vec::new();
         splitter.push(bytes, |piece| {
             let Some(text) = piece.text() else {
                 return;
             };
             let id = match way {
-                Way::Out => core
-                    .dialect
-                    .parse_gate_frame(text)
-                    .ok()
-                    .and_then(|f| f.session_id()),
+                Way::Out => {
+                    let frame = core.dialect.parse_gate_frame(text).ok();
+                    if let Some(GateFrame::Close { id }) = frame {
+                        closed.push(id);
+                    }
+                    frame.and_then(|f| f.session_id())
+                }
                 Way::In => classify(text).session_id(),
             };
             if id.is_some_and(|id| ids.contains(&id)) {
                 kept.extend_from_slice(piece.bytes());
             }
         });
+        for id in closed {
+            self.close_passed(zone, id);
+        }
         if kept.is_empty() {
             return;
         }

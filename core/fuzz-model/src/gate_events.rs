@@ -356,6 +356,11 @@ impl Script {
             upstream_low_watermark: (64 << ((h[3] >> 3) & 7)) / 4,
             max_upstream_frame_len: [64 * 1024, 16, 64, 1024][usize::from(h[0] >> 6)],
             reconnect_jitter_pct: [0, 20, 50, 99][usize::from(h[4] >> 6)],
+            // The model ties every upstream frame to the event that wrote
+            // it (an open frame to its accept): notices leave at once. The
+            // hold's own property (core/src/hold_tests.rs) shows it changes
+            // only when frames leave, never which or in what order.
+            upstream_hold: Duration::ZERO,
             ..Config::default()
         };
         if short {

@@ -87,8 +87,11 @@ impl Sim {
         self.wire.now()
     }
 
+    /// Every bot reported its outcome and the gate holds back no notice
+    /// for the DBServer (docs/PROTOCOL.md §3.1): the last close frames
+    /// have left.
     fn all_done(&self) -> bool {
-        self.clients.iter().all(|c| c.outcome.is_some())
+        self.clients.iter().all(|c| c.outcome.is_some()) && self.wire.gate().upstream_waiting() == 0
     }
 
     /// Runs until every bot reported its outcome; `hook` runs after every

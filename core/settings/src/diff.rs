@@ -255,6 +255,7 @@ mod tests {
                 "upstream_high_watermark",
                 "upstream_low_watermark",
                 "max_upstream_frame_len",
+                "upstream_hold",
                 "max_sessions",
                 "max_sessions_per_ip",
                 "max_connects_per_ip_1s",

@@ -399,6 +399,8 @@ keys! {
         "Bytes queued toward the DBServer at which client reads resume";
     max_upstream_frame_len = core.max_upstream_frame_len: Size, Zone, "DBServer link", "SIZE",
         "Longest DBServer frame accepted";
+    upstream_hold = core.upstream_hold: Dur, Zone, "DBServer link", "DURATION",
+        "How long session open/close notices may wait to share a write (0: none, at most 100ms)";
     max_sessions = core.max_sessions: Count, Zone, "Admission", "N",
         "Most live sessions", ini = Ini::Same("MaxOnlineCount");
     max_sessions_per_ip = core.max_sessions_per_ip: Count, Zone, "Admission", "N",

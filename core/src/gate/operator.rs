@@ -262,6 +262,13 @@ mod tests {
             }
         }
         assert_eq!(closed, [(views[0].conn, CloseReason::KickedByOperator)]);
+        // The close frame is a notice: it leaves once its hold is over.
+        g.handle(now + Config::default().upstream_hold, Event::Tick);
+        while let Some(a) = g.poll_action() {
+            if let Action::SendUpstream(b) = a {
+                upstream.extend_from_slice(&b);
+            }
+        }
         let close_frame = format!("%X{id}$");
         assert!(
             String::from_utf8_lossy(&upstream).contains(&close_frame),

@@ -10,6 +10,12 @@
 //!   gate's queues), so backpressure closes and pauses are not replayed;
 //! * the core's timers run at their own deadlines between captured events,
 //!   and up to the end of the capture;
+//! * the core sends its session notices at once (`upstream_hold` zero,
+//!   whatever the settings say): the hold changes when `%O` and `%X` leave,
+//!   never which frames or their order (docs/PROTOCOL.md §3.1; a property
+//!   in core/src/hold_tests.rs), so the comparison of texts is the same,
+//!   and the id mapping below learns each session's id from its open frame
+//!   as the session opens, before a reply in flight at a cut can come;
 //! * the captured DBServer link that opens next answers the core's pending
 //!   connect. If the core is still waiting out its reconnect backoff at
 //!   that moment (its jitter differs from the captured gate's), its clock
@@ -405,6 +411,10 @@ pub(crate) fn run(
     #[allow(clippy::disallowed_methods)]
     let t0 = Instant::now();
     let dialect = config.dialect;
+    let config = Config {
+        upstream_hold: Duration::ZERO,
+        ..config
+    };
     let mut wire = Wire::new(config, t0, seed)?;
     if let Some(list) = block_list {
         wire.set_block_list(list);

@@ -580,7 +580,13 @@ impl Sim {
     /// DBServer, if it reads, has read everything the gate wrote (the last
     /// close frames).
     pub fn run_to_end(&mut self) -> Result<(), SimError> {
-        self.run_until(|s| s.clients_done() && (s.upstream_in_flight() == 0 || !s.db.reading()))
+        // The gate's held notices (docs/PROTOCOL.md §3.1) count as in
+        // flight: the last close frames must reach the DBServer.
+        self.run_until(|s| {
+            s.clients_done()
+                && ((s.upstream_in_flight() == 0 && s.wire.gate().upstream_waiting() == 0)
+                    || !s.db.reading())
+        })
     }
 
     /// True when every client arrived, its bot finished, the gate let go of
