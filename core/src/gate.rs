@@ -1085,6 +1085,14 @@ impl Engine<'_> {
     // ---- timers ------------------------------------------------------------
 
     fn run_timers(&mut self, now: Instant) {
+        if !self.s.timers.may_be_due(now) {
+            return;
+        }
+        self.run_due_timers(now);
+        self.s.timers.settle();
+    }
+
+    fn run_due_timers(&mut self, now: Instant) {
         if self.s.timers.take_due(GateTimer::Shutdown, now) {
             self.finish_shutdown();
             return;

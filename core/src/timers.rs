@@ -48,11 +48,33 @@ impl GateTimer {
 pub(crate) struct Timers {
     fixed: [Option<Instant>; GateTimer::COUNT],
     sessions: BinaryHeap<Reverse<(Instant, u32)>>,
+    /// No deadline is earlier than this (`None`: there is none). Lowered by
+    /// every `set` and push, exact again after [`Timers::settle`]: the gate
+    /// runs its timers at the start and end of every event, and most events
+    /// find nothing due, so that answer must cost one comparison, not a
+    /// look at every slot.
+    earliest: Option<Instant>,
 }
 
 impl Timers {
     pub(crate) fn set(&mut self, t: GateTimer, at: Instant) {
         self.fixed[t as usize] = Some(at);
+        self.lower(at);
+    }
+
+    fn lower(&mut self, at: Instant) {
+        self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+    }
+
+    /// False when no deadline can be due at `now`; true when one may be
+    /// (then the caller looks, and calls [`Timers::settle`] after).
+    pub(crate) fn may_be_due(&self, now: Instant) -> bool {
+        self.earliest.is_some_and(|e| e <= now)
+    }
+
+    /// Makes the lower bound exact again, after timers were taken.
+    pub(crate) fn settle(&mut self) {
+        self.earliest = self.next();
     }
 
     pub(crate) fn clear(&mut self, t: GateTimer) {
@@ -77,6 +99,7 @@ impl Timers {
     /// Arms a session deadline.
     pub(crate) fn push_session(&mut self, at: Instant, id: u32) {
         self.sessions.push(Reverse((at, id)));
+        self.lower(at);
     }
 
     /// Pops one session entry due at `now`.
@@ -130,5 +153,41 @@ mod tests {
         assert!(!t.take_due(GateTimer::Keepalive, t0));
         assert!(t.take_due(GateTimer::Keepalive, t0 + Duration::from_secs(3)));
         assert_eq!(t.next(), None);
+    }
+
+    quickcheck::quickcheck! {
+        /// Whatever was set, cleared, taken or popped, a deadline that is
+        /// due is never hidden by the cheap check, and after `settle` the
+        /// check is exact.
+        fn the_cheap_check_never_hides_a_due_deadline(ops: Vec<(u8, u8)>) -> bool {
+            let t0 = t0();
+            let at = |n: u8| t0 + Duration::from_millis(u64::from(n));
+            let mut t = Timers::default();
+            let mut now = t0;
+            for (op, n) in ops {
+                let slot = GateTimer::ALL[usize::from(n) % GateTimer::COUNT];
+                match op % 6 {
+                    0 => t.set(slot, now.max(at(n))),
+                    1 => t.clear(slot),
+                    2 => {
+                        t.take_due(slot, now);
+                    }
+                    3 => t.push_session(now.max(at(n)), u32::from(n)),
+                    4 => {
+                        t.pop_due_session(now);
+                    }
+                    _ => {
+                        now = now.max(at(n));
+                        t.settle();
+                    }
+                }
+                let due = t.next().is_some_and(|d| d <= now);
+                if due && !t.may_be_due(now) {
+                    return false;
+                }
+            }
+            t.settle();
+            t.may_be_due(now) == t.next().is_some_and(|d| d <= now)
+        }
     }
 }
