@@ -13,12 +13,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use selgate_core::codec::{client_frame, peek_ident, HeaderLayout, Message, MsgHeader};
+use selgate_core::codec::{
+    client_frame, login_ids, peek_ident, server_frame, HeaderLayout, Message, MsgHeader,
+};
 use selgate_core::dialect::{parse_id, GateFrame};
 use selgate_core::split::{Piece, Splitter};
 use selgate_core::{
     canonical_ip, Action, BlockList, CloseReason, Config, ConnId, Dialect, DropReason, Event, Gate,
-    LinkDownPolicy, LinkState,
+    LinkDownPolicy, LinkState, Role,
 };
 use selgate_harness::Wire;
 
@@ -52,9 +54,10 @@ pub enum Step {
         ip: u8,
     },
     /// The client on `slot` sends one well-formed frame: for `ident` below
-    /// 128 a message with id choice `ident` (a selection-phase id, a fork's
-    /// id or a raw value) and `body` encoded with the codec; from 128 on, a
-    /// payload of any length: `body` mapped into the codec alphabet.
+    /// 128 a message with id choice `ident` (a message of the zone's role,
+    /// a fork's id or a raw value) and `body` encoded with the codec; from
+    /// 128 on, a payload of any length: `body` mapped into the codec
+    /// alphabet.
     ClientFrame {
         /// Connection slot.
         slot: u8,
@@ -96,6 +99,9 @@ pub enum Step {
     },
     /// The DBServer sends `%<id>/<body>$` to a chosen target (see
     /// [`Step::Control`] for the targets); `%` and `$` in the body become `*`.
+    /// In the login role a body whose first byte is 0xF0 or more is a
+    /// LoginSrv answer instead (its message, `recog` and body drawn from
+    /// the bytes), so the rules that read answers are reached.
     Deliver {
         /// Target choice.
         target: u8,
@@ -266,7 +272,7 @@ impl Step {
 /// | 3 | bits 0-2 client queue cap (16 << n); bits 3-5 upstream high watermark (64 << n); bits 6-7 pending budget in frame caps − 1 |
 /// | 4 | bits 0-1 frames per second (50, 2, 5, 10); bits 2-4 tracked IPs − 2; bit 5 short timeouts; bits 6-7 reconnect jitter (0, 20, 50, 99 %) |
 /// | 5, 6 | seed (little-endian) |
-/// | 7 | bit 0: a configured gate IP |
+/// | 7 | bit 0: a configured gate IP; bit 1: the login role (its defaults, its message list for bit 3 of byte 0, its three options, shorter with the short timeouts) |
 ///
 /// Invariants asserted after every step:
 /// * the deadline from `poll_timeout` is strictly after `now` (none once
@@ -288,7 +294,12 @@ impl Step {
 ///   tracked IPs under their limits, the timer heap bounded by recent
 ///   accepts and link losses;
 /// * after a shutdown the gate stops within its deadline, and if the link
-///   was up, every session opened on it was closed on it.
+///   was up, every session opened on it was closed on it;
+/// * the login role's closes have their cause: a session is closed as
+///   `server_selected` only in the login role, no earlier than
+///   `close_after_select` after LoginSrv sent it SM_SELECTSERVER_OK; as
+///   `new_account_limit` only in the login role with the limit on, and
+///   only on a CM_ADDNEWUSER frame of its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Script {
     /// The configuration header.
@@ -323,9 +334,20 @@ impl Script {
         out
     }
 
-    /// The gate configuration the header describes.
+    /// The zone's role: bit 1 of byte 7.
+    pub fn role(&self) -> Role {
+        if self.header[7] & 2 != 0 {
+            Role::LoginGate
+        } else {
+            Role::SelGate
+        }
+    }
+
+    /// The gate configuration the header describes, on the defaults of
+    /// [`Script::role`].
     pub fn config(&self) -> Config {
         let h = self.header;
+        let role = self.role();
         let frame = match h[1] {
             0 => 1024,
             n => 3 + usize::from(n % 128),
@@ -340,7 +362,10 @@ impl Script {
             max_frame_len: frame,
             max_pending_bytes: frame * (1 + usize::from(h[3] >> 6)),
             max_frames_per_sec: [50, 2, 5, 10][usize::from(h[4] & 3)],
-            allowed_messages: (h[0] & 8 != 0).then(|| (100..=103).collect()),
+            allowed_messages: (h[0] & 8 != 0).then(|| match role {
+                Role::SelGate => (100..=103).collect(),
+                Role::LoginGate => role.client_messages(),
+            }),
             link_down_policy: if h[0] & 4 != 0 {
                 LinkDownPolicy::Hold { max: secs(3) }
             } else {
@@ -361,7 +386,7 @@ impl Script {
             // hold's own property (core/src/hold_tests.rs) shows it changes
             // only when frames leave, never which or in what order.
             upstream_hold: Duration::ZERO,
-            ..Config::default()
+            ..role.config()
         };
         if short {
             cfg.first_frame_timeout = secs(1);
@@ -374,6 +399,8 @@ impl Script {
             cfg.rate_block_duration = secs(2);
             cfg.temp_block_duration = secs(5);
             cfg.shutdown_timeout = secs(1);
+            cfg.close_after_select = cfg.close_after_select.map(|_| secs(2));
+            cfg.new_account_window = secs(5);
         }
         cfg
     }
@@ -406,6 +433,50 @@ pub fn gate_events(origin: Instant, data: &[u8]) {
 }
 
 // ---- the driver model --------------------------------------------------------
+
+/// A LoginSrv answer a `Deliver` step carries in the login role.
+struct LoginAnswer {
+    /// The frame LoginSrv sends.
+    frame: Vec<u8>,
+    /// What the client must get when unknown accounts are hidden.
+    shown: Vec<u8>,
+}
+
+/// The answer a `Deliver` body starting with 0xF0 or more stands for: byte
+/// 0 picks the message (bits 0-2), byte 1 is its `recog` (signed, so the
+/// codes 0 and -1 of docs/PROTOCOL.md §11.5 are one byte each), the rest is
+/// its body.
+fn login_answer(body: &[u8], layout: HeaderLayout) -> LoginAnswer {
+    use login_ids::*;
+    const ANSWERS: [u16; 8] = [
+        SM_PASSWD_FAIL,
+        SM_ID_NOTFOUND,
+        SM_PASSOK_SELECTSERVER,
+        SM_SELECTSERVER_OK,
+        SM_NEWID_SUCCESS,
+        SM_NEWID_FAIL,
+        SM_CERTIFICATION_FAIL,
+        SM_STARTFAIL,
+    ];
+    let ident = ANSWERS[usize::from(body[0] & 7)];
+    let recog = i32::from(body.get(1).map_or(0, |&b| b as i8));
+    let rest = body.get(2..).unwrap_or_default();
+    let frame = |ident, recog| {
+        server_frame(
+            &Message::new(MsgHeader::new(ident, recog), rest.to_vec()),
+            layout,
+        )
+    };
+    let unknown = ident == SM_ID_NOTFOUND || (ident == SM_PASSWD_FAIL && recog == 0);
+    LoginAnswer {
+        frame: frame(ident, recog),
+        shown: if unknown {
+            frame(SM_PASSWD_FAIL, -1)
+        } else {
+            frame(ident, recog)
+        },
+    }
+}
 
 /// The six client addresses; the last is the IPv4-mapped form of the first.
 fn client_addr(n: u8) -> SocketAddr {
@@ -446,6 +517,9 @@ struct Conn {
     forwarded: usize,
     /// When the driver reported the accept.
     accepted_at: Instant,
+    /// When LoginSrv's first SM_SELECTSERVER_OK reached the client (login
+    /// role): the earliest `close_after_select` counts from.
+    selected_at: Option<Instant>,
 }
 
 /// Frames seen on one DBServer link.
@@ -500,6 +574,11 @@ struct Driver {
     /// they sent before the close leave in the same drain's `SendUpstream`,
     /// which comes after the close actions.
     just_closed: Vec<Conn>,
+    /// The `SendToClient` actions of the drain in progress.
+    sent: Vec<(ConnId, Vec<u8>)>,
+    /// Raw DBServer bytes in the login role may have carried an
+    /// SM_SELECTSERVER_OK the driver did not see.
+    raw_login_answers: bool,
 }
 
 impl std::fmt::Debug for Driver {
@@ -552,6 +631,8 @@ impl Driver {
             ticks_left: TICK_BUDGET,
             raw_controls: false,
             just_closed: Vec::new(),
+            sent: Vec::new(),
+            raw_login_answers: false,
         };
         d.drain(Cause::Other);
         d.check();
@@ -583,7 +664,7 @@ impl Driver {
                     f
                 } else {
                     let ident = match ident % 8 {
-                        0..=3 => 100 + u16::from(ident % 4),
+                        0..=3 => self.phase_ident(ident % 4),
                         4 => 105,
                         5 => 520,
                         6 => 50062,
@@ -620,6 +701,7 @@ impl Driver {
                     if bytes.windows(2).any(|w| w == b"+M" || w == b"+T") {
                         self.raw_controls = true;
                     }
+                    self.raw_login_answers |= self.cfg.role == Role::LoginGate;
                     self.upstream_bytes(bytes);
                 }
             }
@@ -723,6 +805,7 @@ impl Driver {
     /// harness has checked them against the drain contract).
     fn drain(&mut self, cause: Cause) {
         self.just_closed.clear();
+        self.sent.clear();
         while let Some(action) = self.wire.poll_done() {
             match action {
                 Action::SendUpstream(bytes) => self.check_upstream(&bytes, cause),
@@ -743,14 +826,15 @@ impl Driver {
                         "{reason:?} for a session that was admitted: {}",
                         c.id.is_some()
                     );
+                    self.check_login_close(&c, reason, cause);
                     if let Some(id) = c.id {
                         self.closed_ids.push(id);
                         self.closes_at.push(self.now());
                     }
                     self.just_closed.push(c);
                 }
-                Action::SendToClient { .. }
-                | Action::ConnectUpstream
+                Action::SendToClient { conn, bytes } => self.sent.push((conn, bytes.to_vec())),
+                Action::ConnectUpstream
                 | Action::CloseUpstream
                 | Action::PauseClientReads
                 | Action::ResumeClientReads
@@ -874,9 +958,11 @@ impl Driver {
         }
 
         // The timer heap: each session has one live entry, plus a stale one
-        // per link loss under the hold policy; an entry falls due at most
-        // `window` after it was pushed, so only sessions live or closed
-        // within the window can still have entries.
+        // per link loss under the hold policy and, in the login role, one
+        // when its server was selected (the earlier close supersedes the
+        // entry of its first-frame or idle deadline, once); an entry falls
+        // due at most `window` after it was pushed, so only sessions live or
+        // closed within the window can still have entries.
         let window = self.cfg.first_frame_timeout.max(self.cfg.idle_timeout)
             + match self.cfg.link_down_policy {
                 LinkDownPolicy::Hold { max } => max,
@@ -884,7 +970,10 @@ impl Driver {
             };
         let now = self.now();
         let recent = |v: &Vec<Instant>| v.iter().filter(|&&t| t + window >= now).count();
-        let bound = (live.len() + recent(&self.closes_at)) * (1 + recent(&self.losses_at));
+        let selected =
+            usize::from(self.cfg.role == Role::LoginGate && self.cfg.close_after_select.is_some());
+        let per_session = 1 + selected + recent(&self.losses_at);
+        let bound = (live.len() + recent(&self.closes_at)) * per_session;
         assert!(
             g.timer_entries() <= bound,
             "timer heap {} above {bound}",
@@ -907,6 +996,7 @@ impl Driver {
             unread: Vec::new(),
             forwarded: 0,
             accepted_at: self.now(),
+            selected_at: None,
         });
         // A shutdown refuses everyone before any block is looked at.
         let now = self.now();
@@ -1126,10 +1216,18 @@ impl Driver {
             return;
         }
         let id_text = self.target(target);
-        let body: Vec<u8> = body
-            .iter()
-            .map(|&b| if b == b'%' || b == b'$' { b'*' } else { b })
-            .collect();
+        let login = self.cfg.role == Role::LoginGate;
+        let answer = body
+            .first()
+            .filter(|&&b| login && b >= 0xF0)
+            .map(|_| login_answer(body, self.cfg.header_layout));
+        let body: Vec<u8> = match &answer {
+            Some(a) => a.frame.clone(),
+            None => body
+                .iter()
+                .map(|&b| if b == b'%' || b == b'$' { b'*' } else { b })
+                .collect(),
+        };
         let mut frame = b"%".to_vec();
         frame.extend_from_slice(&id_text);
         frame.push(b'/');
@@ -1146,6 +1244,7 @@ impl Driver {
                 .collect::<Vec<_>>()
         };
         let before = unread(&self.wire);
+        let hidden_before = self.gate().stats().unknown_account_answers_hidden;
         self.upstream_bytes(&frame);
         let after = unread(&self.wire);
         for (slot, c) in self.slots.iter().enumerate() {
@@ -1159,6 +1258,88 @@ impl Driver {
             } else {
                 assert_eq!(got, 0, "reply for {id_text:?} reached slot {slot}");
             }
+        }
+        let hidden = self.gate().stats().unknown_account_answers_hidden > hidden_before;
+        let hides = login && self.cfg.hide_unknown_accounts;
+        assert!(
+            !hidden || hides,
+            "an answer was rewritten with the rewrite off"
+        );
+        let Some(slot) = to.filter(|&s| self.slots[s].is_some()) else {
+            return;
+        };
+        // What the client got: the answer byte for byte, or, in the login
+        // role, an unknown account shown as a wrong password. (A random
+        // body the gate rewrote has no expected form here.)
+        let conn = ConnId(slot as u64);
+        let got: Vec<u8> = self
+            .sent
+            .iter()
+            .filter(|(c, _)| *c == conn)
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect();
+        let want = match &answer {
+            Some(a) if hides => Some(&a.shown),
+            Some(a) => Some(&a.frame),
+            None => (!hidden).then_some(&body),
+        };
+        if let Some(want) = want {
+            assert_eq!(&got, want, "the answer for slot {slot} changed on the way");
+        }
+        let selects = peek_ident(body.strip_prefix(b"#").unwrap_or_default())
+            == Some(login_ids::SM_SELECTSERVER_OK);
+        if login && selects && self.cfg.close_after_select.is_some() {
+            let now = self.now();
+            if let Some(c) = self.slots[slot].as_mut() {
+                c.selected_at.get_or_insert(now);
+            }
+        }
+    }
+
+    /// Message id choice `n` (0 to 3) of a `ClientFrame`: a message of the
+    /// zone's own phase, so the role's filter and rules are reached.
+    fn phase_ident(&self, n: u8) -> u16 {
+        match self.cfg.role {
+            Role::SelGate => 100 + u16::from(n),
+            Role::LoginGate => [
+                login_ids::CM_IDPASSWORD,
+                login_ids::CM_ADDNEWUSER,
+                login_ids::CM_SELECTSERVER,
+                login_ids::CM_PROTOCOL,
+            ][usize::from(n % 4)],
+        }
+    }
+
+    /// A close for one of the login role's reasons has its cause (see
+    /// [`Script`]); `cause` is the event whose drain closed `c`.
+    fn check_login_close(&self, c: &Conn, reason: CloseReason, cause: Cause) {
+        let login = self.cfg.role == Role::LoginGate;
+        match reason {
+            CloseReason::ServerSelected => {
+                let after = self.cfg.close_after_select.filter(|_| login);
+                let after = after.expect("server_selected close without the login role's option");
+                if !self.raw_login_answers {
+                    let at = c
+                        .selected_at
+                        .expect("server_selected close before any SM_SELECTSERVER_OK");
+                    assert!(
+                        at + after <= self.now(),
+                        "closed {:?} after the selection, before {after:?}",
+                        self.now() - at
+                    );
+                }
+            }
+            CloseReason::NewAccountLimit => {
+                assert!(
+                    login && self.cfg.max_new_accounts_per_ip > 0,
+                    "new_account_limit close without the login role's option"
+                );
+                assert!(
+                    c.id.is_some() && cause == Cause::Client(c.id),
+                    "new_account_limit close on {cause:?}"
+                );
+            }
+            _ => {}
         }
     }
 
@@ -1359,6 +1540,50 @@ mod tests {
         };
         assert_eq!(Script::parse(&s.to_bytes()), s);
         gate_events(t0(), &s.to_bytes());
+    }
+
+    #[test]
+    fn the_login_role_runs_its_rules_under_the_invariants() {
+        let frame = |slot, ident| Step::ClientFrame {
+            slot,
+            check: 0,
+            ident,
+            body: b"alice/pw".to_vec(),
+        };
+        let answer = |ident: u8, recog: u8| Step::Deliver {
+            target: 0,
+            body: vec![0xF0 | ident, recog],
+        };
+        let s = Script {
+            // The role's message list, two sessions, roomy queues, the
+            // login role.
+            header: [0x08, 0, 0x01, 0x3F, 0, 0, 0, 0x02],
+            steps: vec![
+                Step::LinkConnected,
+                Step::Accept { slot: 0, ip: 0 },
+                frame(0, 0),
+                answer(1, 0),
+                answer(3, 0x39),
+                Step::Accept { slot: 1, ip: 1 },
+                frame(1, 1),
+                frame(1, 1),
+                frame(1, 1),
+                frame(1, 1),
+                Step::Advance { ms: 7000 },
+            ],
+        };
+        assert_eq!(s.config().role, Role::LoginGate);
+        let mut d = Driver::new(&s, t0());
+        for step in &s.steps {
+            d.step(step);
+        }
+        let closed = |d: &Driver, r| d.gate().stats().closed(r);
+        assert_eq!(d.gate().stats().unknown_account_answers_hidden, 1);
+        assert_eq!(closed(&d, CloseReason::NewAccountLimit), 1);
+        assert_eq!(closed(&d, CloseReason::ServerSelected), 0);
+        d.step(&Step::Advance { ms: 1000 });
+        assert_eq!(closed(&d, CloseReason::ServerSelected), 1);
+        d.finish();
     }
 
     #[test]

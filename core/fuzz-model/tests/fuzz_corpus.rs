@@ -558,6 +558,57 @@ fn gate_seeds() -> Vec<(String, Vec<u8>)> {
         ],
     };
     out.push(("link-supervision".into(), link.to_bytes()));
+    // The login role (header byte 7, bit 1) with its message list: a login
+    // whose unknown-account answer is hidden, a server pick and its close,
+    // too many new accounts from one address, a character message.
+    let login_frame = |slot, ident| ClientFrame {
+        slot,
+        check: 1,
+        ident,
+        body: b"acct/pw".to_vec(),
+    };
+    let answer = |slot: u8, message: u8, recog: u8, body: &[u8]| Deliver {
+        target: slot << 2,
+        body: [&[0xF0 | message, recog][..], body].concat(),
+    };
+    for d in 0..4u8 {
+        let s = Script {
+            header: [
+                flags(d, false, true, true, false),
+                0,
+                0x3F,
+                0x3F,
+                0,
+                d,
+                0,
+                2 | (d & 1),
+            ],
+            steps: vec![
+                LinkConnected,
+                Accept { slot: 0, ip: 0 },
+                login_frame(0, 0),
+                answer(0, 1, 0, b""),
+                login_frame(0, 0),
+                answer(0, 2, 0, b"selgate/1/"),
+                login_frame(0, 2),
+                answer(0, 3, 0x39, b"10.0.0.9/7100/57"),
+                ClientWrite {
+                    slot: 0,
+                    amount: 400,
+                },
+                Accept { slot: 1, ip: 1 },
+                login_frame(1, 1),
+                login_frame(1, 1),
+                login_frame(1, 1),
+                login_frame(1, 1),
+                Accept { slot: 2, ip: 2 },
+                login_frame(2, 4),
+                AdvanceSecs { secs: 9 },
+                Shutdown,
+            ],
+        };
+        out.push((format!("login-{d}"), s.to_bytes()));
+    }
     out
 }
 
