@@ -2,7 +2,8 @@
 //!
 //! * [`sim`]: the simulator: the gate core, the reference DBServer and bots
 //!   on virtual TCP streams with a virtual clock and seeded faults, with
-//!   invariants checked after every step.
+//!   invariants checked after every step; [`sim::front_door`] runs a login
+//!   zone (the reference LoginSrv) and a SelGate zone on one clock.
 //! * [`scenarios`]: named scenarios (the transcript tests and
 //!   `selgate-sim scenario NAME`).
 //! * [`replay`]: feeding a capture's client and DBServer streams into a

@@ -131,6 +131,8 @@ fn main() -> ExitCode {
             for s in scenarios::ALL {
                 println!("{:<18} {}", s.name, s.about);
             }
+            let f = scenarios::FRONT_DOOR;
+            println!("{:<18} {}", f.name, f.about);
             ExitCode::SUCCESS
         }
     }
@@ -228,6 +230,9 @@ fn run_generate(a: &GenerateArgs) -> ExitCode {
 }
 
 fn run_scenario(a: &ScenarioArgs) -> ExitCode {
+    if a.name == scenarios::FRONT_DOOR.name {
+        return run_front_door(a);
+    }
     let Some(s) = scenarios::find(&a.name) else {
         eprintln!(
             "selgate-sim: no scenario {:?}; see `selgate-sim scenarios`",
@@ -268,6 +273,57 @@ fn run_scenario(a: &ScenarioArgs) -> ExitCode {
         s.name,
         sim.steps(),
         selgate_sim::replay::show_time(sim.elapsed())
+    );
+    ExitCode::SUCCESS
+}
+
+/// The front-door scenario: two zones, so a transcript of both and one
+/// capture per zone (`--pcap out.pcapng` writes `out-login.pcapng` and
+/// `out-select.pcapng`).
+fn run_front_door(a: &ScenarioArgs) -> ExitCode {
+    let s = scenarios::FRONT_DOOR;
+    let seed = a.seed.unwrap_or(s.seed);
+    let mut opts = s.options(seed);
+    opts.transcript = a.transcript;
+    opts.pcap = a.pcap.is_some();
+    let door = match s.run(opts) {
+        Ok(door) => door,
+        Err(e) => {
+            eprintln!("selgate-sim: {e}");
+            return ExitCode::from(EXIT_DIFFERS);
+        }
+    };
+    if let Some(t) = door.transcript() {
+        print!("{t}");
+    }
+    if let Some(path) = &a.pcap {
+        let zones = [
+            ("login", door.login().pcapng(), " --role logingate"),
+            ("select", door.select().pcapng(), ""),
+        ];
+        for (zone, bytes, flags) in zones {
+            let Some(bytes) = bytes else { continue };
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("front-door");
+            let file = path.with_file_name(format!("{stem}-{zone}.pcapng"));
+            if let Err(e) = std::fs::write(&file, bytes) {
+                eprintln!("selgate-sim: cannot write {}: {e}", file.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+            println!(
+                "wrote {}; replay it with: selgate-sim replay {} --dialect {}{flags}",
+                file.display(),
+                file.display(),
+                s.dialect
+            );
+        }
+    }
+    println!(
+        "scenario {} passed (seed {seed}, {} virtual)",
+        s.name,
+        selgate_sim::replay::show_time(door.select().elapsed())
     );
     ExitCode::SUCCESS
 }

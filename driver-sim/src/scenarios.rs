@@ -6,6 +6,9 @@
 //! Every scenario runs on a calm network (1 ms each way, whole writes) so
 //! that its transcript reads as the protocol, not as the network's noise;
 //! the random test covers the noise.
+//!
+//! [`FRONT_DOOR`] runs two zones, a login zone and a SelGate zone, with a
+//! player going through both (`front_door.rs`).
 
 use std::time::Duration;
 
@@ -14,6 +17,9 @@ use selgate_core::{CloseReason, ConnId, Dialect, LinkState};
 use selgate_peers::{Bot, BotConfig, CharSpec, Outcome, Pace, Request, Step};
 
 use crate::sim::{Sim, SimError, SimOptions};
+
+mod front_door;
+pub use front_door::{FrontDoorScenario, FRONT_DOOR};
 
 /// Why a scenario failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -25,8 +25,12 @@ use selgate_core::{Action, ConnId, Dialect, Event};
 
 use crate::text::{escape, offset, PAYLOAD_CAP};
 
-/// Who a transcript line is about, left of the text.
+/// The gate's name in the lines, unless [`Transcript::named`] gives one.
 const GATE: &str = "gate";
+/// The server's name in the lines, likewise.
+const SERVER: &str = "db";
+/// The width of the column of who a line is about, at least.
+const WHO_WIDTH: usize = 12;
 
 /// Longest frame text the simulator's observers (the transcript, the route
 /// check, the replay's id map) hold while it is incomplete. Far above any
@@ -58,6 +62,12 @@ pub struct Transcript {
     dialect: Dialect,
     layout: HeaderLayout,
     lines: Vec<String>,
+    /// When each line happened, to interleave the zones of a front door.
+    times: Vec<Instant>,
+    gate: String,
+    server: String,
+    /// The width of the `who` column.
+    width: usize,
     conns: BTreeMap<ConnId, usize>,
     sessions: BTreeMap<u32, usize>,
     client_in: BTreeMap<ConnId, Splitter>,
@@ -75,6 +85,10 @@ impl Transcript {
             dialect,
             layout: HeaderLayout::Classic,
             lines: Vec::new(),
+            times: Vec::new(),
+            gate: GATE.to_string(),
+            server: SERVER.to_string(),
+            width: WHO_WIDTH,
             conns: BTreeMap::new(),
             sessions: BTreeMap::new(),
             client_in: BTreeMap::new(),
@@ -84,9 +98,28 @@ impl Transcript {
         }
     }
 
+    /// This transcript calling its gate `gate` and its server `server`
+    /// (`gate` and `db` by default): the zones of a front door are told
+    /// apart by name. The column of who a line is about widens to
+    /// `width` when the names need it.
+    pub fn named(mut self, gate: &str, server: &str, width: usize) -> Self {
+        self.gate = gate.to_string();
+        self.server = server.to_string();
+        self.width = width.max(WHO_WIDTH);
+        self
+    }
+
     /// The lines so far.
     pub fn lines(&self) -> &[String] {
         &self.lines
+    }
+
+    /// The lines with the instants they happened at.
+    pub(crate) fn timed_lines(&self) -> impl Iterator<Item = (Instant, &str)> {
+        self.times
+            .iter()
+            .copied()
+            .zip(self.lines.iter().map(String::as_str))
     }
 
     /// The whole transcript, one line each, ending with a newline.
@@ -126,7 +159,7 @@ impl Transcript {
                 self.client_out.insert(conn, client_splitter());
                 self.line(
                     now,
-                    &format!("{c} -> {GATE}"),
+                    &format!("{c} -> {}", self.gate),
                     &format!("connect from {peer}"),
                 );
             }
@@ -135,34 +168,46 @@ impl Transcript {
                 let splitter = self.client_in.entry(conn).or_insert_with(client_splitter);
                 for p in pieces(splitter, bytes) {
                     let text = self.client_piece(&p, true);
-                    self.line(now, &format!("{c} -> {GATE}"), &text);
+                    self.line(now, &format!("{c} -> {}", self.gate), &text);
                 }
             }
             Event::ClientClosed { conn } => {
                 let c = self.conn_name(conn);
                 self.client_in.remove(&conn);
                 self.client_out.remove(&conn);
-                self.line(now, &format!("{c} -> {GATE}"), "closed");
+                self.line(now, &format!("{c} -> {}", self.gate), "closed");
             }
             Event::UpstreamConnected => {
                 self.db_in.reset();
                 self.db_out.reset();
-                self.line(now, &format!("db -> {GATE}"), "connected");
+                self.line(
+                    now,
+                    &format!("{} -> {}", self.server, self.gate),
+                    "connected",
+                );
             }
             Event::UpstreamConnectFailed => {
-                self.line(now, &format!("db -> {GATE}"), "connect failed");
+                self.line(
+                    now,
+                    &format!("{} -> {}", self.server, self.gate),
+                    "connect failed",
+                );
             }
             Event::UpstreamBytes(bytes) => {
                 for p in pieces(&mut self.db_in, bytes) {
                     let text = self.db_piece(&p);
-                    self.line(now, &format!("db -> {GATE}"), &text);
+                    self.line(now, &format!("{} -> {}", self.server, self.gate), &text);
                 }
             }
-            Event::UpstreamClosed => self.line(now, &format!("db -> {GATE}"), "closed"),
-            Event::Shutdown => self.line(now, GATE, "shutdown"),
-            Event::BlockListChanged(list) => {
-                self.line(now, GATE, &format!("block list: {} entries", list.len()))
+            Event::UpstreamClosed => {
+                self.line(now, &format!("{} -> {}", self.server, self.gate), "closed")
             }
+            Event::Shutdown => self.line(now, &self.gate.clone(), "shutdown"),
+            Event::BlockListChanged(list) => self.line(
+                now,
+                &self.gate.clone(),
+                &format!("block list: {} entries", list.len()),
+            ),
             // Backlog reports and ticks depend on byte timing, not on the
             // protocol; their effects (pauses, closes) are shown.
             Event::ClientWritten { .. } | Event::UpstreamWritten { .. } | Event::Tick => {}
@@ -177,13 +222,13 @@ impl Transcript {
                 let splitter = self.client_out.entry(*conn).or_insert_with(client_splitter);
                 for p in pieces(splitter, bytes) {
                     let text = self.client_piece(&p, false);
-                    self.line(now, &format!("{GATE} -> {c}"), &text);
+                    self.line(now, &format!("{} -> {c}", self.gate), &text);
                 }
             }
             Action::SendUpstream(bytes) => {
                 for p in pieces(&mut self.db_out, bytes) {
                     let text = self.gate_frame(&p);
-                    self.line(now, &format!("{GATE} -> db"), &text);
+                    self.line(now, &format!("{} -> {}", self.gate, self.server), &text);
                 }
             }
             Action::CloseClient {
@@ -195,19 +240,31 @@ impl Transcript {
                 self.client_in.remove(conn);
                 self.client_out.remove(conn);
                 let how = if *flush { "close" } else { "abort" };
-                self.line(now, &format!("{GATE} -> {c}"), &format!("{how} ({reason})"));
+                self.line(
+                    now,
+                    &format!("{} -> {c}", self.gate),
+                    &format!("{how} ({reason})"),
+                );
             }
-            Action::ConnectUpstream => self.line(now, &format!("{GATE} -> db"), "connect"),
-            Action::CloseUpstream => self.line(now, &format!("{GATE} -> db"), "close link"),
-            Action::PauseClientReads => self.line(now, GATE, "pause client reads"),
-            Action::ResumeClientReads => self.line(now, GATE, "resume client reads"),
-            Action::Stopped => self.line(now, GATE, "stopped"),
+            Action::ConnectUpstream => {
+                self.line(now, &format!("{} -> {}", self.gate, self.server), "connect")
+            }
+            Action::CloseUpstream => self.line(
+                now,
+                &format!("{} -> {}", self.gate, self.server),
+                "close link",
+            ),
+            Action::PauseClientReads => self.line(now, &self.gate.clone(), "pause client reads"),
+            Action::ResumeClientReads => self.line(now, &self.gate.clone(), "resume client reads"),
+            Action::Stopped => self.line(now, &self.gate.clone(), "stopped"),
         }
     }
 
     fn line(&mut self, now: Instant, who: &str, text: &str) {
         let at = offset(now.saturating_duration_since(self.start));
-        self.lines.push(format!("{at:>10} {who:<12} {text}"));
+        let width = self.width;
+        self.lines.push(format!("{at:>10} {who:<width$} {text}"));
+        self.times.push(now);
     }
 
     /// A client-side piece: a decoded message, or the raw bytes. Frames

@@ -3,7 +3,7 @@
 //! (`driver-sim/tests/snapshots/`). Review changes with `cargo insta review`
 //! or by reading the `.snap.new` files.
 
-use selgate_sim::scenarios::{Scenario, ALL};
+use selgate_sim::scenarios::{Scenario, ALL, FRONT_DOOR};
 
 fn transcript(s: &Scenario) -> String {
     let mut opts = s.options(s.seed);
@@ -35,4 +35,29 @@ fn scenarios_are_deterministic() {
     for s in ALL {
         assert_eq!(transcript(s), transcript(s), "{}", s.name);
     }
+}
+
+/// The front door: a login zone and a SelGate zone in one run, one player
+/// through both, both zones' transcripts in one snapshot.
+fn front_door_transcript() -> String {
+    let s = FRONT_DOOR;
+    let mut opts = s.options(s.seed);
+    opts.transcript = true;
+    let door = s
+        .run(opts)
+        .unwrap_or_else(|e| panic!("scenario {} failed: {e}", s.name));
+    let t = door.transcript().unwrap_or_default();
+    format!("# {}: {} (seed {})\n{t}", s.name, s.about, s.seed)
+}
+
+#[test]
+fn the_front_door_transcript() {
+    let text = front_door_transcript();
+    assert!(text.lines().count() <= 80, "{} lines", text.lines().count());
+    insta::assert_snapshot!(FRONT_DOOR.name, text);
+}
+
+#[test]
+fn the_front_door_is_deterministic() {
+    assert_eq!(front_door_transcript(), front_door_transcript());
 }

@@ -41,9 +41,11 @@
 
 mod export;
 pub mod faults;
+pub mod front_door;
 mod pipe;
 pub mod rng;
 mod routes;
+mod upstream;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -53,7 +55,7 @@ use selgate_core::{Action, Config, ConnId, Dialect, Event, Gate, Stats};
 use selgate_harness::Wire;
 use selgate_pcap::Direction;
 use selgate_peers::{
-    Bot, BotAction, BotEvent, DbAction, DbEvent, LinkId, Outcome, RefDb, RefDbConfig,
+    Bot, BotAction, BotEvent, DbAction, DbEvent, LinkId, LoginBot, Outcome, RefDb, RefDbConfig,
 };
 
 use crate::text::offset;
@@ -63,15 +65,16 @@ use faults::Net;
 use pipe::{Delivery, End, Pipe};
 use rng::SimRng;
 use routes::RouteCheck;
+pub use upstream::Upstream;
 
 /// The environment variable that picks the seed of a run (printed on
 /// failure so the run can be repeated). Not `SELGATE_`: that prefix is the
 /// gate's, and `SELGATE_SEED` is its own seed setting.
 pub const SEED_ENV: &str = "SGSIM_SEED";
 
-/// The address clients connect to.
+/// The address clients connect to, by default.
 pub const GATE_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7100);
-/// The DBServer's address.
+/// The DBServer's address, by default.
 pub const DB_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5100);
 
 /// The seed from [`SEED_ENV`], or `default` when it is unset. A value that
@@ -113,6 +116,11 @@ pub struct SimOptions {
     pub transcript: bool,
     /// Record the traffic for [`Sim::pcapng`].
     pub pcap: bool,
+    /// The address clients connect to: [`GATE_ADDR`] unless the zone has
+    /// a role of its own (a login zone listens on 7000).
+    pub gate_addr: SocketAddrV4,
+    /// The server's address: [`DB_ADDR`], or LoginSrv's 5500.
+    pub db_addr: SocketAddrV4,
 }
 
 impl SimOptions {
@@ -134,6 +142,8 @@ impl SimOptions {
             time_limit: Duration::from_secs(600),
             transcript: false,
             pcap: false,
+            gate_addr: GATE_ADDR,
+            db_addr: DB_ADDR,
         }
     }
 }
@@ -203,12 +213,52 @@ enum Scheduled {
     DbDrop,
 }
 
+/// The program at a client's end of its connection.
+#[derive(Debug)]
+enum Peer {
+    /// A game client at a SelGate.
+    Bot(Box<Bot>),
+    /// A game client logging in at a LoginGate.
+    Login(Box<LoginBot>),
+}
+
+impl Peer {
+    fn handle(&mut self, now: Instant, ev: BotEvent<'_>) {
+        match self {
+            Peer::Bot(b) => b.handle(now, ev),
+            Peer::Login(l) => l.handle(now, ev),
+        }
+    }
+
+    fn poll_action(&mut self) -> Option<BotAction> {
+        match self {
+            Peer::Bot(b) => b.poll_action(),
+            Peer::Login(l) => l.poll_action(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Peer::Bot(b) => b.poll_timeout(),
+            Peer::Login(l) => l.poll_timeout(),
+        }
+    }
+
+    fn reading(&self) -> bool {
+        match self {
+            Peer::Bot(b) => b.reading(),
+            // A login reads everything it is sent.
+            Peer::Login(_) => true,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Client {
     conn: ConnId,
     peer: SocketAddr,
     arrive: Instant,
-    bot: Bot,
+    bot: Peer,
     arrived: bool,
     /// The gate knows the connection (accepted, not closed either way).
     gate_open: bool,
@@ -239,16 +289,18 @@ struct PauseMark {
     keepalives: u64,
 }
 
-/// A simulated gate with its DBServer and clients.
+/// A simulated gate with its server and clients: by default the
+/// reference DBServer ([`RefDb`]); a login zone runs with the reference
+/// LoginSrv ([`Sim::with_upstream`]).
 #[derive(Debug)]
-pub struct Sim {
+pub struct Sim<U: Upstream = RefDb> {
     opts: SimOptions,
     start: Instant,
     now: Instant,
     net: Net,
     /// The gate, driven through the harness (which keeps the clock too).
     wire: Wire,
-    db: RefDb,
+    db: U,
     clients: Vec<Client>,
     links: BTreeMap<LinkId, Link>,
     current: Option<LinkId>,
@@ -295,24 +347,51 @@ impl Sim {
     /// A run at virtual time zero. The gate asks for its DBServer link at
     /// once; timed faults from `opts.faults` are scheduled now.
     pub fn new(opts: SimOptions) -> Result<Sim, SimError> {
-        // The simulator's clock is virtual: the real clock only gives the
-        // arbitrary zero every virtual time is added to.
-        #[allow(clippy::disallowed_methods)]
-        let start = Instant::now();
-        let gate_seed = SimRng::derive(opts.seed, 1).next_u64();
         let db_seed = SimRng::derive(opts.seed, 2).next_u64();
+        let db = RefDb::new(opts.db.clone(), db_seed);
+        Sim::with_upstream(opts, db)
+    }
+}
+
+/// The arbitrary zero every virtual time is added to. The simulator's
+/// clock is virtual: the real clock only gives this origin.
+pub(crate) fn origin() -> Instant {
+    #[allow(clippy::disallowed_methods)]
+    Instant::now()
+}
+
+impl<U: Upstream> Sim<U> {
+    /// Like [`Sim::new`] in front of `upstream` (a [`selgate_peers::LoginSrv`]
+    /// for a login zone); `opts.db` is not used.
+    pub fn with_upstream(opts: SimOptions, upstream: U) -> Result<Sim<U>, SimError> {
+        Sim::starting_at(opts, upstream, origin(), None)
+    }
+
+    /// A run whose virtual zero is `start`: zones of one front door share
+    /// their clock. `names` names the gate and the server in the
+    /// transcript, and the width of its column (see [`Transcript::named`]).
+    pub(crate) fn starting_at(
+        opts: SimOptions,
+        db: U,
+        start: Instant,
+        names: Option<(&str, &str, usize)>,
+    ) -> Result<Sim<U>, SimError> {
+        let gate_seed = SimRng::derive(opts.seed, 1).next_u64();
         let wire = Wire::new(opts.gate.clone(), start, gate_seed).map_err(|e| SimError::Setup {
             seed: opts.seed,
             what: e.to_string(),
         })?;
-        let db = RefDb::new(opts.db.clone(), db_seed);
         let mut net = Net::new(opts.faults.clone(), SimRng::derive(opts.seed, 3));
-        let transcript = opts
-            .transcript
-            .then(|| Transcript::new(start, opts.gate.dialect));
+        let transcript = opts.transcript.then(|| {
+            let t = Transcript::new(start, opts.gate.dialect);
+            match names {
+                Some((gate, server, width)) => t.named(gate, server, width),
+                None => t,
+            }
+        });
         let recorder = opts
             .pcap
-            .then(|| export::Recorder::new(start, *GATE_ADDR.ip(), DB_ADDR));
+            .then(|| export::Recorder::new(start, *opts.gate_addr.ip(), opts.db_addr));
         let mut scheduled = BTreeSet::new();
         let mut sched_seq = 0;
         for _ in 0..opts.faults.db_drops {
@@ -385,8 +464,8 @@ impl Sim {
         self.wire.gate().stats()
     }
 
-    /// The reference DBServer.
-    pub fn db(&self) -> &RefDb {
+    /// The server: the reference DBServer, or the LoginSrv of a login zone.
+    pub fn db(&self) -> &U {
         &self.db
     }
 
@@ -425,6 +504,22 @@ impl Sim {
         ip: IpAddr,
         make: impl FnOnce(Instant) -> Bot,
     ) -> ConnId {
+        self.add_peer(at, ip, |at| Peer::Bot(Box::new(make(at))))
+    }
+
+    /// Adds a client that logs in (at a login zone), connecting `at` after
+    /// the start from its own loopback address; `make` builds its login at
+    /// its arrival instant.
+    pub fn add_login_client(
+        &mut self,
+        at: Duration,
+        make: impl FnOnce(Instant) -> LoginBot,
+    ) -> ConnId {
+        let ip = client_ip(self.clients.len());
+        self.add_peer(at, ip, |at| Peer::Login(Box::new(make(at))))
+    }
+
+    fn add_peer(&mut self, at: Duration, ip: IpAddr, make: impl FnOnce(Instant) -> Peer) -> ConnId {
         let n = self.clients.len();
         let arrive = (self.start + at).max(self.now);
         let conn = ConnId(n as u64 + 1);
@@ -460,9 +555,20 @@ impl Sim {
         self.sched_seq += 1;
     }
 
-    /// The bot of a connection.
+    /// The bot of a connection (`None` for a login).
     pub fn bot(&self, conn: ConnId) -> Option<&Bot> {
-        self.client(conn).map(|c| &c.bot)
+        match &self.client(conn)?.bot {
+            Peer::Bot(b) => Some(b),
+            Peer::Login(_) => None,
+        }
+    }
+
+    /// The login of a connection (`None` for a bot).
+    pub fn login_bot(&self, conn: ConnId) -> Option<&LoginBot> {
+        match &self.client(conn)?.bot {
+            Peer::Login(l) => Some(l),
+            Peer::Bot(_) => None,
+        }
     }
 
     /// How a bot's run ended, once it did.
@@ -503,17 +609,21 @@ impl Sim {
 
     /// Runs `f` on the reference DBServer (a kick, a flood, a knob), then
     /// carries out what it asked for.
-    pub fn with_db<T>(&mut self, f: impl FnOnce(&mut RefDb, Instant) -> T) -> Result<T, SimError> {
+    pub fn with_db<T>(&mut self, f: impl FnOnce(&mut U, Instant) -> T) -> Result<T, SimError> {
         let r = f(&mut self.db, self.now);
         self.drain_db()?;
         Ok(r)
     }
 
-    /// Bytes the gate wrote toward the DBServer that it has not read yet.
+    /// Bytes the gate wrote toward the DBServer that it has not read yet,
+    /// with the notices the gate still holds back (docs/PROTOCOL.md §3.1):
+    /// they are on their way too.
     pub fn upstream_in_flight(&self) -> usize {
-        self.current
+        let piped = self
+            .current
             .and_then(|id| self.links.get(&id))
-            .map_or(0, |l| l.to_db.queued())
+            .map_or(0, |l| l.to_db.queued());
+        piped + self.wire.gate().upstream_waiting()
     }
 
     /// The DBServer's link of the moment, if one is open.
@@ -558,7 +668,7 @@ impl Sim {
     }
 
     /// Runs until `stop` holds at a quiet point (everything due handled).
-    pub fn run_until(&mut self, mut stop: impl FnMut(&Sim) -> bool) -> Result<(), SimError> {
+    pub fn run_until(&mut self, mut stop: impl FnMut(&Sim<U>) -> bool) -> Result<(), SimError> {
         loop {
             self.settle()?;
             if stop(self) {
@@ -580,13 +690,7 @@ impl Sim {
     /// DBServer, if it reads, has read everything the gate wrote (the last
     /// close frames).
     pub fn run_to_end(&mut self) -> Result<(), SimError> {
-        // The gate's held notices (docs/PROTOCOL.md §3.1) count as in
-        // flight: the last close frames must reach the DBServer.
-        self.run_until(|s| {
-            s.clients_done()
-                && ((s.upstream_in_flight() == 0 && s.wire.gate().upstream_waiting() == 0)
-                    || !s.db.reading())
-        })
+        self.run_until(|s| s.clients_done() && (s.upstream_in_flight() == 0 || !s.db.reading()))
     }
 
     /// True when every client arrived, its bot finished, the gate let go of
@@ -600,12 +704,12 @@ impl Sim {
     }
 
     /// Moves the virtual clock forward (never back), the harness's with it.
-    fn set_now(&mut self, t: Instant) {
+    pub(crate) fn set_now(&mut self, t: Instant) {
         self.now = self.now.max(t);
         self.wire.set_clock(self.now);
     }
 
-    fn check_time(&self) -> Result<(), SimError> {
+    pub(crate) fn check_time(&self) -> Result<(), SimError> {
         if self.elapsed() > self.opts.time_limit {
             return Err(SimError::TimeLimit {
                 seed: self.opts.seed,
@@ -642,7 +746,7 @@ impl Sim {
     }
 
     /// The next instant something is due (see the module docs).
-    fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let mut t: Option<Instant> = None;
         let mut consider = |x: Option<Instant>| {
             if let Some(x) = x {
@@ -682,7 +786,7 @@ impl Sim {
     /// Handles everything due at `now`, one step at a time. A breach of the
     /// drain contract, which the harness reports by panicking, fails the
     /// run with its seed like any other broken invariant.
-    fn settle(&mut self) -> Result<(), SimError> {
+    pub(crate) fn settle(&mut self) -> Result<(), SimError> {
         let stepped =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.settle_steps()));
         stepped.unwrap_or_else(|panic| {
@@ -914,7 +1018,7 @@ impl Sim {
         c.bot_open = true;
         c.bot_sending = true;
         let (conn, peer) = (c.conn, c.peer);
-        let local = SocketAddr::V4(GATE_ADDR);
+        let local = SocketAddr::V4(self.opts.gate_addr);
         if let Some(r) = &mut self.recorder {
             r.client_open(now, conn, peer, local);
         }
@@ -1183,11 +1287,8 @@ impl Sim {
                 }
             }
         }
-        if self.db.stats().violations > 0 {
-            return Err(self.invariant(format!(
-                "the DBServer saw pairing violations: {:?}",
-                self.db.violations().iter().take(3).collect::<Vec<_>>()
-            )));
+        if let Some(v) = self.db.violation() {
+            return Err(self.invariant(v));
         }
         Ok(())
     }
@@ -1227,11 +1328,8 @@ impl Sim {
                 )));
             }
         }
-        if self.db.stats().violations > 0 {
-            return Err(self.invariant(format!(
-                "the DBServer saw pairing violations: {:?}",
-                self.db.violations().iter().take(3).collect::<Vec<_>>()
-            )));
+        if let Some(v) = self.db.violation() {
+            return Err(self.invariant(v));
         }
         let cfg = self.wire.gate().config();
         let client_cap = cfg.client_queue_cap + cfg.max_upstream_frame_len;
