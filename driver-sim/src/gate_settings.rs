@@ -26,6 +26,9 @@ pub struct GateSettings {
     /// by a flag, the environment or a file, rather than left at the
     /// default (then it is read from the capture).
     pub dialect_given: Vec<bool>,
+    /// Per zone: whether its role, its listen addresses or its upstream
+    /// were given; if none was, its role is read from the capture's ports.
+    pub role_given: Vec<bool>,
 }
 
 /// Why the settings could not be used.
@@ -81,15 +84,28 @@ where
         .iter()
         .map(|z| z.settings.gives("dialect"))
         .collect();
+    const PLACE: [&str; 3] = ["role", "listen", "upstream"];
+    let zone_places: Vec<bool> = file
+        .zones
+        .iter()
+        .map(|z| PLACE.iter().any(|k| z.settings.gives(k)))
+        .collect();
     let merged = flags.over(env.settings).over(file).over(ini);
     let settings = Settings::from_partial(merged, warnings)?;
     let top = !matches!(settings.origin("dialect"), Source::Default);
     let dialect_given = (0..settings.zones.len())
         .map(|i| top || zone_gives.get(i).copied().unwrap_or(false))
         .collect();
+    let top_place = PLACE
+        .iter()
+        .any(|k| !matches!(settings.origin(k), Source::Default));
+    let role_given = (0..settings.zones.len())
+        .map(|i| top_place || zone_places.get(i).copied().unwrap_or(false))
+        .collect();
     Ok(GateSettings {
         settings,
         dialect_given,
+        role_given,
     })
 }
 
@@ -104,7 +120,12 @@ impl GateSettings {
     ) -> Result<ReplayOptions, GateSettingsError> {
         let s = &self.settings;
         let mut zones = Vec::new();
-        for (z, given) in s.zones.iter().zip(&self.dialect_given) {
+        for ((z, given), &role_given) in s
+            .zones
+            .iter()
+            .zip(&self.dialect_given)
+            .zip(&self.role_given)
+        {
             let block_list = match &z.block_list {
                 Some(path) => {
                     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -131,6 +152,7 @@ impl GateSettings {
                 config: z.core.clone(),
                 dialect: given.then_some(z.core.dialect),
                 block_list,
+                role: role_given.then_some(z.core.role),
             });
         }
         Ok(ReplayOptions {

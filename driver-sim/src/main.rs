@@ -168,6 +168,11 @@ fn run_replay(a: &ReplayArgs) -> ExitCode {
         .iter()
         .flat_map(|z| z.listen.iter().chain([&z.upstream]).map(|s| s.port()))
         .collect();
+    if opts.zones.iter().any(|z| z.role.is_none()) {
+        // A zone whose role is read from the capture may be a LoginGate's.
+        let login = selgate_core::Role::LoginGate;
+        server_ports.extend([login.default_listen_port(), login.default_upstream_port()]);
+    }
     server_ports.sort_unstable();
     server_ports.dedup();
     let cap_opts = CaptureOptions { server_ports };

@@ -6,10 +6,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use selgate_core::Dialect;
+use selgate_core::{Dialect, Role};
 use selgate_pcap::{read_capture, read_capture_with, CaptureOptions, StreamItem};
 use selgate_sim::replay::{replay, ReplayOptions};
-use selgate_sim::scenarios::{self, ALL};
+use selgate_sim::scenarios::{self, ALL, FRONT_DOOR};
 
 fn export(name: &str) -> (Vec<u8>, ReplayOptions) {
     let s = scenarios::find(name).expect("scenario exists");
@@ -112,13 +112,22 @@ fn captures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/captures")
 }
 
-/// `selgate-<dialect>.pcap[ng]`: the dialect the captured gate spoke.
-fn dialect_of(file: &str) -> Option<Dialect> {
+/// `<role>-<dialect>.pcap[ng]` (`selgate-ndc.pcap`, `logingate-kal.pcap`):
+/// the role and the dialect of the captured gate.
+fn role_and_dialect_of(file: &str) -> Option<(Role, Dialect)> {
     let stem = file.split('.').next()?;
-    stem.strip_prefix("selgate-")?.parse().ok()
+    let (role, dialect) = stem.split_once('-')?;
+    Some((role.parse().ok()?, dialect.parse().ok()?))
 }
 
 fn committed_captures() -> Vec<(String, Dialect, Vec<u8>)> {
+    committed_captures_with_roles()
+        .into_iter()
+        .map(|(name, _, dialect, bytes)| (name, dialect, bytes))
+        .collect()
+}
+
+fn committed_captures_with_roles() -> Vec<(String, Role, Dialect, Vec<u8>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(captures_dir())
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
@@ -137,23 +146,32 @@ fn committed_captures() -> Vec<(String, Dialect, Vec<u8>)> {
                 .and_then(|n| n.to_str())
                 .unwrap_or_default()
                 .to_string();
-            let dialect =
-                dialect_of(&name).unwrap_or_else(|| panic!("{name}: no dialect in the name"));
+            let (role, dialect) = role_and_dialect_of(&name)
+                .unwrap_or_else(|| panic!("{name}: no role and dialect in the name"));
             let bytes = std::fs::read(&f).expect("readable");
             assert!(
                 bytes.len() < 64 * 1024,
                 "{name} is too big for the repository"
             );
-            (name, dialect, bytes)
+            (name, role, dialect, bytes)
         })
         .collect()
 }
 
 /// The operator's case: no flag at all. The dialect comes from the link's
-/// frames, and the report says which it found.
+/// frames, the role of a LoginGate's sample from its ports, and the report
+/// says which it found.
 #[test]
 fn the_committed_captures_replay_without_difference_and_without_flags() {
-    for (name, dialect, bytes) in committed_captures() {
+    let roles: Vec<Role> = committed_captures_with_roles()
+        .iter()
+        .map(|c| c.1)
+        .collect();
+    assert!(
+        roles.contains(&Role::LoginGate) && roles.contains(&Role::SelGate),
+        "a sample of each role"
+    );
+    for (name, role, dialect, bytes) in committed_captures_with_roles() {
         let cap = read_capture_with(&bytes, &CaptureOptions::default()).expect("a capture");
         let report = replay(&cap, &ReplayOptions::default()).expect("replays");
         assert!(report.conforms(), "{name}:\n{}", report.render());
@@ -164,6 +182,70 @@ fn the_committed_captures_replay_without_difference_and_without_flags() {
             "{name}: {}",
             report.zones[0].dialect_source
         );
+        assert_eq!(report.zones[0].role, role, "{name}");
+        if role == Role::LoginGate {
+            assert!(
+                report
+                    .render()
+                    .contains("role logingate (detected from the ports"),
+                "{name}:\n{}",
+                report.render()
+            );
+        }
+    }
+}
+
+/// The login role matters to the replay: a LoginGate's sample replayed as
+/// a SelGate on the same ports differs where the roles differ (the sample's
+/// last client sends CM_QUERYCHR, which only a LoginGate refuses), and
+/// with the role given it conforms.
+#[test]
+fn a_logingate_sample_replayed_as_a_selgate_differs() {
+    let logins: Vec<_> = committed_captures_with_roles()
+        .into_iter()
+        .filter(|c| c.1 == Role::LoginGate)
+        .collect();
+    assert!(!logins.is_empty());
+    for (name, _, _, bytes) in logins {
+        let cap = read_capture_with(&bytes, &CaptureOptions::default()).expect("a capture");
+        let as_selgate = ReplayOptions {
+            client_port: 7000,
+            db_port: 5500,
+            ..ReplayOptions::default()
+        };
+        let report = replay(&cap, &as_selgate).expect("replays");
+        assert!(report.differences() > 0, "{name}:\n{}", report.render());
+        let as_login = ReplayOptions {
+            config: Role::LoginGate.config(),
+            ..as_selgate
+        };
+        let report = replay(&cap, &as_login).expect("replays");
+        assert!(report.conforms(), "{name}:\n{}", report.render());
+    }
+}
+
+/// The front door's login zone, exported by the simulator, replays clean
+/// with no flag: its role is read from its ports.
+#[test]
+fn the_front_door_login_zone_exported_as_pcapng_replays_without_difference() {
+    let mut opts = FRONT_DOOR.options(FRONT_DOOR.seed);
+    opts.pcap = true;
+    let door = FRONT_DOOR.run(opts).expect("scenario passes");
+    for (zone, bytes) in [
+        ("login", door.login().pcapng()),
+        ("select", door.select().pcapng()),
+    ] {
+        let bytes = bytes.expect("recorded");
+        let cap = read_capture(&bytes).expect("our own pcapng reads back");
+        let report = replay(&cap, &ReplayOptions::default()).expect("replays");
+        assert!(report.conforms(), "{zone}:\n{}", report.render());
+        assert!(report.upstream.matched > 0, "{zone}");
+        let want = if zone == "login" {
+            Role::LoginGate
+        } else {
+            Role::SelGate
+        };
+        assert_eq!(report.zones[0].role, want, "{zone}");
     }
 }
 

@@ -27,6 +27,7 @@ mod compare;
 mod dialect;
 mod drive;
 mod report;
+mod role;
 mod stop;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -108,6 +109,11 @@ pub struct ZoneOptions {
     /// The block list the zone's core starts with (the file the settings
     /// name, as it is now: the capture cannot say what it held then).
     pub block_list: Option<BlockList>,
+    /// The zone's role when the operator set it (a `role`, `listen` or
+    /// `upstream` the settings give); `None`: a zone on the SelGate's
+    /// default ports is replayed as a LoginGate when the capture shows
+    /// only the LoginGate's ports (`role.rs`).
+    pub role: Option<selgate_core::Role>,
 }
 
 impl ReplayOptions {
@@ -125,6 +131,7 @@ impl ReplayOptions {
                 config: self.config.clone(),
                 dialect: None,
                 block_list: None,
+                role: None,
             }]
         } else {
             self.zones.clone()
@@ -222,7 +229,27 @@ fn choose_dialect(cap: &Capture, roles: &[Role], zone: &ZoneOptions) -> (Dialect
 /// Replays `cap` into a fresh core per zone and compares (see the module
 /// docs).
 pub fn replay(cap: &Capture, opts: &ReplayOptions) -> Result<ReplayReport, ReplayError> {
-    let zones = opts.resolved_zones();
+    let given = opts.resolved_zones();
+    let ports = |z: &ZoneOptions| -> Vec<u16> {
+        z.listen
+            .iter()
+            .chain([&z.upstream])
+            .map(|a| a.port())
+            .collect()
+    };
+    let (zones, role_sources): (Vec<ZoneOptions>, Vec<String>) = given
+        .iter()
+        .enumerate()
+        .map(|(i, z)| {
+            let others: Vec<u16> = given
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .flat_map(|(_, o)| ports(o))
+                .collect();
+            role::resolve(cap, z, &others)
+        })
+        .unzip();
     let assigned = assign(cap, &zones);
     let mut report = ReplayReport {
         format: match cap.format {
@@ -274,6 +301,8 @@ pub fn replay(cap: &Capture, opts: &ReplayOptions) -> Result<ReplayReport, Repla
         };
         let mut summary = ZoneSummary {
             name: zone.name.clone(),
+            role: zone.config.role,
+            role_source: role_sources[z].clone(),
             dialect,
             dialect_source: how,
             listen: zone.listen.clone(),

@@ -71,6 +71,10 @@ impl Unit {
 pub struct ZoneSummary {
     /// The zone's name.
     pub name: String,
+    /// The role replayed.
+    pub role: selgate_core::Role,
+    /// How the role was chosen: given, as set, or detected from the ports.
+    pub role_source: String,
     /// The dialect replayed.
     pub dialect: Dialect,
     /// How the dialect was chosen: given, detected (with the evidence), or
@@ -195,9 +199,14 @@ impl ReplayReport {
                 String::new()
             };
             let listen: Vec<String> = z.listen.iter().map(addr).collect();
+            // The SelGate role is the default; only a login zone says so.
+            let role = match z.role {
+                selgate_core::Role::SelGate => String::new(),
+                r => format!(" role {r} ({}),", z.role_source),
+            };
             writeln!(
                 s,
-                "  gate:{name} dialect {} ({}), clients on {}, DBServer on {} \
+                "  gate:{name}{role} dialect {} ({}), clients on {}, DBServer on {} \
                  ({} client(s), {} link(s))",
                 z.dialect,
                 z.dialect_source,
