@@ -64,7 +64,7 @@ wait_for() {
 capture() {
     local role="$1" d="$2"
     local out="$here/$role-$d.pcap" ports
-    local peer_flags=() gate_flags=() concurrency=3
+    local peer_flags=() gate_flags=()
     case "$role" in
         selgate)
             ports='tcp port 7100 or tcp port 5100'
@@ -73,10 +73,6 @@ capture() {
         logingate)
             ports='tcp port 7000 or tcp port 5500'
             peer_flags=(--role logingate --login-srv 127.0.0.1:5500 --login-gate 127.0.0.1:7000)
-            # All at once: the players' runner refills a slot only after its
-            # next poll, which may wait out the whole run when every player
-            # of a batch ends in one turn.
-            concurrency=6
             cat >"$work/zones.toml" <<EOF
 [[zone]]
 name = "login"
@@ -105,7 +101,7 @@ EOF
     wait_for "$work/tcpdump.log" 10 "listening on"
 
     "$peers" "${peer_flags[@]}" --dialect "$d" --db 127.0.0.1:5100 --gate 127.0.0.1:7100 \
-        --bots 6 --concurrency "$concurrency" --seed 1 --hold-ms 5000 >"$work/peers.log" 2>&1 &
+        --bots 6 --concurrency 3 --seed 1 --hold-ms 5000 >"$work/peers.log" 2>&1 &
     peers_pid=$!
     pids+=("$peers_pid")
     wait_for "$work/peers.log" 10 "db listening"

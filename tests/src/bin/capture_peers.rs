@@ -24,7 +24,7 @@
 //! LoginGate, which closes it: a character message has no place there
 //! (§12), and the sample shows the login role's message list at work.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -257,26 +257,41 @@ fn run_front_door(a: &Args) -> std::io::Result<bool> {
         return Ok(false);
     }
     println!("gate links up");
-    let report = run_players(
-        PlayerRun {
-            login_gate: a.login_gate,
-            count: a.bots,
-            concurrency: a.concurrency,
-            source_ips: SourceIps::PerBot(Ipv4Addr::new(127, 1, 0, 1)),
-            make_player: Box::new(move |i, now| {
-                let (login, ch) = players[i].clone();
-                Player::new(
-                    login,
-                    BotConfig::numbered(seed, i as u64),
-                    Step::normal_flow(&ch),
-                    now,
-                    seed ^ i as u64,
-                )
-            }),
-            deadline: Duration::from_secs(60),
-        },
-        |_| {},
-    )?;
+    // One player at a time, each its own run: a sample whose logins do not
+    // overlap pairs every client with its session even when a capture is
+    // cut mid-stream (the logins' answers look alike), and a run whose
+    // players all end in one turn may otherwise wait for its deadline
+    // before starting the next (the players' runner refills a slot only
+    // after its next poll).
+    let (mut succeeded, mut failures, mut unfinished) = (0, Vec::new(), 0);
+    for (i, (login, ch)) in players.into_iter().enumerate() {
+        let mut player = Some(move |now| {
+            Player::new(
+                login,
+                BotConfig::numbered(seed, i as u64),
+                Step::normal_flow(&ch),
+                now,
+                seed ^ i as u64,
+            )
+        });
+        let r = run_players(
+            PlayerRun {
+                login_gate: a.login_gate,
+                count: 1,
+                concurrency: 1,
+                source_ips: SourceIps::Fixed(IpAddr::V4(Ipv4Addr::new(127, 1, 0, 1 + i as u8))),
+                make_player: Box::new(move |_, now| {
+                    let make = player.take().expect("one player per run");
+                    make(now)
+                }),
+                deadline: Duration::from_secs(30),
+            },
+            |_| {},
+        )?;
+        succeeded += r.succeeded;
+        unfinished += r.unfinished;
+        failures.extend(r.failures.into_iter().map(|(_, f)| (i, f)));
+    }
     // The intruder: a character message at the LoginGate, closed at once.
     let intruder = run_bots(
         BotRun {
@@ -307,13 +322,13 @@ fn run_front_door(a: &Args) -> std::io::Result<bool> {
     let (ls, ds) = (login.stats(), db.stats());
     println!(
         "bots done: {} succeeded, {} failed, {} unfinished; LoginSrv errors {}, DBServer errors {}",
-        report.succeeded,
-        report.failures.len(),
-        report.unfinished,
+        succeeded,
+        failures.len(),
+        unfinished,
         ls.errors(),
         ds.errors()
     );
-    for (i, f) in report.failures.iter().take(5) {
+    for (i, f) in failures.iter().take(5) {
         println!("  player {i}: {f}");
     }
     println!(
@@ -324,8 +339,5 @@ fn run_front_door(a: &Args) -> std::io::Result<bool> {
     std::thread::sleep(a.hold);
     login.stop()?;
     db.stop()?;
-    Ok(report.succeeded == a.bots
-        && intruder.succeeded == 1
-        && ls.errors() == 0
-        && ds.errors() == 0)
+    Ok(succeeded == a.bots && intruder.succeeded == 1 && ls.errors() == 0 && ds.errors() == 0)
 }
