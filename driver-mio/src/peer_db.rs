@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use selgate_peers::{DbAction, DbEvent, DbStats, LinkId, RefDb, RefDbConfig};
+use selgate_peers::{DbAction, DbEvent, DbStats, LinkId, LinkServer, RefDb, RefDbConfig};
 
 use crate::write_queue::{Flush, WriteQueue};
 
@@ -21,38 +21,17 @@ const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
 const LINK_BASE: usize = 2;
 
-/// A sans-IO server peer the loop can serve: gate links in, bytes out.
-pub trait ServedPeer: Send + 'static {
+/// A sans-IO server the loop can serve (gate links in, bytes out), with
+/// the counters it copies out.
+pub trait ServedPeer: LinkServer + Send + 'static {
     /// The counters copied out after every loop turn.
     type Stats: Clone + Default + Send + 'static;
-    /// Reports one event at `now`.
-    fn handle(&mut self, now: Instant, event: DbEvent<'_>);
-    /// The next action, or `None` when drained.
-    fn poll_action(&mut self) -> Option<DbAction>;
-    /// When the peer needs a tick.
-    fn poll_timeout(&self) -> Option<Instant>;
-    /// Whether links are read (a peer may stall to make backpressure).
-    fn reading(&self) -> bool {
-        true
-    }
     /// The counters.
     fn stats(&self) -> Self::Stats;
 }
 
 impl ServedPeer for RefDb {
     type Stats = DbStats;
-    fn handle(&mut self, now: Instant, event: DbEvent<'_>) {
-        RefDb::handle(self, now, event)
-    }
-    fn poll_action(&mut self) -> Option<DbAction> {
-        RefDb::poll_action(self)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        RefDb::poll_timeout(self)
-    }
-    fn reading(&self) -> bool {
-        RefDb::reading(self)
-    }
     fn stats(&self) -> DbStats {
         RefDb::stats(self).clone()
     }

@@ -6,23 +6,13 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
 
-use selgate_peers::{Certifications, DbAction, DbEvent, LoginSrv, LoginSrvConfig, LoginStats};
+use selgate_peers::{Certifications, LoginSrv, LoginSrvConfig, LoginStats};
 
 use crate::peer_db::{PeerServer, ServedPeer};
 
 impl ServedPeer for LoginSrv {
     type Stats = LoginStats;
-    fn handle(&mut self, now: Instant, event: DbEvent<'_>) {
-        LoginSrv::handle(self, now, event)
-    }
-    fn poll_action(&mut self) -> Option<DbAction> {
-        LoginSrv::poll_action(self)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        LoginSrv::poll_timeout(self)
-    }
     fn stats(&self) -> LoginStats {
         LoginSrv::stats(self).clone()
     }

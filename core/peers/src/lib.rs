@@ -24,6 +24,7 @@
 pub mod accounts;
 pub mod bot;
 pub mod certification;
+pub mod link_server;
 pub mod login_bot;
 pub mod login_msg;
 pub mod loginsrv;
@@ -40,6 +41,7 @@ pub use store::{CharRecord, CharStore, DelCharError, NewCharError};
 
 pub use accounts::{AccountStore, ChangePasswordError, LoginError, NewIdError};
 pub use certification::{CertHolder, CertRefusal, CertStats, Certifications};
+pub use link_server::LinkServer;
 pub use login_bot::{LoginBot, LoginConfig, Player, PlayerAction, Target, Ticket};
 pub use login_msg::NewAccount;
 pub use loginsrv::{
