@@ -105,7 +105,11 @@ impl Session {
 /// Live sessions, by id and by connection, with the two eviction orders.
 #[derive(Debug)]
 pub(crate) struct SessionTable {
-    by_id: Map<u32, Session>,
+    /// Boxed: a hash table keeps up to about half its slots empty after
+    /// it grows, and an empty slot of whole sessions would cost the idle
+    /// memory of one (RSS per idle session, BENCHMARKS.md); an empty slot
+    /// of pointers costs eight bytes.
+    by_id: Map<u32, Box<Session>>,
     by_conn: Map<ConnId, u32>,
     /// Connections that have not sent a complete frame, oldest first.
     unproven: BTreeMap<u64, u32>,
@@ -175,7 +179,7 @@ impl SessionTable {
         } else if !s.vouched {
             self.unvouched.insert(s.seq, s.id);
         }
-        self.by_id.insert(s.id, s);
+        self.by_id.insert(s.id, Box::new(s));
     }
 
     pub(crate) fn remove(&mut self, id: u32) -> Option<Session> {
@@ -183,7 +187,7 @@ impl SessionTable {
         self.by_conn.remove(&s.conn);
         self.unproven.remove(&s.seq);
         self.unvouched.remove(&s.seq);
-        Some(s)
+        Some(*s)
     }
 
     /// The session sent its first complete, valid frame.
@@ -231,7 +235,7 @@ impl SessionTable {
     /// The oldest proven session the DBServer has not vouched for.
     pub(crate) fn oldest_unvouched(&self) -> Option<&Session> {
         let (_, id) = self.unvouched.first_key_value()?;
-        self.by_id.get(id)
+        self.get(*id)
     }
 
     /// Live sessions not yet proven (PROXY headers awaited included).
@@ -244,11 +248,11 @@ impl SessionTable {
     }
 
     pub(crate) fn get(&self, id: u32) -> Option<&Session> {
-        self.by_id.get(&id)
+        self.by_id.get(&id).map(|s| &**s)
     }
 
     pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut Session> {
-        self.by_id.get_mut(&id)
+        self.by_id.get_mut(&id).map(|s| &mut **s)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -269,7 +273,7 @@ impl SessionTable {
 
     /// Live sessions in ascending id order, for whatever is shown or sent.
     pub(crate) fn in_id_order(&self) -> Vec<&Session> {
-        let mut all: Vec<&Session> = self.by_id.values().collect();
+        let mut all: Vec<&Session> = self.unordered().collect();
         all.sort_unstable_by_key(|s| s.id);
         all
     }
@@ -277,7 +281,7 @@ impl SessionTable {
     /// Live sessions in no particular order: only for what does not depend
     /// on one, such as sums.
     pub(crate) fn unordered(&self) -> impl Iterator<Item = &Session> {
-        self.by_id.values()
+        self.by_id.values().map(|s| &**s)
     }
 }
 
