@@ -243,6 +243,12 @@ struct Client {
     /// Bytes read from and written to the socket (the console's table).
     bytes_in: u64,
     bytes_out: u64,
+    /// The socket ever took bytes from the gate (a flush at close too):
+    /// what decides how it may be closed (`accepted::prepare_close`).
+    wrote: bool,
+    /// The client ended the connection (its FIN, a reset, a failed
+    /// write), not the gate.
+    ended_by_client: bool,
 }
 
 /// The running gate: zones, sockets and the poll.
@@ -811,6 +817,8 @@ impl Server {
             hup: false,
             bytes_in: 0,
             bytes_out: 0,
+            wrote: false,
+            ended_by_client: false,
             before_origin: (self.zones[zone].spec.core.proxy_protocol != ProxyProtocol::Off)
                 .then_some(0),
         });
@@ -1211,7 +1219,9 @@ impl Server {
             }
             let z = c.zone;
             let had = c.out.queued();
-            match c.out.flush_to(&mut c.stream) {
+            let flushed = c.out.flush_to(&mut c.stream);
+            c.wrote |= c.out.queued() < had;
+            match flushed {
                 Ok(Flush::Done) => {}
                 Ok(Flush::WouldBlock) => c.writable = false,
                 Err(_) => {
@@ -1253,6 +1263,7 @@ impl Server {
     /// zone and remove it at the end of the turn.
     fn client_gone(&mut self, key: usize, z: usize, now: Instant) {
         if let Some(c) = self.clients.get_mut(key) {
+            c.ended_by_client = true;
             c.dead = true;
             self.doomed.push(key);
         }
@@ -1296,6 +1307,7 @@ impl Server {
                 r.end_client(key);
             }
             let mut c = self.clients.remove(key);
+            crate::accepted::prepare_close(&c.stream, c.wrote, c.ended_by_client);
             if !crate::accepted::CLOSE_LEAVES_POLL {
                 let _ = self.poll.registry().deregister(&mut c.stream);
             }
@@ -1386,6 +1398,10 @@ pub(crate) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     sock.bind(&addr.into())?;
     // Clients' frames must leave at once; accepted sockets inherit it.
     sock.set_nodelay(true)?;
+    if crate::accepted::RESET_CLOSE {
+        // Accepted sockets inherit it too: see accepted::prepare_close.
+        sock.set_linger(Some(std::time::Duration::ZERO))?;
+    }
     sock.listen(LISTEN_BACKLOG)?;
     sock.set_nonblocking(true)?;
     Ok(TcpListener::from_std(sock.into()))
