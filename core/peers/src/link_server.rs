@@ -6,7 +6,8 @@
 
 use std::time::Instant;
 
-use crate::{DbAction, DbEvent, LinkId, LoginSrv, RefDb};
+use crate::loginsrv::LoginSrv;
+use crate::refdb::{DbAction, DbEvent, LinkId, RefDb};
 
 /// A sans-IO server behind the gate's link: link events in, actions out.
 pub trait LinkServer {
