@@ -64,23 +64,29 @@ mod tests {
     use super::*;
     use crate::server::bind_listener;
 
-    /// Accepts the one pending connection of `l`.
-    fn accept_one(l: &mio::net::TcpListener) -> mio::net::TcpStream {
-        // The test waits for the loopback handshake with a deadline.
+    /// Retries `op` while it would block, for up to 5 s (what loopback
+    /// needs to deliver a handshake or a FIN); `what` names the wait.
+    fn once_ready<T>(what: &str, mut op: impl FnMut() -> std::io::Result<T>) -> T {
+        // The tests wait for loopback with a deadline.
         #[allow(clippy::disallowed_methods)]
         let end = Instant::now() + Duration::from_secs(5);
         loop {
-            match l.accept() {
-                Ok((s, _)) => return s,
+            match op() {
+                Ok(v) => return v,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     #[allow(clippy::disallowed_methods)]
                     let late = Instant::now() > end;
-                    assert!(!late, "no connection to accept");
+                    assert!(!late, "{what}: still waiting after 5 s");
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err(e) => panic!("accept: {e}"),
+                Err(e) => panic!("{what}: {e}"),
             }
         }
+    }
+
+    /// Accepts the one pending connection of `l`.
+    fn accept_one(l: &mio::net::TcpListener) -> mio::net::TcpStream {
+        once_ready("accept", || l.accept()).0
     }
 
     #[test]
@@ -241,22 +247,8 @@ mod tests {
             .expect("shutdown");
         // The gate reads the FIN...
         let mut buf = [0u8; 16];
-        // The test waits for the loopback FIN with a deadline.
-        #[allow(clippy::disallowed_methods)]
-        let end = Instant::now() + Duration::from_secs(5);
-        loop {
-            match accepted.read(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => panic!("no data was sent"),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    #[allow(clippy::disallowed_methods)]
-                    let late = Instant::now() > end;
-                    assert!(!late, "no FIN");
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => panic!("read: {e}"),
-            }
-        }
+        let n = once_ready("the client's FIN", || accepted.read(&mut buf));
+        assert_eq!(n, 0, "no data was sent");
         // ...and closes after it.
         prepare_close(&accepted, true, true);
         drop(accepted);
